@@ -1,0 +1,22 @@
+# One image for both services: the command chooses (`syncd run` or `unsealer run`).
+# Multi-architecture by construction: only pure-Python wheels and pip, no per-architecture step,
+# so `docker buildx build --platform linux/amd64,linux/arm64 .` builds both from this file.
+
+FROM python:3.12-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY plumbing ./plumbing
+COPY syncd ./syncd
+COPY unsealer ./unsealer
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+
+FROM python:3.12-slim
+# The wheel only; its dependencies come from the package index for the target architecture.
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+# A read-only root filesystem: nothing is written outside /tmp (mount an emptyDir there).
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp
+USER 65532:65532
+CMD ["syncd", "run"]

@@ -1,0 +1,1 @@
+"""The demo: both services run against the testbed (``make demo``)."""

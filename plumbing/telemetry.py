@@ -1,0 +1,158 @@
+"""One call at start-up sets up structured logs and traces for either service.
+
+Logs are structlog JSON lines (or a console format for people), with the current span's
+``trace_id``/``span_id`` on every line logged inside a span, so a log line and its trace can be
+joined. Traces use the OpenTelemetry SDK; the exporter follows the standard ``OTEL_*``
+variables so operators configure it the way they configure everything else:
+
+- ``OTEL_TRACES_EXPORTER``: ``otlp`` (needs the ``otlp`` extra), ``console`` or ``none``. When
+  unset, OTLP is used if the extra is installed and an ``OTEL_EXPORTER_OTLP_*ENDPOINT`` is set,
+  otherwise nothing is exported (a Raspberry Pi without a collector should not pay for spans).
+- ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES`` are honoured by the SDK's resource.
+
+Logs go to stderr: stdout is kept for command output (``unsealer status``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+from collections.abc import Iterable, MutableMapping
+from dataclasses import dataclass
+from typing import Any, Literal, TextIO
+
+import structlog
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+    SpanExporter,
+)
+
+from plumbing.redaction import Redactor
+
+LogFormat = Literal["json", "console"]
+LOG_FORMATS: tuple[LogFormat, ...] = ("json", "console")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class TelemetryError(Exception):
+    """A telemetry setting (an ``OTEL_*`` variable) is unusable."""
+
+
+def add_trace_context(
+    logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Add the current span's ids, hex-encoded the way trace back-ends display them."""
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event_dict["trace_id"] = format(context.trace_id, "032x")
+        event_dict["span_id"] = format(context.span_id, "016x")
+    return event_dict
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    """What :func:`configure` set up; call :meth:`shutdown` last, to flush spans."""
+
+    tracer_provider: TracerProvider
+
+    def shutdown(self) -> None:
+        self.tracer_provider.shutdown()
+
+
+def _exporter_from_environment() -> SpanExporter | None:
+    choice = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    endpoint_set = any(
+        os.environ.get(name)
+        for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
+    if choice in ("", "otlp"):
+        if choice == "" and not endpoint_set:
+            return None
+        try:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
+                OTLPSpanExporter,
+            )
+        except ImportError as exc:
+            if choice == "":
+                return None
+            raise TelemetryError(
+                "OTEL_TRACES_EXPORTER=otlp needs the 'otlp' extra: pip install 'vault-syncd[otlp]'"
+            ) from exc
+        return OTLPSpanExporter()  # type: ignore[no-any-return,unused-ignore]
+    if choice == "console":
+        return ConsoleSpanExporter(out=sys.stderr)
+    if choice == "none":
+        return None
+    raise TelemetryError(
+        f"OTEL_TRACES_EXPORTER={choice!r} is not supported (choose otlp, console or none)"
+    )
+
+
+def configure(
+    *,
+    service_name: str,
+    service_version: str,
+    log_format: LogFormat = "json",
+    log_level: str = "info",
+    sensitive_keys: Iterable[str] = (),
+    span_exporter: SpanExporter | None = None,
+    stream: TextIO | None = None,
+) -> Telemetry:
+    """Set up structlog and the global OpenTelemetry tracer provider.
+
+    ``span_exporter`` overrides the environment (tests pass the SDK's in-memory exporter; it is
+    exported synchronously so a test sees a span as soon as it ends). ``stream`` defaults to
+    stderr.
+    """
+    level = logging.getLevelNamesMapping()[log_level.upper()]
+    renderer: structlog.typing.Processor = (
+        structlog.dev.ConsoleRenderer(colors=False)
+        if log_format == "console"
+        else structlog.processors.JSONRenderer(sort_keys=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            add_trace_context,
+            Redactor(extra_keys=sensitive_keys),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    resource = Resource.create(
+        {
+            "service.name": service_name,
+            "service.version": service_version,
+            "service.instance.id": f"{socket.gethostname()}/{os.getpid()}",
+        }
+    )
+    provider = TracerProvider(resource=resource)
+    if span_exporter is not None:
+        provider.add_span_processor(SimpleSpanProcessor(span_exporter))
+    else:
+        exporter = _exporter_from_environment()
+        if exporter is not None:
+            provider.add_span_processor(BatchSpanProcessor(exporter))
+    _set_tracer_provider(provider)
+    return Telemetry(tracer_provider=provider)
+
+
+def _set_tracer_provider(provider: TracerProvider) -> None:
+    # The API refuses to replace a global provider once set (it logs and ignores the call). A
+    # process configures telemetry once, but tests configure it many times, so the proxy
+    # tracers handed out earlier must follow the newest provider: reset the once-guard.
+    trace._TRACER_PROVIDER_SET_ONCE = trace.Once()  # type: ignore[attr-defined]
+    trace._TRACER_PROVIDER = None
+    trace.set_tracer_provider(provider)

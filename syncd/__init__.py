@@ -1,0 +1,1 @@
+"""syncd: mirror Vault KV secrets into Kubernetes Secrets and roll out the workloads using them."""

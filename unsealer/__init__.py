@@ -1,0 +1,1 @@
+"""unsealer: unseal every Vault pod that comes back sealed, from split-custody shares."""

@@ -1,0 +1,3 @@
+from unsealer.cli import main
+
+main()
