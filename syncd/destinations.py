@@ -1,0 +1,195 @@
+"""Writing the destination Secret: create, update, take over or recreate — or refuse.
+
+The rules, from VSO's and ESO's users' experience:
+
+- ``create: true``: syncd owns the Secret. It is created with our labels (the Secret cache
+  watches them, which is how drift is noticed at once) and, under ``deletionPolicy: Delete``,
+  an ownerReference to the VaultStaticSecret so that Kubernetes deletes it with its owner.
+  An existing Secret that is not ours is left alone unless ``overwrite: true``.
+- ``create: false``: the Secret belongs to someone else; only its ``data`` is replaced.
+- The ``type`` of a Secret is immutable in Kubernetes, so a change of type recreates it.
+- Writes are conditional on the resourceVersion we read: a concurrent edit is a conflict and
+  the reconcile is retried, never a silent overwrite.
+
+Nothing here decides *whether* to write: the controller compares fingerprints first, so a
+refresh that changes nothing never reaches this module.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from plumbing.kube import JSON, SECRETS, Kube, KubeError
+
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "vault-syncd"
+OWNER_UID_LABEL = "secrets.vault-syncd.dev/owner-uid"
+MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+
+Written = Literal["Created", "Updated", "Recreated"]
+
+
+class DestinationError(Exception):
+    """The destination cannot be written as asked; the message says what to change."""
+
+    reason = "DestinationError"
+
+
+@dataclass(frozen=True)
+class Desired:
+    """What the destination Secret should hold."""
+
+    namespace: str
+    name: str
+    type: str
+    create: bool
+    overwrite: bool
+    owner: JSON = field(repr=False)
+    data: Mapping[str, bytes] = field(repr=False)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    owner_reference: bool = True
+
+
+def decode_data(secret: Mapping[str, Any]) -> dict[str, bytes]:
+    """A Secret's ``data`` as bytes (what the fingerprint is computed over)."""
+    return {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+
+
+def _encode(data: Mapping[str, bytes]) -> dict[str, str]:
+    return {k: base64.b64encode(v).decode() for k, v in data.items()}
+
+
+def is_ours(secret: Mapping[str, Any], owner_uid: str) -> bool:
+    labels = (secret.get("metadata") or {}).get("labels") or {}
+    return bool(labels.get(OWNER_UID_LABEL) == owner_uid)
+
+
+def _owner_reference(owner: JSON) -> JSON:
+    metadata = owner["metadata"]
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": metadata["name"],
+        "uid": metadata["uid"],
+        "controller": True,
+        "blockOwnerDeletion": False,
+    }
+
+
+def _managed_metadata(desired: Desired, current: Mapping[str, Any] | None) -> JSON:
+    metadata = dict((current or {}).get("metadata") or {})
+    owner_uid = desired.owner["metadata"]["uid"]
+    metadata["labels"] = {
+        **(metadata.get("labels") or {}),
+        **desired.labels,
+        MANAGED_BY_LABEL: MANAGED_BY,
+        OWNER_UID_LABEL: owner_uid,
+    }
+    metadata["annotations"] = {**(metadata.get("annotations") or {}), **desired.annotations}
+    references = [r for r in metadata.get("ownerReferences") or [] if r.get("uid") != owner_uid]
+    if desired.owner_reference:
+        references.append(_owner_reference(desired.owner))
+    metadata["ownerReferences"] = references
+    metadata["name"], metadata["namespace"] = desired.name, desired.namespace
+    return metadata
+
+
+def in_sync(desired: Desired, current: Mapping[str, Any] | None) -> bool:
+    """Whether ``current`` already is what ``desired`` asks for (so no write is needed)."""
+    if current is None:
+        return False
+    if decode_data(current) != dict(desired.data):
+        return False
+    if not desired.create:
+        return True
+    metadata = current.get("metadata") or {}
+    labels, annotations = metadata.get("labels") or {}, metadata.get("annotations") or {}
+    has_reference = any(
+        r.get("uid") == desired.owner["metadata"]["uid"]
+        for r in metadata.get("ownerReferences") or []
+    )
+    return (
+        (current.get("type") or "Opaque") == desired.type
+        and is_ours(current, desired.owner["metadata"]["uid"])
+        and all(labels.get(k) == v for k, v in desired.labels.items())
+        and all(annotations.get(k) == v for k, v in desired.annotations.items())
+        and has_reference == desired.owner_reference
+    )
+
+
+async def write(kube: Kube, desired: Desired, *, current: JSON | None) -> Written:
+    """Make the destination match ``desired``. ``current`` is the cached Secret, if any."""
+    path = SECRETS.path(namespace=desired.namespace)
+    item = SECRETS.path(namespace=desired.namespace, name=desired.name)
+    where = f"Secret {desired.namespace}/{desired.name}"
+    if not desired.create:
+        if current is None:
+            try:
+                current = await kube.request("GET", item)
+            except KubeError as exc:
+                if exc.not_found:
+                    raise DestinationError(
+                        f"{where} does not exist; create it, or set spec.destination.create"
+                        " to true"
+                    ) from None
+                raise
+        body = {**current, "data": _encode(desired.data)}
+        await kube.request("PUT", item, body=body)
+        return "Updated"
+
+    owner_uid = desired.owner["metadata"]["uid"]
+    if current is not None and not is_ours(current, owner_uid) and not desired.overwrite:
+        raise DestinationError(
+            f"{where} exists and is not managed by this VaultStaticSecret; set"
+            " spec.destination.overwrite to true to take it over"
+        )
+    if current is not None and (current.get("type") or "Opaque") != desired.type:
+        # type is immutable: the only way to change it is a new Secret.
+        await kube.request(
+            "DELETE", item, body={"preconditions": {"uid": current["metadata"]["uid"]}}
+        )
+        await kube.request("POST", path, body=_new_secret(desired))
+        return "Recreated"
+    if current is None:
+        try:
+            await kube.request("POST", path, body=_new_secret(desired))
+            return "Created"
+        except KubeError as exc:
+            if not exc.conflict:
+                raise
+            # The cache had not seen it yet: read it and apply the same rules.
+            current = await kube.request("GET", item)
+            return await write(kube, desired, current=current)
+    body = {
+        **current,
+        "metadata": _managed_metadata(desired, current),
+        "data": _encode(desired.data),
+    }
+    body.pop("stringData", None)
+    await kube.request("PUT", item, body=body)
+    return "Updated"
+
+
+def _new_secret(desired: Desired) -> JSON:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _managed_metadata(desired, None),
+        "type": desired.type,
+        "data": _encode(desired.data),
+    }
+
+
+__all__ = [
+    "MANAGED_SELECTOR",
+    "Desired",
+    "DestinationError",
+    "decode_data",
+    "in_sync",
+    "is_ours",
+    "write",
+]
