@@ -9,13 +9,12 @@ change and every workload would restart — so it lives in a Secret, created on 
 from __future__ import annotations
 
 import base64
-import secrets
 
 from plumbing.kube import SECRETS, Kube, KubeError
+from syncd.fingerprint import MIN_KEY_BYTES, new_key
 
 SECRET_NAME = "vault-syncd-hmac-key"
 DATA_KEY = "key"
-KEY_BYTES = 32
 
 
 async def load_or_create(kube: Kube, *, namespace: str) -> bytes:
@@ -36,7 +35,7 @@ async def load_or_create(kube: Kube, *, namespace: str) -> bytes:
             },
             "type": "Opaque",
             "immutable": True,
-            "data": {DATA_KEY: base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode()},
+            "data": {DATA_KEY: base64.b64encode(new_key()).decode()},
         }
         try:
             secret = await kube.request("POST", SECRETS.path(namespace=namespace), body=body)
@@ -45,9 +44,10 @@ async def load_or_create(kube: Kube, *, namespace: str) -> bytes:
                 raise
             secret = await kube.request("GET", item)  # another replica created it first
     key = base64.b64decode((secret.get("data") or {}).get(DATA_KEY) or "")
-    if len(key) < 16:
+    if len(key) < MIN_KEY_BYTES:
         raise ValueError(
-            f"Secret {namespace}/{SECRET_NAME}: data.{DATA_KEY} is shorter than 16 bytes;"
+            f"Secret {namespace}/{SECRET_NAME}: data.{DATA_KEY} is shorter than"
+            f" {MIN_KEY_BYTES} bytes;"
             " delete the Secret to have a new key made (every workload will restart once)"
         )
     return key

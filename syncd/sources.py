@@ -18,14 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import hvac
 import requests
 
 from plumbing.vault import VaultPool
-
-KvType = Literal["kv-v1", "kv-v2"]
+from syncd.rendering import KVType
 
 
 class SourceError(Exception):
@@ -75,7 +74,7 @@ class SourceData:
     custom_metadata: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
-def _location(kv_type: KvType, mount: str, path: str) -> str:
+def _location(kv_type: KVType, mount: str, path: str) -> str:
     mount, path = mount.strip("/"), path.strip("/")
     return f"v1/{mount}/data/{path}" if kv_type == "kv-v2" else f"v1/{mount}/{path}"
 
@@ -89,7 +88,7 @@ def _errors(response: requests.Response) -> str:
 
 
 def read_blocking(
-    client: hvac.Client, *, kv_type: KvType, mount: str, path: str, version: int = 0
+    client: hvac.Client, *, kv_type: KVType, mount: str, path: str, version: int = 0
 ) -> SourceData:
     """Read the secret (blocking: call it through :class:`VaultPool`)."""
     where = f"{kv_type} {mount.strip('/')}/{path.strip('/')}"
@@ -116,7 +115,7 @@ def read_blocking(
     raise SourceError(f"{where}: Vault answered {status}: {_errors(response)}")
 
 
-def _parse(response: requests.Response, *, kv_type: KvType, where: str) -> SourceData:
+def _parse(response: requests.Response, *, kv_type: KVType, where: str) -> SourceData:
     body = response.json()
     payload = body.get("data")
     if kv_type == "kv-v1":
@@ -158,7 +157,7 @@ async def read(
     pool: VaultPool,
     client: hvac.Client,
     *,
-    kv_type: KvType,
+    kv_type: KVType,
     mount: str,
     path: str,
     version: int = 0,

@@ -1,0 +1,352 @@
+"""Vault KV data into Secret data: VSO's rules, the template sandbox, Kubernetes' limits."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from syncd.rendering import (
+    MAX_SECRET_SIZE,
+    RenderError,
+    SecretData,
+    Transformation,
+    compile_template,
+    go_json,
+    key_problem,
+    render,
+)
+
+SECRET = "s3cr3t-Value-7f1c"
+METADATA = {"created_time": "2026-01-02T03:04:05.123456Z", "custom_metadata": {"owner": "team-a"},
+            "deletion_time": "", "destroyed": False, "version": 7}
+
+
+def kv2(data: dict[str, Any] | None) -> dict[str, Any]:
+    return {"data": data, "metadata": METADATA}
+
+
+def transform(*, templates: dict[str, str] | None = None, includes: tuple[str, ...] = (),
+              excludes: tuple[str, ...] = (), exclude_raw: bool = False) -> Transformation:
+    return Transformation(
+        templates={k: compile_template(key=k, text=t) for k, t in (templates or {}).items()},
+        includes=tuple(re.compile(p) for p in includes),
+        excludes=tuple(re.compile(p) for p in excludes),
+        exclude_raw=exclude_raw,
+    )
+
+
+def render_one(text: str, data: dict[str, Any] | None = None, **kwargs: Any) -> str:
+    out = render(kv_type="kv-v2", data=kv2(data if data is not None else {"password": SECRET}),
+                 transformation=transform(templates={"out": text}, excludes=(".*",),
+                                          exclude_raw=True), **kwargs)
+    return out["out"].decode()
+
+
+# --- values and _raw ----------------------------------------------------------------------
+
+
+def test_strings_as_is_other_values_as_compact_json() -> None:
+    data = {"s": "héllo", "i": 42, "f": 1.5, "t": True, "n": None,
+            "obj": {"z": 1, "a": [1, "x"]}, "empty": ""}
+    out = render(kv_type="kv-v2", data=kv2(data))
+    assert out["s"] == "héllo".encode()
+    assert out["i"] == b"42"
+    assert out["f"] == b"1.5"
+    assert out["t"] == b"true"
+    assert out["n"] == b"null"
+    assert out["obj"] == b'{"a":[1,"x"],"z":1}'
+    assert out["empty"] == b""
+
+
+def test_json_is_gos() -> None:
+    # Go's json.Marshal escapes these, even inside strings, and writes UTF-8 as is.
+    expected = '{"a":"é\\u2028","b":"\\u003ca\\u0026b\\u003e"}'
+    assert go_json({"b": "<a&b>", "a": "é\u2028"}) == expected
+
+
+def test_raw_is_the_whole_kv2_response_data() -> None:
+    response = kv2({"password": SECRET})
+    out = render(kv_type="kv-v2", data=response)
+    assert json.loads(out["_raw"]) == response
+    assert out["_raw"] == go_json(response).encode()
+
+
+def test_raw_of_kv1_is_the_secret() -> None:
+    out = render(kv_type="kv-v1", data={"password": SECRET, "n": 1})
+    assert json.loads(out["_raw"]) == {"password": SECRET, "n": 1}
+    assert out["password"] == SECRET.encode()
+    assert out["n"] == b"1"
+
+
+def test_exclude_raw() -> None:
+    out = render(kv_type="kv-v2", data=kv2({"a": "1"}), transformation=transform(exclude_raw=True))
+    assert dict(out) == {"a": b"1"}
+
+
+def test_source_key_named_raw_collides_unless_excluded() -> None:
+    with pytest.raises(RenderError) as info:
+        render(kv_type="kv-v2", data=kv2({"_raw": SECRET}))
+    assert info.value.key == "_raw"
+    assert "excludeRaw" in str(info.value) and SECRET not in str(info.value)
+    out = render(kv_type="kv-v2", data=kv2({"_raw": "x"}),
+                 transformation=transform(exclude_raw=True))
+    assert out["_raw"] == b"x"
+    # Filtered away, it does not collide.
+    out = render(kv_type="kv-v2", data=kv2({"_raw": "x", "a": "1"}),
+                 transformation=transform(excludes=("^_raw$",)))
+    assert json.loads(out["_raw"])["data"]["_raw"] == "x"
+
+
+def test_template_named_raw_collides() -> None:
+    with pytest.raises(RenderError) as info:
+        render(kv_type="kv-v2", data=kv2({}), transformation=transform(templates={"_raw": "x"}))
+    assert info.value.key == "_raw"
+
+
+def test_deleted_version_keeps_last_data() -> None:
+    with pytest.raises(RenderError, match="deleted or destroyed"):
+        render(kv_type="kv-v2", data={"data": None, "metadata": {**METADATA, "destroyed": True}})
+    with pytest.raises(RenderError, match="kv-v1"):
+        render(kv_type="kv-v2", data={"data": "nope"})
+
+
+# --- includes and excludes ----------------------------------------------------------------
+
+
+def test_excludes_then_includes_on_source_keys_only() -> None:
+    data = {"db_user": "u", "db_password": "p", "api_key": "k", "debug": "1"}
+    out = render(kv_type="kv-v2", data=kv2(data), transformation=transform(
+        includes=("^db_",), excludes=("password",), templates={"dsn": "x", "db_tpl": "y"}))
+    # db_password excluded; api_key, debug not included; templates and _raw always written.
+    assert sorted(out) == ["_raw", "db_tpl", "db_user", "dsn"]
+
+
+def test_patterns_match_anywhere_as_gos_matchstring() -> None:
+    out = render(kv_type="kv-v1", data={"xpasswordx": "1", "user": "2"},
+                 transformation=transform(includes=("password",), exclude_raw=True))
+    assert list(out) == ["xpasswordx"]
+
+
+def test_exclude_everything_keeps_templates() -> None:
+    out = render(kv_type="kv-v2", data=kv2({"a": "1", "b": "2"}),
+                 transformation=transform(excludes=(".*",), templates={"c": "{{ secrets.a }}"},
+                                          exclude_raw=True))
+    assert dict(out) == {"c": b"1"}
+
+
+def test_template_wins_over_source_key() -> None:
+    out = render(kv_type="kv-v2", data=kv2({"a": "vault"}),
+                 transformation=transform(templates={"a": "template"}))
+    assert out["a"] == b"template"
+
+
+# --- templates ----------------------------------------------------------------------------
+
+
+def test_template_inputs() -> None:
+    text = ("{{ secrets.password }}|{{ secrets['password'] }}|{{ metadata.version }}|"
+            "{{ metadata.custom_metadata.owner }}|{{ labels.app }}|"
+            "{{ annotations['example.com/x'] }}")
+    out = render_one(text, labels={"app": "web"}, annotations={"example.com/x": "y"})
+    assert out == f"{SECRET}|{SECRET}|7|team-a|web|y"
+
+
+def test_kv1_has_empty_metadata() -> None:
+    out = render(kv_type="kv-v1", data={"a": "1"},
+                 transformation=transform(templates={"t": "{{ metadata | length }}"}))
+    assert out["t"] == b"0"
+
+
+def test_filters_and_loops() -> None:
+    assert render_one("{{ secrets.password | b64encode }}") == "czNjcjN0LVZhbHVlLTdmMWM="
+    assert render_one("{{ 'czNjcjN0LVZhbHVlLTdmMWM=' | b64decode }}") == SECRET
+    assert render_one("{{ secrets | tojson }}", {"b": "<", "a": 1}) == '{"a":1,"b":"\\u003c"}'
+    loop = "{% for k, v in secrets | dictsort %}{{ k }}={{ v }};{% endfor %}"
+    assert render_one(loop, {"b": "2", "a": "1"}) == "a=1;b=2;"
+
+
+def test_non_strings_print_as_json_and_newline_is_kept() -> None:
+    out = render_one("{{ secrets.t }} {{ secrets.n }} {{ secrets.o }} {{ secrets.i }}\n",
+                     {"t": True, "n": None, "o": {"k": [1]}, "i": 3})
+    assert out == 'true null {"k":[1]} 3\n'
+
+
+def test_dockerconfigjson_rewritten_from_vso() -> None:
+    # VSO's documented dockerconfigjson transformation (issue #619), in Jinja.
+    text = (
+        "{%- set ns = namespace(auths={}) -%}"
+        "{%- for host, c in secrets.auths | dictsort -%}"
+        "{%- set ns.auths = dict(ns.auths, **{host: {'username': c.username, "
+        "'password': c.password, 'auth': (c.username ~ ':' ~ c.password) | b64encode}}) -%}"
+        "{%- endfor -%}"
+        "{{ {'auths': ns.auths} | tojson }}"
+    )
+    data = {"auths": {"host1": {"username": "bob", "password": "pass1"}}}
+    out = render(kv_type="kv-v2", data=kv2(data), secret_type="kubernetes.io/dockerconfigjson",
+                 transformation=transform(templates={".dockerconfigjson": text},
+                                          excludes=(".*",), exclude_raw=True))
+    assert json.loads(out[".dockerconfigjson"]) == {"auths": {"host1": {
+        "auth": "Ym9iOnBhc3Mx", "password": "pass1", "username": "bob"}}}
+
+
+def test_missing_key_names_the_template_and_the_missing_name() -> None:
+    with pytest.raises(RenderError) as info:
+        render_one("{{ secrets.passwrd }}")
+    assert info.value.key == "out"
+    assert "passwrd" in str(info.value)
+    assert str(info.value).startswith("key 'out': template failed")
+    assert SECRET not in str(info.value)
+
+
+def test_syntax_error_names_the_key_and_line() -> None:
+    with pytest.raises(RenderError) as info:
+        compile_template(key="cfg", text="a\n{{ secrets.x }")
+    assert info.value.key == "cfg"
+    assert "line 2" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{{ ''.__class__.__mro__ }}",
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "{{ secrets.__class__ }}",
+        "{{ cycler.__init__.__globals__ }}",
+        "{{ lipsum.__globals__['os'] }}",
+        "{{ secrets.update({'password': 'x'}) }}",
+        "{{ secrets.password.__class__.__base__ }}",
+    ],
+)
+def test_sandbox_refuses_escapes(text: str) -> None:
+    with pytest.raises(RenderError) as info:
+        render_one(text)
+    assert info.value.key == "out"
+    assert "unsafe" in str(info.value) or "undefined" in str(info.value).lower() \
+        or "attribute" in str(info.value)
+    assert SECRET not in str(info.value)
+
+
+# --- never a secret value in an error -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{{ secrets[secrets.password] }}",      # the value becomes a name in the message
+        "{{ secrets.password.format() }}",      # KeyError from the value's own braces
+        "{{ secrets.password | int(base=2) + secrets.password }}",
+        "{{ secrets.password + 1 }}",
+        "{{ secrets.password | b64decode }}",
+        "{{ secrets.password.encode('ascii') }}",
+        "{{ secrets[secrets.password[:5]] }}",  # part of the value as a name
+        "{{ secrets.password[100] }}",
+        "{{ 1 / 0 }}{{ secrets.password }}",
+    ],
+)
+def test_template_errors_never_echo_values(text: str) -> None:
+    data = {"password": "ab{cd}é" + SECRET}
+    with pytest.raises(RenderError) as info:
+        render_one(text, data)
+    shown = f"{info.value} {info.value!r} {info.value.args}"
+    assert SECRET not in shown
+    assert SECRET[:5] not in shown
+    assert "{cd}" not in shown
+    assert info.value.key == "out"
+
+
+def test_renderings_never_expose_values() -> None:
+    out = render(kv_type="kv-v2", data=kv2({"password": SECRET}))
+    assert isinstance(out, SecretData)
+    assert SECRET not in repr(out) and SECRET not in str(out)
+    assert "password" in repr(out)
+    template = compile_template(key="k", text=f"literal {SECRET}")
+    assert SECRET not in repr(template)
+    assert SECRET not in repr(Transformation(templates={"k": template}))
+
+
+# --- keys, size and types -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["bad key", "a/b", "ü", ".", "..", "..x", "x" * 254, ""])
+def test_invalid_keys_named(key: str) -> None:
+    assert key_problem(key)
+    with pytest.raises(RenderError) as info:
+        render(kv_type="kv-v1", data={key: SECRET}, transformation=transform(exclude_raw=True))
+    assert info.value.key == key
+    assert SECRET not in str(info.value)
+
+
+@pytest.mark.parametrize("key", ["a", "A-b_c.d", ".dockerconfigjson", "x" * 253, "1", "a..b"])
+def test_valid_keys(key: str) -> None:
+    assert key_problem(key) is None
+
+
+def test_invalid_key_can_be_filtered_away() -> None:
+    out = render(kv_type="kv-v1", data={"bad key": "1", "ok": "2"},
+                 transformation=transform(excludes=(" ",), exclude_raw=True))
+    assert dict(out) == {"ok": b"2"}
+
+
+def test_size_limit_counts_values_only_as_kubernetes_does() -> None:
+    exactly = {"a": "x" * (MAX_SECRET_SIZE - 1), "long-key-not-counted" * 10: "y"}
+    out = render(kv_type="kv-v1", data=exactly, transformation=transform(exclude_raw=True))
+    assert out.size == MAX_SECRET_SIZE
+    with pytest.raises(RenderError) as info:
+        render(kv_type="kv-v1", data={"a": "x" * MAX_SECRET_SIZE, "b": "y"},
+               transformation=transform(exclude_raw=True))
+    assert info.value.key == "a"
+    assert "1048577 bytes" in str(info.value) and "excludeRaw" in str(info.value)
+
+
+def test_raw_counts_toward_the_size() -> None:
+    with pytest.raises(RenderError) as info:
+        render(kv_type="kv-v2", data=kv2({"a": "x" * (MAX_SECRET_SIZE // 2 + 10)}))
+    assert info.value.key == "_raw"
+
+
+@pytest.mark.parametrize(
+    ("secret_type", "data", "key"),
+    [
+        ("kubernetes.io/tls", {"tls.crt": "c"}, "tls.key"),
+        ("kubernetes.io/dockerconfigjson", {"x": "y"}, ".dockerconfigjson"),
+        ("kubernetes.io/dockerconfigjson", {".dockerconfigjson": "{not json"}, ".dockerconfigjson"),
+        ("kubernetes.io/ssh-auth", {}, "ssh-privatekey"),
+        ("kubernetes.io/basic-auth", {"user": "x"}, "username"),
+    ],
+)
+def test_typed_secrets_need_their_keys(secret_type: str, data: dict[str, str], key: str) -> None:
+    with pytest.raises(RenderError) as info:
+        render(kv_type="kv-v1", data=data, secret_type=secret_type,
+               transformation=transform(exclude_raw=True))
+    assert info.value.key == key
+    assert secret_type in str(info.value)
+
+
+def test_typed_secrets_pass_with_their_keys() -> None:
+    render(kv_type="kv-v1", data={"tls.crt": "c", "tls.key": "k"}, secret_type="kubernetes.io/tls")
+    render(kv_type="kv-v1", data={"password": "p"}, secret_type="kubernetes.io/basic-auth")
+    render(kv_type="kv-v1", data={"anything": "x"}, secret_type="example.com/custom")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{{ 'x' * 10**10 }}", "a repetition larger than the 1 MiB Secret limit is refused"),
+        ("{{ [1] * 2000000 }}", "a repetition larger than the 1 MiB Secret limit is refused"),
+        ("{{ 10 ** 100000000 }}", "an exponent above 64 is refused"),
+        ("{% for i in range(100000) %}{% for j in range(100000) %}0123456789"
+         "{% endfor %}{% endfor %}", "the output is larger than the 1 MiB Secret limit"),
+    ],
+)
+def test_templates_cannot_exhaust_memory(text: str, message: str) -> None:
+    with pytest.raises(RenderError) as info:
+        render_one(text)
+    assert str(info.value) == f"key 'out': template failed: {message}"
+
+
+def test_small_repetitions_and_powers_work() -> None:
+    out = render_one("{{ 3 * 'ab' }}{{ 'c' * 2 }}{{ 2 ** 10 }}{{ [0] * 2 }}")
+    assert out == "abababcc1024[0,0]"
