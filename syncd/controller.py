@@ -1,0 +1,377 @@
+"""The reconcile of one VaultStaticSecret: read the source, render, write if changed, restart.
+
+Each step can fail on its own terms, and each failure keeps what the user already has: the
+destination Secret is written only from a successful read and a successful render, and only
+when its data differs. Every outcome is a status condition, a log line, a span, and — when a
+person should know — an Event.
+
+Change detection is by keyed fingerprint (``status.secretMAC``), which survives restarts:
+
+- first sync (no fingerprint yet): write, no restart;
+- same fingerprint, destination as it should be: nothing at all, not even a Kubernetes read;
+- same fingerprint, destination edited or deleted by someone: restore it (drift), no restart;
+- new fingerprint: write, then restart the targets (debounced, see :mod:`syncd.rollout`).
+
+Restarting syncd therefore restarts nothing: the fingerprint in the status already matches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from opentelemetry import trace
+
+from plumbing.events import EventRecorder
+from plumbing.kube import JSON, KubeError
+from plumbing.vault import VaultPool
+from plumbing.watching import Informer
+from syncd import sources
+from syncd.destinations import Desired, DestinationError, decode_data, in_sync, write
+from syncd.fingerprint import fingerprint
+from syncd.rendering import RenderError, render
+from syncd.rollout import Result, Rollouts, Workload
+from syncd.specs import (
+    AutoTarget,
+    NamedTarget,
+    ObjectRef,
+    SelectorTarget,
+    SpecError,
+    VaultAuth,
+    VaultConnection,
+    VaultStaticSecret,
+    parse_vault_auth,
+    parse_vault_connection,
+    parse_vault_static_secret,
+)
+from syncd.status import (
+    READY,
+    ROLLOUT_RESTART,
+    SYNCED,
+    ConditionStatus,
+    StatusWriter,
+    conditions_of,
+    now,
+    set_condition,
+)
+from syncd.vault_clients import AuthError, VaultClients
+
+Key = tuple[str, str]
+
+_tracer = trace.get_tracer("syncd")
+
+
+class NotReady(Exception):
+    """A precondition is missing (auth, connection); retried with backoff, reported."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Caches:
+    static_secrets: Informer
+    auths: Informer
+    connections: Informer
+    secrets: Informer
+
+
+class Controller:
+    """Reconciles VaultStaticSecrets; :meth:`reconcile` is the work queue's worker."""
+
+    def __init__(
+        self,
+        *,
+        caches: Caches,
+        clients: VaultClients,
+        pool: VaultPool,
+        rollouts: Rollouts,
+        recorder: EventRecorder,
+        status: StatusWriter,
+        kube_write: Any,
+        hmac_key: bytes,
+        operator_namespace: str,
+    ) -> None:
+        self._caches = caches
+        self._clients = clients
+        self._pool = pool
+        self._rollouts = rollouts
+        self._recorder = recorder
+        self._status = status
+        self._kube = kube_write
+        self._hmac_key = hmac_key
+        self._operator_namespace = operator_namespace
+        #: (namespace, Secret name) -> the VaultStaticSecret writing it: how drift finds owners.
+        self.destinations: dict[Key, Key] = {}
+        self._log = structlog.get_logger("syncd")
+
+    # --- the reconcile ------------------------------------------------------------------
+
+    async def reconcile(self, key: Key) -> float | None:
+        obj = self._caches.static_secrets.get(*key)
+        if obj is None or (obj.get("metadata") or {}).get("deletionTimestamp"):
+            self._forget_destination(key)
+            return None
+        namespace, name = key
+        with _tracer.start_as_current_span(
+            "reconcile", attributes={"k8s.namespace.name": namespace, "syncd.vss.name": name}
+        ) as span:
+            outcome = await self._reconcile(obj)
+            span.set_attribute("syncd.outcome", outcome)
+        return None
+
+    async def _reconcile(self, obj: JSON) -> str:
+        namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+        log = self._log.bind(namespace=namespace, name=name)
+        generation = int(obj["metadata"].get("generation") or 0)
+        try:
+            spec = parse_vault_static_secret(obj)
+        except SpecError as exc:
+            await self._fail(obj, reason="InvalidSpec", message=str(exc), ready_only=True)
+            log.warning("invalid spec", error=str(exc))
+            return "InvalidSpec"
+        self._remember_destination(spec)
+        try:
+            auth, connection = self._resolve(spec)
+            client = await self._clients.get(namespace=namespace, auth=auth, connection=connection)
+        except (NotReady, AuthError) as exc:
+            reason = getattr(exc, "reason", "VaultAuthFailed")
+            await self._fail(obj, reason=reason, message=str(exc))
+            log.warning("not ready", reason=reason, error=str(exc))
+            raise
+
+        with _tracer.start_as_current_span(
+            "vault.read", attributes={"vault.mount": spec.mount, "vault.path": spec.path,
+                                      "vault.kv_type": spec.kv_type}
+        ) as span:
+            try:
+                source = await sources.read(
+                    self._pool, client, kv_type=spec.kv_type, mount=spec.mount,
+                    path=spec.path, version=spec.version,
+                )
+            except sources.SourceError as exc:
+                span.set_attribute("syncd.error.reason", exc.reason)
+                if isinstance(exc, sources.SourceForbidden):
+                    self._clients.forget(namespace=namespace, auth=auth, connection=connection)
+                await self._fail(obj, reason=exc.reason, message=str(exc))
+                log.warning("vault read failed", reason=exc.reason, error=str(exc))
+                if exc.retry:
+                    raise
+                return exc.reason
+            if source.version is not None:
+                span.set_attribute("vault.kv.version", source.version)
+
+        destination = spec.destination
+        current = self._caches.secrets.get(namespace, destination.name)
+        secret_type = destination.type
+        if not destination.create and current is not None:
+            secret_type = current.get("type") or secret_type
+        try:
+            rendered = render(
+                kv_type=spec.kv_type, data=source.raw, transformation=destination.transformation,
+                labels=spec.labels, annotations=spec.annotations, secret_type=secret_type,
+            )
+        except RenderError as exc:
+            await self._fail(obj, reason="InvalidSecretData", message=str(exc))
+            log.warning("render failed", error=str(exc))
+            return "InvalidSecretData"
+
+        mac = fingerprint(key=self._hmac_key, data=rendered)
+        status = obj.get("status") or {}
+        previous_mac = status.get("secretMAC") or ""
+        desired = Desired(
+            namespace=namespace, name=destination.name, type=secret_type,
+            create=destination.create, overwrite=destination.overwrite, owner=obj,
+            data=rendered, labels=destination.labels, annotations=destination.annotations,
+            owner_reference=spec.deletion_policy == "Delete",
+        )
+        unchanged = previous_mac == mac and status.get("observedGeneration") == generation
+        # A Secret we do not own is not cached: trust the fingerprint for it.
+        needs_write = not in_sync(desired, current) if destination.create else not unchanged
+        if unchanged and not needs_write and _ready(obj):
+            log.debug("unchanged", version=source.version)
+            return "Unchanged"
+
+        written = ""
+        if needs_write:
+            with _tracer.start_as_current_span(
+                "secret.write", attributes={"k8s.secret.name": destination.name}
+            ) as span:
+                try:
+                    written = await write(self._kube, desired, current=current)
+                except DestinationError as exc:
+                    await self._fail(obj, reason=exc.reason, message=str(exc))
+                    log.warning("destination refused", error=str(exc))
+                    return exc.reason
+                span.set_attribute("syncd.write", written)
+
+        rotated = bool(previous_mac) and previous_mac != mac
+        conditions = conditions_of(obj)
+        if rotated and spec.rollout_restart_targets and spec.hmac_secret_data:
+            workloads = await self._targets(spec)
+            if workloads:
+                self._rollouts.request(
+                    workloads=workloads, secret=destination.name, fingerprint=mac, owner=obj
+                )
+                conditions = set_condition(
+                    conditions, type=ROLLOUT_RESTART, status="Unknown", reason="Pending",
+                    message=f"restarting {', '.join(map(str, workloads))}", generation=generation,
+                )
+        if not previous_mac:
+            reason, message = "SecretSynced", f"synced to Secret {destination.name}"
+        elif rotated:
+            reason, message = "SecretRotated", f"new data in Secret {destination.name}"
+        elif written:
+            reason, message = "SecretRestored", f"Secret {destination.name} restored (drift)"
+        else:
+            reason, message = "SecretSynced", f"synced to Secret {destination.name}"
+        version_note = f" (version {source.version})" if source.version else ""
+        for kind in (SYNCED, READY):
+            conditions = set_condition(
+                conditions, type=kind, status="True", reason=reason,
+                message=message + version_note, generation=generation,
+            )
+        await self._status.write(obj, {
+            "conditions": conditions,
+            "observedGeneration": generation,
+            "lastGeneration": generation,
+            "sourceVersion": source.version,
+            "secretMAC": mac if spec.hmac_secret_data else None,
+            "lastSyncTime": now(),
+        })
+        if written or rotated or not previous_mac:
+            await self._recorder.post(obj, type="Normal", reason=reason, message=message)
+        log.info(
+            "synced", outcome=reason, written=written or "no", version=source.version,
+            keys=sorted(rendered),
+        )
+        return reason
+
+    # --- parts --------------------------------------------------------------------------
+
+    def _resolve(self, spec: VaultStaticSecret) -> tuple[VaultAuth, VaultConnection]:
+        reference = spec.vault_auth_ref or ObjectRef(
+            namespace=self._operator_namespace, name="default"
+        )
+        auth_obj = self._caches.auths.get(reference.namespace, reference.name)
+        if auth_obj is None:
+            raise NotReady(
+                f"spec.vaultAuthRef: VaultAuth {reference} not found", reason="VaultAuthNotFound"
+            )
+        try:
+            auth = parse_vault_auth(auth_obj)
+        except SpecError as exc:
+            raise NotReady(f"spec.vaultAuthRef: {exc}", reason="VaultAuthInvalid") from None
+        if not auth.allows(spec.namespace, operator_namespace=self._operator_namespace):
+            raise NotReady(
+                f"spec.vaultAuthRef: VaultAuth {reference} does not allow namespace"
+                f" {spec.namespace} (spec.allowedNamespaces)", reason="VaultAuthNotAllowed",
+            )
+        connection_ref = auth.vault_connection_ref or ObjectRef(
+            namespace=self._operator_namespace, name="default"
+        )
+        connection_obj = self._caches.connections.get(
+            connection_ref.namespace, connection_ref.name
+        )
+        if connection_obj is None:
+            raise NotReady(
+                f"VaultAuth {reference}: spec.vaultConnectionRef: VaultConnection"
+                f" {connection_ref} not found", reason="VaultConnectionNotFound",
+            )
+        try:
+            connection = parse_vault_connection(connection_obj)
+        except SpecError as exc:
+            raise NotReady(f"VaultConnection: {exc}", reason="VaultConnectionInvalid") from None
+        return auth, connection
+
+    async def _targets(self, spec: VaultStaticSecret) -> list[Workload]:
+        named = [(t.kind, t.name) for t in spec.rollout_restart_targets
+                 if isinstance(t, NamedTarget)]
+        selectors = [(t.kind, t.selector.to_query()) for t in spec.rollout_restart_targets
+                     if isinstance(t, SelectorTarget)]
+        auto = any(isinstance(t, AutoTarget) for t in spec.rollout_restart_targets)
+        try:
+            return await self._rollouts.find(
+                namespace=spec.namespace, secret=spec.destination.name, named=named,
+                selectors=selectors, auto=auto,
+            )
+        except KubeError as exc:
+            self._log.warning("rollout targets not found", error=str(exc))
+            return [Workload(kind, spec.namespace, name) for kind, name in named]
+
+    async def report_rollout(self, owner: JSON, results: list[Result]) -> None:
+        """Record what the debounced restarts did on their owner (called by Rollouts)."""
+        key = (owner["metadata"]["namespace"], owner["metadata"]["name"])
+        obj = self._caches.static_secrets.get(*key) or owner
+        generation = int(obj["metadata"].get("generation") or 0)
+        failed = [r for r in results if r.outcome in ("Failed", "NotFound", "Paused")]
+        restarted = [r for r in results if r.outcome == "Restarted"]
+        status: ConditionStatus = "False" if failed else "True"
+        if failed:
+            reason = "DeploymentPaused" if failed[0].outcome == "Paused" else "RolloutRestartFailed"
+            message = "; ".join(r.detail for r in failed)
+        else:
+            reason = "RolloutRestartTriggered"
+            message = "; ".join(r.detail for r in results)
+        conditions = set_condition(
+            conditions_of(obj), type=ROLLOUT_RESTART, status=status, reason=reason,
+            message=message, generation=generation,
+        )
+        try:
+            await self._status.write(obj, {"conditions": conditions})
+        except KubeError as exc:
+            self._log.warning("rollout status not written", error=str(exc))
+        if failed:
+            await self._recorder.post(obj, type="Warning", reason=reason, message=message)
+        if restarted:
+            await self._recorder.post(
+                obj, type="Normal", reason="RolloutRestartTriggered",
+                message="; ".join(r.detail for r in restarted),
+            )
+
+    async def _fail(
+        self, obj: JSON, *, reason: str, message: str, ready_only: bool = False
+    ) -> None:
+        generation = int(obj["metadata"].get("generation") or 0)
+        conditions = conditions_of(obj)
+        for kind in (READY,) if ready_only else (SYNCED, READY):
+            conditions = set_condition(
+                conditions, type=kind, status="False", reason=reason, message=message,
+                generation=generation,
+            )
+        try:
+            await self._status.write(obj, {"conditions": conditions,
+                                           "observedGeneration": generation})
+        except KubeError as exc:
+            self._log.warning("status not written", error=str(exc))
+        await self._recorder.post(obj, type="Warning", reason=reason, message=message)
+
+    # --- drift --------------------------------------------------------------------------
+
+    def _remember_destination(self, spec: VaultStaticSecret) -> None:
+        key = (spec.namespace, spec.name)
+        self._forget_destination(key)
+        self.destinations[(spec.namespace, spec.destination.name)] = key
+
+    def _forget_destination(self, key: Key) -> None:
+        for secret, owner in list(self.destinations.items()):
+            if owner == key:
+                del self.destinations[secret]
+
+    def drifted(self, secret: JSON | None, owner_key: Key) -> bool:
+        """Whether a managed Secret's data no longer has the owner's fingerprint."""
+        owner = self._caches.static_secrets.get(*owner_key)
+        if owner is None:
+            return False
+        expected = (owner.get("status") or {}).get("secretMAC")
+        if secret is None or not expected:
+            return True
+        return bool(fingerprint(key=self._hmac_key, data=decode_data(secret)) != expected)
+
+
+def _ready(obj: JSON) -> bool:
+    return any(
+        c.get("type") == READY and c.get("status") == "True" for c in conditions_of(obj)
+    )

@@ -1,0 +1,248 @@
+"""Fixtures for the custody and share tests: Vault-shaped shares, captured logs, a leak check,
+a certificate authority for mutual TLS, and the Kubernetes emulation (``testbed.kube``).
+
+Helpers are handed out as fixtures because the suite runs with ``--import-mode=importlib``,
+where test modules cannot import each other.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import io
+import ipaddress
+import json
+import os
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyshamir
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from plumbing import telemetry
+from unsealer.shares import Share
+
+# --- shares ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def make_shares() -> Callable[..., list[Share]]:
+    """``make_shares(n, t)``: a fresh Vault-style split of a random 32-byte key."""
+
+    def make(count: int = 5, threshold: int = 3, *, prefix: str = "init") -> list[Share]:
+        key = os.urandom(32)
+        if count == 1:
+            return [Share(key, origin=f"{prefix}/1")]
+        parts = pyshamir.split(key, count, threshold)
+        return [Share(part, origin=f"{prefix}/{i}") for i, part in enumerate(parts, start=1)]
+
+    return make
+
+
+def secret_forms(share: Share) -> list[str]:
+    """Every text form of a share that must never appear in a log, message or repr."""
+    hexed = share.hex()
+    b64 = share.base64()
+    return [hexed, hexed.upper(), b64, b64.rstrip("="), base64.urlsafe_b64encode(
+        bytes.fromhex(hexed)).decode().rstrip("=")]
+
+
+@pytest.fixture
+def assert_no_leak() -> Callable[..., None]:
+    """``assert_no_leak(text, shares)``: none of the shares' hex/base64 forms is in ``text``."""
+
+    def check(text: str, shares: Iterable[Share]) -> None:
+        for share in shares:
+            for form in secret_forms(share):
+                assert form not in text, f"share material of {share!r} leaked"
+
+    return check
+
+
+@pytest.fixture
+def logs() -> io.StringIO:
+    """Structured logs (JSON lines, debug and up) captured for the test."""
+    stream = io.StringIO()
+    telemetry.configure(
+        service_name="unsealer",
+        service_version="test",
+        log_level="debug",
+        span_exporter=InMemorySpanExporter(),
+        stream=stream,
+    )
+    return stream
+
+
+def events(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+@pytest.fixture
+def log_events() -> Callable[[io.StringIO], list[dict[str, Any]]]:
+    return events
+
+
+# --- certificates -----------------------------------------------------------------------------
+
+
+@dataclass
+class Authority:
+    name: str
+    key: ec.EllipticCurvePrivateKey
+    certificate: x509.Certificate
+    directory: Path
+
+    @property
+    def ca_file(self) -> Path:
+        return self.directory / f"{self.name}-ca.crt"
+
+    def issue(
+        self, common_name: str, *, server: bool = False, ips: tuple[str, ...] = ()
+    ) -> tuple[Path, Path]:
+        """A certificate and key for ``common_name``, written as PEM; returns their paths."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+        names: list[x509.GeneralName] = [x509.DNSName(common_name)]
+        names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .issuer_name(self.certificate.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+        cert_file = self.directory / f"{self.name}-{common_name}.crt"
+        key_file = self.directory / f"{self.name}-{common_name}.key"
+        cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        key_file.chmod(0o600)
+        return cert_file, key_file
+
+
+def _authority(name: str, directory: Path) -> Authority:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} peer CA")])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                crl_sign=True, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    authority = Authority(name, key, certificate, directory)
+    authority.ca_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return authority
+
+
+@pytest.fixture
+def make_authority(tmp_path: Path) -> Callable[[str], Authority]:
+    return lambda name: _authority(name, tmp_path)
+
+
+# --- the Kubernetes emulation ------------------------------------------------------------------
+
+CUSTODY_NAMESPACE = "vault-custody"
+
+
+@dataclass
+class Kube:
+    """The running emulation (``testbed.kube``) and helpers for the custody namespace."""
+
+    running: Any
+
+    def put_secret(self, name: str, data: dict[str, bytes]) -> None:
+        self.running.admin.create({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "namespace": CUSTODY_NAMESPACE},
+            "data": {key: base64.b64encode(value).decode() for key, value in data.items()},
+        })
+
+    def secret(self, name: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = self.running.admin.get(
+            "v1", "Secret", name, CUSTODY_NAMESPACE
+        )
+        return found
+
+    def data(self, name: str) -> dict[str, bytes]:
+        stored = (self.secret(name) or {}).get("data") or {}
+        return {key: base64.b64decode(value) for key, value in stored.items()}
+
+    def client(self, token: str | None = None) -> Any:
+        """A kubernetes_asyncio ApiClient, as the admin or as the bearer of ``token``."""
+        from kubernetes_asyncio import client
+
+        configuration = client.Configuration(
+            host=self.running.url,
+            api_key={"BearerToken": token or self.running.settings.admin_token},
+            api_key_prefix={"BearerToken": "Bearer"},
+        )
+        return client.ApiClient(configuration=configuration)
+
+    def service_account_token(self, *, rules: list[dict[str, Any]]) -> str:
+        """A token for ServiceAccount vault/unsealer bound to a Role with ``rules``."""
+        admin = self.running.admin
+        admin.apply({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": "unsealer", "namespace": CUSTODY_NAMESPACE}, "rules": rules,
+        })
+        admin.apply({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "unsealer", "namespace": CUSTODY_NAMESPACE},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                        "name": "unsealer"},
+            "subjects": [{"kind": "ServiceAccount", "name": "unsealer", "namespace": "vault"}],
+        })
+        token: str = admin.mint_token("vault", "unsealer")
+        return token
+
+
+@pytest.fixture
+async def kube() -> AsyncIterator[Kube]:
+    """The Kubernetes emulation with a custody namespace; skipped if it is not importable."""
+    testbed = pytest.importorskip("testbed.kube")
+    async with testbed.running_kube(controllers=()) as running:
+        running.admin.create_namespace(CUSTODY_NAMESPACE)
+        yield Kube(running)
+
+
+@pytest.fixture
+async def kube_client(kube: Kube) -> AsyncIterator[Any]:
+    """An admin kubernetes_asyncio client for ``kube``."""
+    api = kube.client()
+    try:
+        yield api
+    finally:
+        await api.close()

@@ -1,0 +1,147 @@
+"""From a validated :class:`~.config.CustodyConfig` to live custodians and the peer server.
+
+Kept apart from the config so that loading a config (and refusing a bad one) needs no
+Kubernetes client and no network, and so that tests can build custodians from a config with a
+client of their choosing.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Mapping
+
+from kubernetes_asyncio import client as kube
+
+from unsealer.custody.config import (
+    CustodianConfig,
+    CustodyConfig,
+    CustodyConfigError,
+    EnvironmentConfig,
+    FileConfig,
+    KubeSecretConfig,
+    PeerConfig,
+)
+from unsealer.custody.custodian import Backend, Custodian, StoredCustodian
+from unsealer.custody.encryption import AgeSealer
+from unsealer.custody.environment import EnvironmentBackend
+from unsealer.custody.file import FileBackend
+from unsealer.custody.kube_secret import KubeSecretBackend
+from unsealer.custody.peer import (
+    IsSealed,
+    PeerCustodian,
+    PeerServer,
+    client_ssl_context,
+    server_ssl_context,
+)
+from unsealer.shares import FingerprintKey
+
+
+def build_custodians(
+    config: CustodyConfig,
+    *,
+    kube_client: kube.ApiClient | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Custodian]:
+    """One custodian per config entry, by name, in config order.
+
+    ``kube_client`` is required when a ``kubernetesSecret`` custodian is configured.
+    """
+    backends: dict[str, Backend] = {}
+    for spec in config.custodians:
+        backend = _backend(spec, kube_client=kube_client, environ=environ)
+        if backend is not None:
+            backends[spec.name] = backend
+    custodians: dict[str, Custodian] = {}
+    for spec in config.custodians:
+        if isinstance(spec, PeerConfig):
+            custodians[spec.name] = PeerCustodian(
+                name=spec.name,
+                url=spec.url,
+                ssl_context=_client_tls(spec),
+                server_name=spec.server_name,
+                timeout=spec.timeout,
+            )
+            continue
+        sealer = None
+        if spec.encryption is not None:
+            sealer = AgeSealer(
+                recipient=spec.encryption.recipient,
+                identity_from=spec.encryption.identity_from,
+                holder=backends[spec.encryption.identity_from],
+            )
+        custodians[spec.name] = StoredCustodian(
+            name=spec.name, kind=spec.kind, backend=backends[spec.name], sealer=sealer
+        )
+    return custodians
+
+
+def build_peer_server(
+    config: CustodyConfig,
+    *,
+    custodians: Mapping[str, Custodian],
+    is_sealed: IsSealed,
+    fingerprint_key: FingerprintKey,
+) -> PeerServer | None:
+    """The peer server the config asks for (not started), or ``None``."""
+    server = config.peer_server
+    if server is None:
+        return None
+    try:
+        context = server_ssl_context(
+            ca_file=server.ca_file, cert_file=server.cert_file, key_file=server.key_file
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise CustodyConfigError(
+            f"custody config {config.source}: peerServer: cannot load TLS files: {exc}"
+        ) from None
+    return PeerServer(
+        sources=[custodians[name] for name in server.releases],
+        is_sealed=is_sealed,
+        ssl_context=context,
+        fingerprint_key=fingerprint_key,
+        allowed_peers=server.allowed_peers,
+        host=server.host,
+        port=server.port,
+    )
+
+
+def _backend(
+    spec: CustodianConfig,
+    *,
+    kube_client: kube.ApiClient | None,
+    environ: Mapping[str, str] | None,
+) -> Backend | None:
+    if isinstance(spec, KubeSecretConfig):
+        if kube_client is None:
+            raise CustodyConfigError(
+                f"custodian {spec.name!r}: a kubernetesSecret custodian needs a Kubernetes client"
+            )
+        return KubeSecretBackend(
+            custodian=spec.name,
+            api_client=kube_client,
+            namespace=spec.namespace,
+            secret_name=spec.secret_name,
+            key_prefix=spec.key_prefix,
+            identity_key=spec.identity_key,
+        )
+    if isinstance(spec, FileConfig):
+        return FileBackend(custodian=spec.name, path=spec.path, identity_file=spec.identity_file)
+    if isinstance(spec, EnvironmentConfig):
+        return EnvironmentBackend(
+            custodian=spec.name,
+            variable=spec.variable,
+            identity_variable=spec.identity_variable,
+            environ=environ,
+        )
+    return None
+
+
+def _client_tls(spec: PeerConfig) -> ssl.SSLContext:
+    try:
+        return client_ssl_context(
+            ca_file=spec.ca_file, cert_file=spec.cert_file, key_file=spec.key_file
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise CustodyConfigError(
+            f"custodian {spec.name!r}: cannot load TLS files: {exc}"
+        ) from None
