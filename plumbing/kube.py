@@ -51,8 +51,11 @@ class Resource:
     version: str
     plural: str
     namespaced: bool = True
+    kind: str = ""
 
-    def path(self, *, namespace: str | None = None, name: str | None = None) -> str:
+    def path(
+        self, *, namespace: str | None = None, name: str | None = None, subresource: str = ""
+    ) -> str:
         base = f"/api/{self.version}" if not self.group else f"/apis/{self.group}/{self.version}"
         parts = [base]
         if self.namespaced and namespace:
@@ -60,6 +63,8 @@ class Resource:
         parts.append(self.plural)
         if name:
             parts.append(name)
+            if subresource:
+                parts.append(subresource)
         return "/".join(parts)
 
     @property

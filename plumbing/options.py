@@ -30,16 +30,24 @@ def parse_bool(text: str) -> bool:
 
 
 def positive_float(text: str) -> float:
-    value = float(text)
+    """A number greater than 0 (argparse ``type``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not value > 0:
-        raise ValueError(f"must be greater than 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text!r}")
     return value
 
 
 def positive_int(text: str) -> int:
-    value = int(text)
+    """A whole number of at least 1 (argparse ``type``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value < 1:
-        raise ValueError(f"must be at least 1, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
     return value
 
 
@@ -109,7 +117,9 @@ class OptionParser(argparse.ArgumentParser):
         convert = action.type if callable(action.type) else str
         try:
             value = convert(raw)
-        except (TypeError, ValueError, argparse.ArgumentTypeError) as exc:
+        except argparse.ArgumentTypeError as exc:
+            self.error(f"{where}: {exc}")
+        except (TypeError, ValueError) as exc:
             self.error(f"{where}: invalid value {raw!r}: {exc}")
         if action.choices is not None and value not in action.choices:
             options = ", ".join(map(str, action.choices))

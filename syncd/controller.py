@@ -18,13 +18,12 @@ Restarting syncd therefore restarts nothing: the fingerprint in the status alrea
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 from opentelemetry import trace
 
 from plumbing.events import EventRecorder
-from plumbing.kube import JSON, KubeError
+from plumbing.kube import JSON, Kube, KubeError
 from plumbing.vault import VaultPool
 from plumbing.watching import Informer
 from syncd import sources
@@ -87,20 +86,20 @@ class Controller:
         caches: Caches,
         clients: VaultClients,
         pool: VaultPool,
-        rollouts: Rollouts,
         recorder: EventRecorder,
         status: StatusWriter,
-        kube_write: Any,
+        kube: Kube,
         hmac_key: bytes,
         operator_namespace: str,
+        debounce_seconds: float = 2.0,
     ) -> None:
         self._caches = caches
         self._clients = clients
         self._pool = pool
-        self._rollouts = rollouts
+        self.rollouts = Rollouts(kube=kube, report=self.report_rollout, debounce=debounce_seconds)
         self._recorder = recorder
         self._status = status
-        self._kube = kube_write
+        self._kube = kube
         self._hmac_key = hmac_key
         self._operator_namespace = operator_namespace
         #: (namespace, Secret name) -> the VaultStaticSecret writing it: how drift finds owners.
@@ -212,7 +211,7 @@ class Controller:
         if rotated and spec.rollout_restart_targets and spec.hmac_secret_data:
             workloads = await self._targets(spec)
             if workloads:
-                self._rollouts.request(
+                self.rollouts.request(
                     workloads=workloads, secret=destination.name, fingerprint=mac, owner=obj
                 )
                 conditions = set_condition(
@@ -293,7 +292,7 @@ class Controller:
                      if isinstance(t, SelectorTarget)]
         auto = any(isinstance(t, AutoTarget) for t in spec.rollout_restart_targets)
         try:
-            return await self._rollouts.find(
+            return await self.rollouts.find(
                 namespace=spec.namespace, secret=spec.destination.name, named=named,
                 selectors=selectors, auto=auto,
             )

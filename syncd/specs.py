@@ -23,6 +23,7 @@ from types import MappingProxyType
 from typing import Any, Literal, cast, get_args
 from urllib.parse import urlsplit
 
+from plumbing.kube import Resource
 from syncd.durations import DurationError, parse_duration
 from syncd.rendering import (
     RAW_KEY,
@@ -38,23 +39,11 @@ GROUP = "secrets.vault-syncd.dev"
 VERSION = "v1beta1"
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ResourceKind:
-    """Where a kind is served: what an informer or a client needs to address it."""
-
-    kind: str
-    plural: str
-    group: str = GROUP
-    version: str = VERSION
-
-    @property
-    def api_version(self) -> str:
-        return f"{self.group}/{self.version}"
-
-
-VAULT_CONNECTION = ResourceKind(kind="VaultConnection", plural="vaultconnections")
-VAULT_AUTH = ResourceKind(kind="VaultAuth", plural="vaultauths")
-VAULT_STATIC_SECRET = ResourceKind(kind="VaultStaticSecret", plural="vaultstaticsecrets")
+VAULT_CONNECTION = Resource(GROUP, VERSION, "vaultconnections", kind="VaultConnection")
+VAULT_AUTH = Resource(GROUP, VERSION, "vaultauths", kind="VaultAuth")
+VAULT_STATIC_SECRET = Resource(
+    GROUP, VERSION, "vaultstaticsecrets", kind="VaultStaticSecret"
+)
 
 #: ``refreshAfter`` when a VaultStaticSecret does not set it (VSO's drift-check interval).
 DEFAULT_REFRESH_AFTER = "60s"
@@ -573,7 +562,7 @@ def _vault_path(r: _Reader, parent: Mapping[str, Any], key: str, path: str, *,
     return value
 
 
-def _metadata(r: _Reader, obj: Mapping[str, Any], kind: ResourceKind) -> tuple[
+def _metadata(r: _Reader, obj: Mapping[str, Any], kind: Resource) -> tuple[
         str, str, int, str, Mapping[str, Any]]:
     """Namespace, name, generation, uid and the metadata mapping of ``obj``."""
     found = obj.get("kind")
@@ -587,7 +576,7 @@ def _metadata(r: _Reader, obj: Mapping[str, Any], kind: ResourceKind) -> tuple[
     return namespace, name, generation, uid, meta
 
 
-def _raise(r: _Reader, kind: ResourceKind, namespace: str, name: str) -> None:
+def _raise(r: _Reader, kind: Resource, namespace: str, name: str) -> None:
     if r.problems:
         raise SpecError(obj=f"{kind.kind} {namespace}/{name}", problems=tuple(r.problems))
 

@@ -68,9 +68,8 @@ class StatusWriter:
         if _comparable(merged) == _comparable(current):
             return False
         metadata = obj["metadata"]
-        path = (
-            f"/apis/{VAULT_STATIC_SECRET.api_version}/namespaces/{metadata['namespace']}/"
-            f"{VAULT_STATIC_SECRET.plural}/{metadata['name']}/status"
+        path = VAULT_STATIC_SECRET.path(
+            namespace=metadata["namespace"], name=metadata["name"], subresource="status"
         )
         await self._kube.request(
             "PATCH", path, body={"status": status}, content_type=MERGE_PATCH,
