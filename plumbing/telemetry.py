@@ -8,6 +8,8 @@ variables so operators configure it the way they configure everything else:
 - ``OTEL_TRACES_EXPORTER``: ``otlp`` (needs the ``otlp`` extra), ``console`` or ``none``. When
   unset, OTLP is used if the extra is installed and an ``OTEL_EXPORTER_OTLP_*ENDPOINT`` is set,
   otherwise nothing is exported (a Raspberry Pi without a collector should not pay for spans).
+- ``OTEL_METRICS_EXPORTER``: the same choices for metrics (``otlp``, ``console``, ``none``),
+  with the same default.
 - ``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES`` are honoured by the SDK's resource.
 
 Logs go to stderr: stdout is kept for command output (``unsealer status``).
@@ -24,7 +26,13 @@ from dataclasses import dataclass
 from typing import Any, Literal, TextIO
 
 import structlog
-from opentelemetry import trace
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -33,6 +41,7 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
     SpanExporter,
 )
+from opentelemetry.util._once import Once
 
 from plumbing.redaction import Redactor
 
@@ -61,38 +70,68 @@ class Telemetry:
     """What :func:`configure` set up; call :meth:`shutdown` last, to flush spans."""
 
     tracer_provider: TracerProvider
+    meter_provider: MeterProvider
 
     def shutdown(self) -> None:
         self.tracer_provider.shutdown()
+        self.meter_provider.shutdown()
+
+
+def _choice(signal: str) -> str | None:
+    """``otlp``, ``console`` or None for ``signal`` ("TRACES", "METRICS"), from OTEL_*."""
+    variable = f"OTEL_{signal}_EXPORTER"
+    choice = os.environ.get(variable, "").strip().lower()
+    endpoint_set = any(
+        os.environ.get(name)
+        for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT")
+    )
+    if choice == "":
+        return "otlp" if endpoint_set and _otlp_installed() else None
+    if choice == "none":
+        return None
+    if choice == "otlp" and not _otlp_installed():
+        raise TelemetryError(
+            f"{variable}=otlp needs the 'otlp' extra: pip install 'vault-syncd[otlp]'"
+        )
+    if choice in ("otlp", "console"):
+        return choice
+    raise TelemetryError(
+        f"{variable}={choice!r} is not supported (choose otlp, console or none)"
+    )
+
+
+def _otlp_installed() -> bool:
+    try:
+        import opentelemetry.exporter.otlp.proto.http  # type: ignore[import-not-found,unused-ignore]  # noqa: F401, PLC0415
+    except ImportError:
+        return False
+    return True
 
 
 def _exporter_from_environment() -> SpanExporter | None:
-    choice = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
-    endpoint_set = any(
-        os.environ.get(name)
-        for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-    )
-    if choice in ("", "otlp"):
-        if choice == "" and not endpoint_set:
-            return None
-        try:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
-                OTLPSpanExporter,
-            )
-        except ImportError as exc:
-            if choice == "":
-                return None
-            raise TelemetryError(
-                "OTEL_TRACES_EXPORTER=otlp needs the 'otlp' extra: pip install 'vault-syncd[otlp]'"
-            ) from exc
-        return OTLPSpanExporter()  # type: ignore[no-any-return,unused-ignore]
+    choice = _choice("TRACES")
     if choice == "console":
         return ConsoleSpanExporter(out=sys.stderr)
-    if choice == "none":
-        return None
-    raise TelemetryError(
-        f"OTEL_TRACES_EXPORTER={choice!r} is not supported (choose otlp, console or none)"
-    )
+    if choice == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
+            OTLPSpanExporter,
+        )
+
+        return OTLPSpanExporter()  # type: ignore[no-any-return,unused-ignore]
+    return None
+
+
+def _metric_reader_from_environment() -> MetricReader | None:
+    choice = _choice("METRICS")
+    if choice == "console":
+        return PeriodicExportingMetricReader(ConsoleMetricExporter(out=sys.stderr))
+    if choice == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import (  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415
+            OTLPMetricExporter,
+        )
+
+        return PeriodicExportingMetricReader(OTLPMetricExporter())
+    return None
 
 
 def configure(
@@ -103,13 +142,14 @@ def configure(
     log_level: str = "info",
     sensitive_keys: Iterable[str] = (),
     span_exporter: SpanExporter | None = None,
+    metric_reader: MetricReader | None = None,
     stream: TextIO | None = None,
 ) -> Telemetry:
     """Set up structlog and the global OpenTelemetry tracer provider.
 
-    ``span_exporter`` overrides the environment (tests pass the SDK's in-memory exporter; it is
-    exported synchronously so a test sees a span as soon as it ends). ``stream`` defaults to
-    stderr.
+    ``span_exporter`` and ``metric_reader`` override the environment (tests pass the SDK's
+    in-memory exporter and reader; spans are then exported synchronously, so a test sees a span
+    as soon as it ends). ``stream`` defaults to stderr.
     """
     level = logging.getLevelNamesMapping()[log_level.upper()]
     renderer: structlog.typing.Processor = (
@@ -145,14 +185,34 @@ def configure(
         exporter = _exporter_from_environment()
         if exporter is not None:
             provider.add_span_processor(BatchSpanProcessor(exporter))
-    _set_tracer_provider(provider)
-    return Telemetry(tracer_provider=provider)
+    reader = metric_reader or _metric_reader_from_environment()
+    meters = MeterProvider(resource=resource, metric_readers=[reader] if reader else [])
+    _set_providers(provider, meters)
+    return Telemetry(tracer_provider=provider, meter_provider=meters)
 
 
-def _set_tracer_provider(provider: TracerProvider) -> None:
+def _set_providers(tracer_provider: TracerProvider, meter_provider: MeterProvider) -> None:
     # The API refuses to replace a global provider once set (it logs and ignores the call). A
     # process configures telemetry once, but tests configure it many times, so the proxy
-    # tracers handed out earlier must follow the newest provider: reset the once-guard.
+    # tracers and meters handed out earlier must follow the newest provider: reset the guards.
     trace._TRACER_PROVIDER_SET_ONCE = trace.Once()  # type: ignore[attr-defined]
     trace._TRACER_PROVIDER = None
-    trace.set_tracer_provider(provider)
+    trace.set_tracer_provider(tracer_provider)
+    metrics._internal._METER_PROVIDER_SET_ONCE = Once()
+    metrics._internal._METER_PROVIDER = None
+    metrics.set_meter_provider(meter_provider)
+
+
+def tracer(name: str) -> trace.Tracer:
+    """The tracer ``name`` of the current provider, looked up at each use.
+
+    Module-level tracers from ``trace.get_tracer`` bind to the first provider for good; a
+    process that configures telemetry again (every test does) would keep sending spans to the
+    old one.
+    """
+    return trace.get_tracer_provider().get_tracer(name)
+
+
+def meter(name: str) -> metrics.Meter:
+    """The meter ``name`` of the current provider; create instruments from it at start-up."""
+    return metrics.get_meter_provider().get_meter(name)

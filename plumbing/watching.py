@@ -114,8 +114,12 @@ class Informer:
             except (KubeError, aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 failures += 1
                 delay = random.uniform(0, min(self._backoff_cap, 0.5 * 2**failures))
+                hint = (
+                    "the API server does not serve this resource: is its CRD installed?"
+                    if isinstance(exc, KubeError) and exc.not_found else None
+                )
                 self._log.warning(
-                    "watch failed, retrying", error=str(exc), retry_in=round(delay, 2)
+                    "watch failed, retrying", error=str(exc), hint=hint, retry_in=round(delay, 2)
                 )
                 await asyncio.sleep(delay)
 

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -79,17 +83,64 @@ def test_flag_beats_environment() -> None:
     assert result.returncode == 2 and "--log-level" in result.stderr
 
 
-@pytest.mark.parametrize("service", SERVICES)
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_run_logs_ready_and_stops_on_signal(service: str, signum: signal.Signals) -> None:
+@pytest.fixture(scope="module")
+def testbed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Both emulations in a process of their own, as `python -m testbed up` runs them."""
+    directory = tmp_path_factory.mktemp("testbed")
     process = subprocess.Popen(
-        _command(service, "run"), stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "testbed", "up", "--dir", str(directory)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not (directory / "ready").exists():
+            assert process.poll() is None, "the testbed exited"
+            assert time.monotonic() < deadline, "the testbed did not get ready"
+            time.sleep(0.05)  # polling a file another process writes
+        _install_crds(directory)
+        yield directory
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _install_crds(directory: Path) -> None:
+    """The CRDs, as a person installs them: kubectl apply, then wait until Established."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed: cannot install the CRDs the way a person does")
+    base = [kubectl, "--kubeconfig", str(directory / "kubeconfig"),
+            "--cache-dir", str(directory / "kubectl-cache")]
+    crds = Path(__file__).resolve().parents[2] / "manifests" / "crds"
+    for command in (["apply", "-f", str(crds)],
+                    ["wait", "--for", "condition=Established", "crd", "--all", "--timeout=20s"]):
+        result = subprocess.run(
+            [*base, *command], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert result.returncode == 0, result.stderr
+
+
+def _read_until_ready(stream: IO[str]) -> list[dict[str, object]]:
+    lines = []
+    for raw in stream:
+        lines.append(json.loads(raw))
+        if lines[-1]["event"] == "ready":
+            return lines
+    raise AssertionError(f"no 'ready' line: {lines}")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_syncd_run_logs_ready_and_stops_on_signal(testbed: Path, signum: signal.Signals) -> None:
+    process = subprocess.Popen(
+        _command("syncd", "run", "--kubeconfig", str(testbed / "kubeconfig"),
+                 "--namespace", "default"),
+        stderr=subprocess.PIPE, text=True,
         env={**os.environ, "OTEL_TRACES_EXPORTER": "none"},
     )
     assert process.stderr is not None
     try:
-        first = json.loads(process.stderr.readline())  # blocks until the first line: "ready"
-        assert first["event"] == "ready" and first["level"] == "info"
+        lines = _read_until_ready(process.stderr)
+        assert lines[-1]["level"] == "info"
         sent = time.monotonic()
         process.send_signal(signum)
         returncode = process.wait(timeout=2)
@@ -99,5 +150,5 @@ def test_run_logs_ready_and_stops_on_signal(service: str, signum: signal.Signals
         process.wait()
     assert returncode == 0
     assert elapsed < 2
-    rest = [json.loads(line) for line in process.stderr.read().splitlines()]
-    assert [entry["event"] for entry in rest] == ["stopped"]
+    rest = [json.loads(line)["event"] for line in process.stderr.read().splitlines()]
+    assert rest[-1] == "stopped"
