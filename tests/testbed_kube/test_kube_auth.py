@@ -1,0 +1,283 @@
+"""ServiceAccount tokens, TokenRequest -> TokenReview, RBAC allow/deny with the real 403 bodies."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jwt
+import pytest
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from testbed.kube import Kube
+
+RBAC = "rbac.authorization.k8s.io/v1"
+
+
+def _message(exc: ApiException) -> str:
+    return str(json.loads(exc.body)["message"])
+
+
+def _role(name: str, rules: list[dict], namespace: str | None = None) -> dict:
+    kind = "Role" if namespace else "ClusterRole"
+    md = {"name": name, **({"namespace": namespace} if namespace else {})}
+    return {"apiVersion": RBAC, "kind": kind, "metadata": md, "rules": rules}
+
+
+def _binding(
+    name: str, role_kind: str, role: str, sa: str, sa_ns: str, *, namespace: str | None
+) -> dict:
+    kind = "RoleBinding" if namespace else "ClusterRoleBinding"
+    md = {"name": name, **({"namespace": namespace} if namespace else {})}
+    return {
+        "apiVersion": RBAC,
+        "kind": kind,
+        "metadata": md,
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": role_kind, "name": role},
+        "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": sa_ns}],
+    }
+
+
+async def test_token_request_then_token_review(raw, kube: Kube) -> None:
+    kube.admin.ensure_service_account("apps", "robot")
+    reply = await raw(
+        "POST",
+        "/api/v1/namespaces/apps/serviceaccounts/robot/token",
+        body={"spec": {"audiences": ["vault"], "expirationSeconds": 600}},
+    )
+    assert reply.status == 201
+    assert reply.json["kind"] == "TokenRequest"
+    token = reply.json["status"]["token"]
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["sub"] == "system:serviceaccount:apps:robot"
+    assert claims["aud"] == ["vault"] and claims["exp"] - claims["iat"] == 600
+    assert claims["kubernetes.io"]["namespace"] == "apps"
+    assert jwt.get_unverified_header(token)["alg"] == "RS256"
+
+    review = await raw(
+        "POST",
+        "/apis/authentication.k8s.io/v1/tokenreviews",
+        body={
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview",
+            "spec": {"token": token, "audiences": ["vault"]},
+        },
+    )
+    assert review.status == 201
+    status = review.json["status"]
+    assert status["authenticated"] is True
+    assert status["user"]["username"] == "system:serviceaccount:apps:robot"
+    assert status["user"]["groups"] == [
+        "system:serviceaccounts",
+        "system:serviceaccounts:apps",
+        "system:authenticated",
+    ]
+    assert status["audiences"] == ["vault"]
+
+    wrong_aud = await raw(
+        "POST",
+        "/apis/authentication.k8s.io/v1/tokenreviews",
+        body={"spec": {"token": token, "audiences": ["other"]}},
+    )
+    assert "authenticated" not in wrong_aud.json["status"]
+    assert wrong_aud.json["status"]["error"].startswith("[invalid bearer token, ")
+
+    kube.admin.delete("v1", "ServiceAccount", "robot", "apps")
+    gone = await raw(
+        "POST",
+        "/apis/authentication.k8s.io/v1/tokenreviews",
+        body={"spec": {"token": token, "audiences": ["vault"]}},
+    )
+    assert "authenticated" not in gone.json["status"]
+
+    too_short = await raw(
+        "POST",
+        "/api/v1/namespaces/default/serviceaccounts/default/token",
+        body={"spec": {"expirationSeconds": 60}},
+    )
+    assert too_short.status == 422
+
+
+async def test_pod_bound_token_dies_with_the_pod(raw, kube: Kube) -> None:
+    await kube.controllers.disable("kubelet")
+    kube.admin.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "default"},
+            "spec": {"containers": [{"name": "c", "image": "x:1"}]},
+        }
+    )
+    token = kube.admin.mint_token("default", "default", audiences=["vault"], pod="p")
+    review = {"spec": {"token": token, "audiences": ["vault"]}}
+    ok = (await raw("POST", "/apis/authentication.k8s.io/v1/tokenreviews", body=review)).json[
+        "status"
+    ]
+    assert ok["user"]["extra"]["authentication.kubernetes.io/pod-name"] == ["p"]
+    kube.admin.delete("v1", "Pod", "p", "default")
+    dead = (await raw("POST", "/apis/authentication.k8s.io/v1/tokenreviews", body=review)).json[
+        "status"
+    ]
+    assert "authenticated" not in dead
+
+
+async def test_expired_and_garbage_tokens(raw, kube: Kube) -> None:
+    sa = kube.admin.ensure_service_account("default", "old")
+    expired, _ = kube.cluster.signer.issue(
+        namespace="default",
+        sa_name="old",
+        sa_uid=sa["metadata"]["uid"],
+        audiences=["vault"],
+        seconds=-10,
+    )
+    review = await raw(
+        "POST",
+        "/apis/authentication.k8s.io/v1/tokenreviews",
+        body={"spec": {"token": expired, "audiences": ["vault"]}},
+    )
+    assert "authenticated" not in review.json["status"]
+    unauthorized = await raw("GET", "/api/v1/namespaces", token="garbage")
+    assert unauthorized.status == 401 and unauthorized.json["reason"] == "Unauthorized"
+
+
+async def test_rbac_allows_and_denies_service_account(kube: Kube, tmp_path: Path) -> None:
+    kube.admin.create_namespace("apps")
+    kube.admin.create(
+        _role(
+            "secret-reader",
+            [
+                {
+                    "apiGroups": [""],
+                    "resources": ["secrets"],
+                    "verbs": ["get"],
+                    "resourceNames": ["allowed"],
+                },
+                {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]},
+                {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["patch"]},
+            ],
+            namespace="apps",
+        )
+    )
+    kube.admin.create(_binding("b", "Role", "secret-reader", "syncd", "apps", namespace="apps"))
+    kube.admin.create(
+        _role(
+            "lease-user",
+            [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["*"]}],
+        )
+    )
+    kube.admin.create(
+        _binding("lb", "ClusterRole", "lease-user", "syncd", "apps", namespace="apps")
+    )
+    for name in ("allowed", "denied"):
+        kube.admin.create(
+            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "apps"}}
+        )
+    token = kube.admin.mint_token("apps", "syncd")
+    path = kube.write_kubeconfig(tmp_path / "sa-kubeconfig", token=token, namespace="apps")
+    api = await config.new_client_from_config(config_file=str(path))
+    try:
+        v1 = client.CoreV1Api(api)
+        assert (await v1.read_namespaced_secret("allowed", "apps")).metadata.name == "allowed"
+        with pytest.raises(ApiException) as caught:
+            await v1.read_namespaced_secret("denied", "apps")
+        assert caught.value.status == 403
+        assert (
+            'secrets "denied" is forbidden: User "system:serviceaccount:apps:syncd" cannot get '
+            'resource "secrets" in API group "" in the namespace "apps"'
+        ) in _message(caught.value)
+        with pytest.raises(ApiException) as caught:
+            await v1.list_namespaced_secret("apps")  # get on a name does not grant list
+        assert 'cannot list resource "secrets"' in _message(caught.value)
+        assert (await v1.list_namespaced_config_map("apps")).items is not None
+        with pytest.raises(ApiException) as caught:
+            await v1.list_namespaced_config_map("apps", watch=True, timeout_seconds=1)
+        assert caught.value.status == 403  # list does not grant watch
+        with pytest.raises(ApiException) as caught:
+            await v1.list_namespaced_config_map("default")
+        assert caught.value.status == 403  # the Role is namespaced
+        coordination = client.CoordinationV1Api(api)
+        lease = await coordination.create_namespaced_lease(
+            "apps", {"metadata": {"name": "l"}, "spec": {"holderIdentity": "me"}}
+        )
+        assert lease.spec.holder_identity == "me"  # ClusterRole bound by a RoleBinding
+        with pytest.raises(ApiException) as caught:
+            await coordination.list_lease_for_all_namespaces()
+        assert "at the cluster scope" in _message(caught.value)
+        apps = client.AppsV1Api(api)
+        with pytest.raises(ApiException) as caught:
+            await apps.patch_namespaced_deployment_scale("x", "apps", {"spec": {"replicas": 1}})
+        assert 'cannot patch resource "deployments/scale" in API group "apps"' in _message(
+            caught.value
+        )
+        version = await client.VersionApi(api).get_code()
+        assert version.minor == "32"  # discovery is open to every authenticated user
+    finally:
+        await api.close()
+
+
+async def test_access_reviews_and_admin_can(raw, kube: Kube) -> None:
+    kube.admin.create(
+        _role(
+            "pod-reader",
+            [
+                {
+                    "apiGroups": [""],
+                    "resources": ["pods", "pods/status"],
+                    "verbs": ["get", "list", "watch"],
+                }
+            ],
+        )
+    )
+    kube.admin.create(_binding("pr", "ClusterRole", "pod-reader", "mon", "ops", namespace=None))
+    user = "system:serviceaccount:ops:mon"
+    assert kube.admin.can(user, "list", "pods", namespace="any")
+    assert kube.admin.can(user, "get", "pods", subresource="status", namespace="x")
+    assert not kube.admin.can(user, "delete", "pods", namespace="any")
+    review = await raw(
+        "POST",
+        "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+        body={
+            "spec": {
+                "user": user,
+                "resourceAttributes": {"verb": "watch", "resource": "pods", "namespace": "a"},
+            }
+        },
+    )
+    assert review.status == 201 and review.json["status"]["allowed"] is True
+    denied = await raw(
+        "POST",
+        "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+        body={
+            "spec": {
+                "user": user,
+                "resourceAttributes": {"verb": "get", "resource": "secrets", "namespace": "a"},
+            }
+        },
+    )
+    assert denied.json["status"]["allowed"] is False
+    impersonated = await raw(
+        "GET", "/api/v1/namespaces/a/secrets", headers={"Impersonate-User": user}
+    )
+    assert impersonated.status == 403
+
+
+async def test_pods_need_their_service_account(raw, kube: Kube) -> None:
+    await kube.controllers.disable("kubelet")
+    pod = {
+        "metadata": {"name": "p"},
+        "spec": {"serviceAccountName": "missing", "containers": [{"name": "c", "image": "x:1"}]},
+    }
+    reply = await raw("POST", "/api/v1/namespaces/default/pods", body=pod)
+    assert reply.status == 403
+    assert reply.json["message"] == (
+        'pods "p" is forbidden: error looking up service account '
+        'default/missing: serviceaccount "missing" not found'
+    )
+    kube.admin.ensure_service_account("default", "missing")
+    created = await raw("POST", "/api/v1/namespaces/default/pods", body=pod)
+    assert created.status == 201
+    volumes = created.json["spec"]["volumes"]
+    assert volumes[0]["name"].startswith("kube-api-access-")
+    mounts = created.json["spec"]["containers"][0]["volumeMounts"]
+    assert mounts[0]["mountPath"] == "/var/run/secrets/kubernetes.io/serviceaccount"

@@ -1,0 +1,96 @@
+"""Fault injection and request counters."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+import pytest
+from kubernetes_asyncio import client, watch
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from testbed.kube import Kube
+
+CMS = "/api/v1/namespaces/default/configmaps"
+
+
+async def test_counters_by_verb_and_resource(k8s, kube: Kube) -> None:
+    v1 = client.CoreV1Api(k8s)
+    kube.requests.reset()
+    await v1.create_namespaced_config_map("default", {"metadata": {"name": "a"}})
+    await v1.read_namespaced_config_map("a", "default")
+    await v1.read_namespaced_config_map("a", "default")
+    await client.AppsV1Api(k8s).list_namespaced_deployment("default")
+    assert kube.requests.count("get", "configmaps") == 2
+    assert kube.requests.count("create") == 1
+    assert kube.requests.count(resource="deployments.apps") == 1
+    assert kube.requests.writes() == 1
+    assert kube.requests.snapshot() == {
+        "create configmaps": 1,
+        "get configmaps": 2,
+        "list deployments.apps": 1,
+    }
+    before = kube.requests.total
+    kube.admin.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b"}})
+    assert kube.requests.total == before  # the admin handle is not an API client
+
+
+async def test_error_and_throttle_faults(raw, kube: Kube) -> None:
+    kube.faults.error(503, verbs=["get"], resource="configmaps", times=1)
+    first = await raw("GET", f"{CMS}/kube-root-ca.crt")
+    assert first.status == 503 and first.json["reason"] == "ServiceUnavailable"
+    second = await raw("GET", f"{CMS}/kube-root-ca.crt")
+    assert second.status == 200  # times=1 is used up
+    kube.faults.throttle(retry_after=2, verbs=["list"], resource="config*")
+    throttled = await raw("GET", CMS)
+    assert throttled.status == 429 and throttled.headers["Retry-After"] == "2"
+    assert throttled.json["details"]["retryAfterSeconds"] == 2
+    kube.faults.clear()
+    assert (await raw("GET", CMS)).status == 200
+
+
+async def test_probability_and_latency(raw, kube: Kube) -> None:
+    kube.faults.error(500, resource="secrets", probability=0.0)
+    assert (await raw("GET", "/api/v1/namespaces/default/secrets")).status == 200
+    kube.faults.clear()
+    kube.faults.latency(0.3, verbs=["list"], resource="secrets", times=1)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    assert (await raw("GET", "/api/v1/namespaces/default/secrets")).status == 200
+    assert loop.time() - start >= 0.3
+
+
+async def test_forced_expiry_of_next_watch(k8s, kube: Kube) -> None:
+    v1 = client.CoreV1Api(k8s)
+    rv = (await v1.list_namespaced_config_map("default")).metadata.resource_version
+    kube.faults.expire_watch(resource="configmaps")
+    w = watch.Watch()
+    with pytest.raises(ApiException) as caught:
+        async for _ in w.stream(
+            v1.list_namespaced_config_map, "default", resource_version=rv, timeout_seconds=5
+        ):
+            break
+    assert caught.value.status == 410
+    kube.admin.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}})
+    async for event in w.stream(
+        v1.list_namespaced_config_map, "default", resource_version=rv, timeout_seconds=5
+    ):
+        assert event["object"].metadata.name == "x"
+        break
+
+
+async def test_connection_dropped_mid_watch(kube: Kube) -> None:
+    kube.faults.drop_watch(after_events=1, resource="configmaps")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            f"{kube.url}{CMS}?watch=true&resourceVersion={kube.admin.resource_version}"
+        ) as resp,
+    ):
+        kube.admin.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}})
+        line = await asyncio.wait_for(resp.content.readline(), 5)
+        assert json.loads(line)["object"]["metadata"]["name"] == "a"
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await asyncio.wait_for(resp.content.read(), 5)
+    await kube.wait_for(lambda: kube.cluster.open_watches == 0, message="watch closed server-side")
