@@ -1,0 +1,87 @@
+"""Wrong shares, someone else's progress, unsafe custody, and what the unsealer reports."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import secrets
+from pathlib import Path
+
+import hvac
+import pytest
+import yaml
+
+from tests.unsealer.e2e.world import ENV_VARIABLE, World, custody_config, write_private
+from unsealer.custody import InvariantError
+
+
+def _corrupted(share: bytes) -> bytes:
+    """The same x coordinate, different y bytes: well formed, wrong."""
+    return bytes(b ^ 0x5A for b in share[:-1]) + share[-1:]
+
+
+@pytest.mark.parametrize("wrong_key_status", [400, 500])
+async def test_corrupt_share_is_named_and_the_others_unseal(
+    world: World, monkeypatch: pytest.MonkeyPatch, wrong_key_status: int
+) -> None:
+    world.vault.admin.set_wrong_key_status(wrong_key_status)
+    monkeypatch.setenv(ENV_VARIABLE, _corrupted(world.keys[4]).hex())
+    # The Secret custodian answers last, so the first set of three holds the corrupt share.
+    world.kube.faults.latency(0.3, resource="secrets", namespace="vault-custody")
+    world.start_unsealer(dataclasses.replace(world.settings, poll_seconds=3600))
+    await world.eventually(lambda: not any(world.sealed(n) for n in range(3)),
+                           message="unsealed despite the corrupt share")
+    logs = world.logs.getvalue()
+    assert "wrong share set" in logs and "inconsistent shares" in logs
+    assert '"custodians": ["dev"]' in logs  # the custodian holding the bad share, by name
+    outcomes = {p.attributes["result"]: p.value for p in world.metric_points("unsealer.attempts")}
+    assert outcomes.get("Unsealed") == 3
+
+
+async def test_someone_elses_progress_is_reset_first(world: World) -> None:
+    stranger = hvac.Client(url=world.vault.addresses[0])
+    foreign = secrets.token_bytes(32) + world.keys[0][-1:]  # well formed, from nobody's Vault
+    reply = await asyncio.to_thread(stranger.sys.submit_unseal_key, key=foreign.hex())
+    assert reply["progress"] == 1
+    world.start_unsealer()
+    await world.eventually(lambda: not any(world.sealed(n) for n in range(3)))
+    assert "resetting progress that is not ours" in world.logs.getvalue()
+    assert not world.events("UnsealFailed")  # reset first, so the first attempt succeeded
+
+
+async def test_custody_where_one_custodian_holds_the_threshold_is_refused(
+    world: World, tmp_path: Path
+) -> None:
+    keys = world.keys
+    write_private(world.share_file, "\n".join(k.hex() for k in keys[2:5]) + "\n")
+    layout = custody_config(share_file=world.share_file)
+    layout["custodians"][1]["shares"] = 3
+    layout["custodians"] = layout["custodians"][:2]
+    config = tmp_path / "unsafe.yaml"
+    config.write_text(yaml.safe_dump(layout))
+    task = world.start_unsealer(dataclasses.replace(world.settings, custody_config=str(config)))
+    with pytest.raises(InvariantError) as refused:
+        await asyncio.wait_for(task, 10)
+    assert "disk" in str(refused.value)
+    assert all(world.sealed(n) for n in range(3))
+    world.tasks.remove(task)
+
+
+async def test_one_trace_per_attempt_without_share_material(world: World) -> None:
+    world.start_unsealer(dataclasses.replace(world.settings, poll_seconds=3600))
+    await world.eventually(lambda: not any(world.sealed(n) for n in range(3)))
+    await world.stop_unsealer()
+    spans = world.spans.get_finished_spans()
+    attempts = [s for s in spans if s.name == "unseal"]
+    assert len(attempts) == 3
+    for attempt in attempts:
+        trace_id = attempt.context.trace_id
+        children = [s for s in spans if s.context.trace_id == trace_id and s is not attempt]
+        names = sorted(s.name for s in children)
+        assert names.count("vault.unseal.submit") == 3
+        assert "custody.fetch" in names
+        assert all(s.parent is not None for s in children)
+    world.assert_no_share_leaked()
+    for key in world.keys:
+        assert base64.b64encode(key).decode() not in world.logs.getvalue()

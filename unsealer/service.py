@@ -1,0 +1,266 @@
+"""``unsealer run``: watch the Vault pods, unseal each one that is sealed, until SIGTERM.
+
+Before serving, the custody configuration is checked against the split-custody invariant from
+what the custodians hold now (fingerprints only); a configuration where one custodian, or one
+plus the holder of its key, could unseal Vault alone is refused.
+
+Then every pod is a key of a work queue: one attempt per pod at a time, pods in parallel, and
+a failed attempt (too few custodians reachable, a wrong share, Vault not answering) retried
+after an exponential, jittered, capped delay — never a hot loop. Pod changes (see
+:mod:`unsealer.discovery`) and a periodic seal-status poll add pods to the queue.
+
+Observability: one trace per attempt (spans per custodian fetch and per share submitted),
+Events ``Unsealed`` / ``UnsealFailed`` on the pod, and metrics: attempts by result, time from
+"seen sealed" to unsealed, custodians reachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import aiohttp
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from opentelemetry.metrics import CallbackOptions, Observation
+
+from plumbing.events import EventRecorder
+from plumbing.kube import PODS, Kube, connect
+from plumbing.queueing import WorkQueue
+from plumbing.telemetry import meter, tracer
+from plumbing.watching import Informer
+from unsealer.custody import (
+    CustodyConfigError,
+    PeerServer,
+    build_custodians,
+    build_peer_server,
+    check_invariant,
+    load_config,
+    require_invariant,
+    survey,
+)
+from unsealer.discovery import VaultPod, on_pod_change
+from unsealer.settings import Settings
+from unsealer.shares import FingerprintKey
+from unsealer.unsealing import Attempt, Unsealer, UnsealFailed
+from unsealer.vault_sys import VaultNode
+
+COMPONENT = "vault-unsealer"
+
+
+class Metrics:
+    """The unsealer's instruments (OpenTelemetry; exported as OTEL_METRICS_EXPORTER says)."""
+
+    def __init__(self, *, custodians: int) -> None:
+        instruments = meter("unsealer")
+        self.attempts = instruments.create_counter(
+            "unsealer.attempts", unit="{attempt}", description="unseal attempts by result"
+        )
+        self.time_to_unseal = instruments.create_histogram(
+            "unsealer.time_to_unseal", unit="s",
+            description="from the pod seen sealed to unsealed",
+        )
+        self.reachable = custodians
+        instruments.create_observable_gauge(
+            "unsealer.custodians.reachable", callbacks=[self._observe_reachable],
+            unit="{custodian}", description="custodians that answered the last fetch",
+        )
+
+    def _observe_reachable(self, options: CallbackOptions) -> Iterable[Observation]:
+        yield Observation(self.reachable)
+
+
+class Service:
+    """The running unsealer: one per process."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        kube: Kube,
+        session: aiohttp.ClientSession,
+        unsealer: Unsealer,
+        custodian_count: int,
+    ) -> None:
+        self._settings = settings
+        self._session = session
+        self._unsealer = unsealer
+        self._custodian_count = custodian_count
+        self.pods = Informer(
+            kube=kube, resource=PODS, namespace=settings.namespace,
+            label_selector=settings.selector, on_change=on_pod_change(self._look),
+        )
+        self.queue: WorkQueue[str] = WorkQueue(
+            worker=self._attempt, concurrency=8, backoff_base=2.0,
+            backoff_cap=settings.backoff_max_seconds,
+        )
+        self._recorder = EventRecorder(
+            kube=kube, component=COMPONENT, instance=socket.gethostname()
+        )
+        self._sealed_since: dict[str, float] = {}
+        self.metrics = Metrics(custodians=custodian_count)
+        self._ssl: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=settings.ca_file) if settings.ca_file else True
+        )
+        self._log = structlog.get_logger("unsealer")
+
+    def _look(self, pod: str, reason: str) -> None:
+        self._log.info("looking at pod", pod=pod, reason=reason)
+        self.queue.add(pod)
+
+    def poll(self) -> None:
+        for obj in self.pods:
+            self.queue.add(obj["metadata"]["name"])
+
+    def _node(self, pod: VaultPod) -> VaultNode:
+        return VaultNode(
+            session=self._session, address=pod.address(self._settings.address_template),
+            ssl_context=self._ssl,
+        )
+
+    def _pod(self, name: str) -> tuple[dict[str, object], VaultPod] | None:
+        obj = self.pods.get(self._settings.namespace, name)
+        if obj is None:
+            return None
+        pod = VaultPod.from_object(obj)
+        return (obj, pod) if pod.ip else None
+
+    async def is_sealed(self, name: str) -> bool:
+        """For the peer server: is this pod sealed right now? Raises when it cannot tell."""
+        found = self._pod(name)
+        if found is None:
+            raise LookupError(f"no Vault pod {name!r} with an IP")
+        status = await self._node(found[1]).seal_status()
+        return status.sealed
+
+    async def _attempt(self, name: str) -> float | None:
+        found = self._pod(name)
+        if found is None:
+            self._sealed_since.pop(name, None)
+            return None
+        obj, pod = found
+        with tracer("unsealer").start_as_current_span(
+            "unseal", attributes={"k8s.namespace.name": pod.namespace, "k8s.pod.name": name,
+                                  "vault.address": pod.address(self._settings.address_template)},
+        ) as span:
+            attempt = await self._unsealer.unseal(self._node(pod), pod=name)
+            span.set_attribute("unsealer.outcome", attempt.outcome)
+            span.set_attribute("unsealer.custodians", list(attempt.custodians))
+        return await self._report(obj, name, attempt)
+
+    async def _report(self, obj: dict[str, object], name: str, attempt: Attempt) -> float | None:
+        now = time.monotonic()
+        if attempt.outcome in ("AlreadyUnsealed", "Uninitialized"):
+            self._sealed_since.pop(name, None)
+            if attempt.outcome == "Uninitialized":
+                self._log.warning("vault not initialised", pod=name, detail=attempt.detail)
+                await self._recorder.post(obj, type="Warning", reason="VaultUninitialized",
+                                          message=attempt.detail)
+            return None
+        if attempt.outcome != "VaultUnreachable":
+            self._sealed_since.setdefault(name, now)
+            self.metrics.reachable = self._custodian_count - len(attempt.unreachable)
+        self.metrics.attempts.add(1, {"result": attempt.outcome})
+        log = self._log.bind(pod=name, outcome=attempt.outcome,
+                             custodians=list(attempt.custodians),
+                             unreachable=list(attempt.unreachable),
+                             bad_shares=list(attempt.bad_shares))
+        if attempt.outcome == "Unsealed":
+            since = self._sealed_since.pop(name, now)
+            self.metrics.time_to_unseal.record(now - since)
+            log.info("unsealed", seconds=round(now - since, 3))
+            await self._recorder.post(obj, type="Normal", reason="Unsealed",
+                                      message=_message(attempt))
+            return None
+        log.warning("unseal failed", detail=attempt.detail)
+        await self._recorder.post(obj, type="Warning", reason="UnsealFailed",
+                                  message=_message(attempt))
+        raise UnsealFailed(attempt)
+
+
+def _message(attempt: Attempt) -> str:
+    parts = [attempt.detail]
+    if attempt.unreachable:
+        parts.append(f"unreachable custodians: {', '.join(attempt.unreachable)}")
+    if attempt.bad_shares:
+        parts.append(f"inconsistent shares: {', '.join(attempt.bad_shares)}")
+    return "; ".join(parts)
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    """Check custody, then watch and unseal until ``stop`` is set.
+
+    Raises :class:`~unsealer.custody.CustodyConfigError` or
+    :class:`~unsealer.custody.InvariantError` before serving when custody is unsafe.
+    """
+    log = structlog.get_logger("unsealer")
+    # A share file that is missing is a custodian that is down (a disk not mounted yet after
+    # a power cut): the others may suffice. One that is readable by others is refused.
+    config = await asyncio.to_thread(
+        load_config, Path(settings.custody_config), vault_namespace=settings.namespace,
+        require_files=False,
+    )
+    if config.threshold is None:
+        raise CustodyConfigError(
+            f"custody config {config.source}: 'threshold' is required by unsealer run, to"
+            " check that no custodian alone reaches it"
+        )
+    kube = await connect(kubeconfig=settings.kubeconfig)
+    session = aiohttp.ClientSession()
+    tasks: list[asyncio.Task[None]] = []
+    scheduler = AsyncIOScheduler()
+    peer: PeerServer | None = None
+    service: Service | None = None
+    try:
+        custodians = build_custodians(config, kube_client=kube.api_client)
+        key = (FingerprintKey(settings.fingerprint_key) if settings.fingerprint_key
+               else FingerprintKey.generate())
+        holdings, unverified = await survey(config, custodians=custodians, fingerprint_key=key)
+        report = check_invariant(holdings, threshold=config.threshold, unverified=unverified)
+        require_invariant(report, allow_unsafe=settings.allow_unsafe_custody)
+        unsealer = Unsealer(custodians=custodians, fingerprint_key=key,
+                            max_retry_subsets=settings.max_retry_subsets)
+        service = Service(settings=settings, kube=kube, session=session, unsealer=unsealer,
+                          custodian_count=len(custodians))
+        peer = build_peer_server(config, custodians=custodians, is_sealed=service.is_sealed,
+                                 fingerprint_key=key)
+        if peer is not None:
+            await peer.start()
+        tasks.append(asyncio.create_task(service.pods.run(), name="pods"))
+        tasks.append(asyncio.create_task(service.queue.run(), name="queue"))
+        scheduler.add_job(
+            _poll, IntervalTrigger(seconds=settings.poll_seconds,
+                                   jitter=min(settings.poll_seconds * 0.1, 5.0)),
+            args=[service], id="seal-status-poll", coalesce=True, max_instances=1,
+        )
+        scheduler.start()
+        log.info("ready", namespace=settings.namespace, selector=settings.selector,
+                 custodians=sorted(custodians), threshold=config.threshold)
+        await stop.wait()
+        log.info("stopping")
+    finally:
+        if service is not None:
+            await service.queue.close(grace=settings.grace_seconds)
+        if scheduler.running:
+            scheduler.shutdown(wait=False)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if peer is not None:
+            with contextlib.suppress(Exception):
+                await peer.close()
+        await session.close()
+        await kube.close()
+        log.info("stopped")
+
+
+async def _poll(service: Service) -> None:
+    service.poll()
+
+

@@ -1,0 +1,31 @@
+"""What ``unsealer run`` was told (see ``unsealer run --help``), as one immutable value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from unsealer.discovery import DEFAULT_ADDRESS, DEFAULT_SELECTOR
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    #: The custody config file (see :mod:`unsealer.custody.config`).
+    custody_config: str
+    kubeconfig: str | None = None
+    #: Vault's namespace and the label selector of its server pods (the Helm chart's).
+    namespace: str = "vault"
+    selector: str = DEFAULT_SELECTOR
+    #: How to reach one pod: ``{ip}``, ``{pod}`` and ``{namespace}`` are filled in.
+    address_template: str = DEFAULT_ADDRESS
+    #: CA bundle for https addresses (None: the system's).
+    ca_file: str | None = None
+    #: Every pod's seal-status is read this often, to catch a Vault that sealed itself.
+    poll_seconds: float = 30.0
+    backoff_max_seconds: float = 300.0
+    grace_seconds: float = 10.0
+    #: Hex key of the share fingerprints (None: a random one per process).
+    fingerprint_key: bytes | None = None
+    #: Development only: start even if one custodian (or one plus its key) holds the threshold.
+    allow_unsafe_custody: bool = False
+    #: How many other share subsets to try after a wrong share set, at most.
+    max_retry_subsets: int = 8
