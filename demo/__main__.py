@@ -1,35 +1,264 @@
-"""Run both services for a few seconds and stop them the way Kubernetes does (SIGTERM).
+"""``make demo``: both services, as real processes, against the testbed.
 
-Until the testbed and the controllers land this proves only the plumbing: each service starts,
-logs ``ready`` and stops cleanly. It says so, rather than pretending to sync anything.
+The story a Raspberry Pi cluster lives through, told step by step:
+
+1. A 3-node Vault (vault-0..2, a StatefulSet) comes up uninitialised; ``unsealer init``
+   initialises it and hands the 5 unseal shares to three custodians, none holding 3.
+2. ``unsealer run`` sees three sealed pods and unseals them, from split custody.
+3. ``syncd run`` mirrors a kv-v2 secret into a Kubernetes Secret used by a Deployment.
+4. The secret is rotated in Vault: the Secret follows, the Deployment restarts once.
+5. Power cut: every Vault pod restarts sealed; the unsealer recovers them hands-off.
+6. SIGTERM: both services stop cleanly.
+
+The testbed (Kubernetes API and Vault emulations) runs in this process; the services are
+subprocesses speaking HTTP to it, exactly as they would to a cluster. Their logs are in
+``.demo/``. No secret value is printed: only key names, versions and fingerprints.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
+import base64
+import os
+import shutil
 import signal
-import subprocess
+import socket
 import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-SERVICES = ("syncd", "unsealer")
+import hvac
+import yaml
+
+from testbed.kube import Kube, running_kube
+from testbed.vault import RunningVault, running_vault
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / ".demo"
+HOSTS = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]
+GROUP_VERSION = "secrets.vault-syncd.dev/v1beta1"
+STARTED = time.monotonic()
 
 
-def main() -> None:
-    print("demo: no testbed yet; starting both services against nothing, then SIGTERM.")
-    for service in SERVICES:
-        process = subprocess.Popen(
-            [sys.executable, "-m", service, "run", "--log-format", "json"],
-            stderr=subprocess.PIPE, text=True,
+def say(text: str) -> None:
+    print(f"[{time.monotonic() - STARTED:6.1f}s] {text}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def until(predicate: Callable[[], Any], what: str, deadline: float = 30.0) -> float:
+    began = time.monotonic()
+    while not predicate():
+        if time.monotonic() - began > deadline:
+            raise SystemExit(f"demo: timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+    return time.monotonic() - began
+
+
+class Service:
+    """A service subprocess; its stderr (JSON logs) goes to .demo/<name>.log."""
+
+    def __init__(self, name: str, process: asyncio.subprocess.Process) -> None:
+        self.name = name
+        self.process = process
+
+    @classmethod
+    async def start(cls, name: str, *args: str) -> Service:
+        log = (WORK / f"{name}.log").open("ab")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", name, *args, stdout=log, stderr=log,
+            env={**os.environ, "OTEL_TRACES_EXPORTER": "none"},
         )
-        assert process.stderr is not None
-        ready = json.loads(process.stderr.readline())
-        print(f"demo: {service} said {ready['event']!r} (version {ready.get('version')})")
-        process.send_signal(signal.SIGTERM)
-        code = process.wait(timeout=5)
-        print(f"demo: {service} stopped on SIGTERM with exit code {code}")
-        if code != 0:
-            sys.exit(code)
+        return cls(name, process)
+
+    async def stop(self) -> int:
+        began = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(self.process.wait(), 15)
+        say(f"{self.name} stopped on SIGTERM in {time.monotonic() - began:.2f}s, exit code {code}")
+        return code
+
+
+async def run_command(*args: str) -> str:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", *args, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL,
+    )
+    out, err = await process.communicate()
+    if process.returncode != 0:
+        raise SystemExit(f"demo: {' '.join(args[:2])} failed:\n{err.decode()}")
+    return out.decode()
+
+
+def prepare_cluster(kube: Kube, port: int) -> None:
+    for namespace in ("vault", "vault-custody", "vault-syncd", "app"):
+        kube.admin.create_namespace(namespace)
+    for index, host in enumerate(HOSTS):
+        kube.kubelet.assign_ip("vault", f"vault-{index}", host)
+    labels = {"app.kubernetes.io/name": "vault", "component": "server"}
+    kube.admin.apply({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "vault", "namespace": "vault"},
+        "spec": {"replicas": 3, "serviceName": "vault-internal",
+                 "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels}, "spec": {"containers": [
+                     {"name": "vault", "image": "hashicorp/vault:1.18.3",
+                      "ports": [{"containerPort": port}]}]}}},
+    })
+    for path in sorted((ROOT / "manifests" / "crds").glob("*.yaml")):
+        kube.admin.apply_yaml(path.read_text())
+    for manifest in ("syncd/rbac.yaml", "unsealer/rbac.yaml"):
+        kube.admin.apply_yaml((ROOT / "manifests" / manifest).read_text())
+
+
+def custody_config(port: int) -> Path:
+    shares_a, shares_b = WORK / "custody-disk-a", WORK / "custody-disk-b"
+    config = {
+        "threshold": 3, "shares": 5,
+        "custodians": [
+            {"name": "kube-secret", "kind": "kubernetesSecret", "namespace": "vault-custody",
+             "secretName": "unseal-shares", "shares": 2},
+            {"name": "disk-a", "kind": "file", "path": str(shares_a), "shares": 2},
+            {"name": "disk-b", "kind": "file", "path": str(shares_b), "shares": 1},
+        ],
+    }
+    path = WORK / "custody.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def sealed(vault: RunningVault) -> list[bool]:
+    return [bool(node.sealed) for node in vault.admin.nodes]
+
+
+async def main() -> None:
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir()
+    port = free_port()
+    say("testbed: a Kubernetes API emulation and a 3-node Vault emulation on loopback")
+    async with running_kube(pod_ready_delay=0.1) as kube, \
+            running_vault(nodes=3, hosts=HOSTS, port=port) as vault:
+        prepare_cluster(kube, port)
+        await until(lambda: len([p for p in kube.admin.list("v1", "Pod", "vault")
+                                 if (p.get("status") or {}).get("podIP")]) == 3, "vault pods")
+        admin_config = kube.write_kubeconfig(WORK / "kubeconfig-admin")
+        unsealer_config = kube.write_kubeconfig(
+            WORK / "kubeconfig-unsealer", token=kube.admin.mint_token("vault", "vault-unsealer"))
+        syncd_config = kube.write_kubeconfig(
+            WORK / "kubeconfig-syncd", token=kube.admin.mint_token("vault-syncd", "vault-syncd"))
+        custody = custody_config(port)
+        address = f"http://{{ip}}:{port}"
+        common = ["--namespace", "vault", "--address-template", address,
+                  "--custody-config", str(custody)]
+
+        say("1. Vault pods vault-0..2 are up, uninitialised and sealed: " + str(sealed(vault)))
+        root_token_file = WORK / "root-token"
+        out = await run_command(
+            "unsealer", "init", "--kubeconfig", str(admin_config), *common,
+            "--shares", "5", "--threshold", "3", "--root-token-file", str(root_token_file),
+            "--fallback-dir", str(WORK),
+        )
+        say("   unsealer init: 5 shares, threshold 3, distributed to 3 custodians:")
+        for line in out.strip().splitlines():
+            print(f"            {line}")
+
+        say("2. unsealer run")
+        unsealer = await Service.start(
+            "unsealer", "run", "--kubeconfig", str(unsealer_config), *common,
+            "--poll-interval", "2s",
+        )
+        took = await until(lambda: not any(sealed(vault)), "the first unseal")
+        say(f"   all 3 pods unsealed {took:.1f}s after the unsealer started: {sealed(vault)}")
+
+        root_token = root_token_file.read_text().strip()
+        client = hvac.Client(url=vault.addresses[0], token=root_token)
+        await asyncio.to_thread(client.sys.enable_secrets_engine, "kv", path="secret",
+                                options={"version": "2"})
+        await asyncio.to_thread(client.sys.create_or_update_policy, name="syncd",
+                                policy='path "secret/data/*" { capabilities = ["read"] }')
+        syncd_token = (await asyncio.to_thread(client.auth.token.create, policies=["syncd"],
+                                               ttl="768h"))["auth"]["client_token"]
+        await asyncio.to_thread(client.secrets.kv.v2.create_or_update_secret,
+                                path="webapp/config", secret={"API_KEY": "first"})
+
+        say("3. syncd run: a VaultStaticSecret mirrors secret/webapp/config into Secret app/web")
+        kube.admin.apply({"apiVersion": "v1", "kind": "Secret",
+                          "metadata": {"name": "vault-token", "namespace": "app"},
+                          "stringData": {"token": syncd_token}})
+        kube.admin.apply({"apiVersion": GROUP_VERSION, "kind": "VaultConnection",
+                          "metadata": {"name": "default", "namespace": "vault-syncd"},
+                          "spec": {"address": vault.addresses[0]}})
+        kube.admin.apply({"apiVersion": GROUP_VERSION, "kind": "VaultAuth",
+                          "metadata": {"name": "default", "namespace": "vault-syncd"},
+                          "spec": {"method": "token", "token": {"secretRef": {
+                              "name": "vault-token", "key": "token"}}}})
+        kube.admin.apply({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "app"},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
+                         "containers": [{"name": "web", "image": "nginx:1.27",
+                                         "envFrom": [{"secretRef": {"name": "web"}}]}]}}},
+        })
+        kube.admin.apply({
+            "apiVersion": GROUP_VERSION, "kind": "VaultStaticSecret",
+            "metadata": {"name": "web", "namespace": "app"},
+            "spec": {"mount": "secret", "path": "webapp/config", "type": "kv-v2",
+                     "refreshAfter": "2s", "destination": {"name": "web", "create": True},
+                     "rolloutRestartTargets": [{"kind": "Deployment", "name": "web"}]},
+        })
+        syncd = await Service.start("syncd", "run", "--kubeconfig", str(syncd_config),
+                                    "--rollout-debounce", "1s")
+
+        def secret_value() -> str | None:
+            secret = kube.admin.get("v1", "Secret", "web", "app")
+            if not secret:
+                return None
+            return base64.b64decode(secret["data"]["API_KEY"]).decode()
+
+        took = await until(lambda: secret_value() == "first", "the first sync")
+        status = (kube.admin.get(GROUP_VERSION, "VaultStaticSecret", "web", "app") or {})["status"]
+        secret = kube.admin.get("v1", "Secret", "web", "app") or {}
+        say(f"   Secret app/web created in {took:.1f}s with keys {sorted(secret['data'])},"
+            f" version {status['sourceVersion']}, fingerprint {status['secretMAC'][:12]}...")
+
+        def restarted_at() -> str | None:
+            deployment = kube.admin.get("apps/v1", "Deployment", "web", "app") or {}
+            annotations = deployment["spec"]["template"]["metadata"].get("annotations") or {}
+            return annotations.get("secrets.vault-syncd.dev/restartedAt")
+
+        say("4. the secret is rotated in Vault (version 2)")
+        assert restarted_at() is None
+        await asyncio.to_thread(client.secrets.kv.v2.create_or_update_secret,
+                                path="webapp/config", secret={"API_KEY": "second"})
+        took = await until(lambda: secret_value() == "second", "the rotation")
+        await until(lambda: restarted_at() is not None, "the rollout restart")
+        say(f"   Secret app/web updated {took:.1f}s later; Deployment app/web restarted once at"
+            f" {restarted_at()}")
+
+        say("5. power cut: every Vault pod restarts, sealed")
+        for node in range(3):
+            await vault.admin.restart(node)
+        kube.kubelet.power_loss("vault")
+        say(f"   sealed: {sealed(vault)}")
+        took = await until(lambda: not any(sealed(vault)), "recovery from the power cut")
+        say(f"   recovered hands-off in {took:.1f}s: sealed {sealed(vault)}")
+        events = [e for e in kube.admin.list("v1", "Event", "vault")
+                  if e.get("reason") == "Unsealed"]
+        say(f"   {len(events)} Unsealed events on the pods, e.g. {events[-1]['message']!r}")
+
+        say("6. SIGTERM")
+        codes = [await syncd.stop(), await unsealer.stop()]
+        if any(codes):
+            raise SystemExit("demo: a service did not stop cleanly")
+    say(f"demo done. Logs: {WORK}/syncd.log, {WORK}/unsealer.log")
 
 
 if __name__ == "__main__":
-    main()
+    asyncio.run(main())

@@ -1,0 +1,164 @@
+"""``unsealer run``: every field of Settings has a flag and an UNSEALER_* variable."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import signal
+import sys
+from typing import Any
+
+import pytest
+
+from unsealer.cli import build_parser, settings_from
+from unsealer.commands.runner import CommandError
+from unsealer.settings import Settings
+
+KEY_HEX = "00112233445566778899aabbccddeeff0011"
+
+#: One non-default value per Settings field, as a flag and as the value it must become.
+FLAGS: dict[str, tuple[list[str], Any]] = {
+    "custody_config": (["--custody-config", "/etc/unsealer/custody.yaml"],
+                       "/etc/unsealer/custody.yaml"),
+    "kubeconfig": (["--kubeconfig", "/home/me/.kube/pi"], "/home/me/.kube/pi"),
+    "namespace": (["--namespace", "hashicorp"], "hashicorp"),
+    "selector": (["--selector", "app=vault"], "app=vault"),
+    "address_template": (["--address-template", "https://{pod}.vault-internal:8200"],
+                         "https://{pod}.vault-internal:8200"),
+    "ca_file": (["--ca-file", "/etc/vault/ca.pem"], "/etc/vault/ca.pem"),
+    "poll_seconds": (["--poll-interval", "1m30s"], 90.0),
+    "backoff_max_seconds": (["--backoff-max", "2m"], 120.0),
+    "grace_seconds": (["--shutdown-grace", "4.5s"], 4.5),
+    "fingerprint_key": (["--fingerprint-key", KEY_HEX], bytes.fromhex(KEY_HEX)),
+    "allow_unsafe_custody": (["--allow-unsafe-custody"], True),
+    "max_retry_subsets": (["--max-retry-subsets", "0"], 0),
+}
+
+
+def _env_name(flag: str) -> str:
+    return "UNSEALER_" + flag.lstrip("-").upper().replace("-", "_")
+
+
+def test_every_settings_field_has_a_flag() -> None:
+    assert set(FLAGS) == {field.name for field in dataclasses.fields(Settings)}
+    argv = ["run", *(part for flags, _ in FLAGS.values() for part in flags)]
+    settings = settings_from(build_parser().parse_args(argv))
+    assert settings == Settings(**{name: value for name, (_, value) in FLAGS.items()})
+    for field in dataclasses.fields(Settings):
+        if field.default is not dataclasses.MISSING:
+            assert getattr(settings, field.name) != field.default, field.name
+
+
+def test_every_settings_field_has_a_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    for flags, _ in FLAGS.values():
+        monkeypatch.setenv(_env_name(flags[0]), "true" if len(flags) == 1 else flags[1])
+    settings = settings_from(build_parser().parse_args(["run"]))
+    assert settings == Settings(**{name: value for name, (_, value) in FLAGS.items()})
+
+
+def test_defaults_are_the_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UNSEALER_CUSTODY_CONFIG", "custody.yaml")
+    assert settings_from(build_parser().parse_args(["run"])) == Settings(
+        custody_config="custody.yaml")
+
+
+def test_a_custody_config_is_required() -> None:
+    with pytest.raises(CommandError) as error:
+        settings_from(build_parser().parse_args(["run"]))
+    assert error.value.code == 2
+    assert str(error.value) == "--custody-config (env UNSEALER_CUSTODY_CONFIG) is required"
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--fingerprint-key", "00112233"],
+     "argument --fingerprint-key: 4 bytes is too short: at least 16 bytes (32 hex digits)"),
+    (["--fingerprint-key", "zz" * 16], "argument --fingerprint-key: not hex"),
+    (["--poll-interval", "30"], "argument --poll-interval: invalid duration '30'"),
+    (["--backoff-max", "0s"], "argument --backoff-max: duration '0s' must be longer than 0s"),
+    (["--address-template", "http://{host}:8200"],
+     "argument --address-template: invalid template 'http://{host}:8200'"),
+    (["--max-retry-subsets", "-1"], "argument --max-retry-subsets: must be at least 0"),
+])
+def test_bad_values_are_one_line(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["run", *argv])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith(f"unsealer run: error: {message}")
+    if "fingerprint" in message:
+        assert argv[1] not in err  # a key is never repeated back
+
+
+def test_a_bad_fingerprint_key_variable_is_named_and_not_echoed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("UNSEALER_FINGERPRINT_KEY", "ab" * 8 + "x")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run"])
+    err = capsys.readouterr().err
+    assert "UNSEALER_FINGERPRINT_KEY (for --fingerprint-key): not hex" in err
+    assert "ab" * 8 not in err
+
+
+def test_help_says_unsafe_custody_is_for_development(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--allow-unsafe-custody DEVELOPMENT ONLY" in help_text
+    for flags, _ in FLAGS.values():
+        assert flags[0] in help_text and _env_name(flags[0]) in help_text
+
+
+async def test_run_without_custody_config_is_one_line(world: Any) -> None:
+    run = await world.cli("run", "--kubeconfig", str(world.kubeconfig))
+    assert run.rc == 2
+    assert run.err_lines == [
+        "unsealer run: error: --custody-config (env UNSEALER_CUSTODY_CONFIG) is required"]
+
+
+async def test_run_refuses_unsafe_custody_in_one_line(world: Any) -> None:
+    keys = world.bootstrap().keys
+    world.place({"kube-a": keys[:3], "kube-b": [keys[3]], "disk": [keys[4]]})
+    config = world.custody_config(counts={"kube-a": 3, "kube-b": 1, "disk": 1})
+    run = await world.cli("run", "--custody-config", str(config), *world.pod_args())
+    assert run.rc == 1, run
+    assert run.error_line().startswith(
+        "unsealer run: error: split custody does not hold: custodian 'kube-a' alone yields 3 "
+        "shares, and the threshold is 3")
+
+
+async def test_run_serves_with_the_settings_and_stops_on_sigterm(world: Any) -> None:
+    """The settings reach unsealer.service.run: it unseals a sealed pod, then stops cleanly."""
+    keys = world.bootstrap().keys
+    world.place({"kube-a": keys[0:2], "kube-b": keys[2:4], "disk": [keys[4], keys[0]]})
+    world.vault.admin.seal(1)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "unsealer", "run", "--custody-config",
+        str(world.custody_config()), *world.pod_args(), "--poll-interval", "1s",
+        stderr=asyncio.subprocess.PIPE, env=world.environment(), cwd=world.workdir)
+    assert process.stderr is not None
+    lines: list[dict[str, Any]] = []
+    seen = ""
+    try:
+        while not any(line.get("event") == "ready" for line in lines):
+            raw = await asyncio.wait_for(process.stderr.readline(), 30)
+            assert raw, f"unsealer run ended early: {seen}"
+            seen += raw.decode()
+            lines.append(json.loads(raw))
+        await world.kube.wait_for(
+            lambda: not world.vault.nodes[1].sealed, timeout=30,
+            message="vault-1 was not unsealed")
+        process.send_signal(signal.SIGTERM)
+        rest = (await asyncio.wait_for(process.stderr.read(), 30)).decode()
+        code = await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    world.record(("run",), code, out="", err=seen + rest)  # checked for leaks like the rest
+    assert code == 0
+    events = [json.loads(line)["event"] for line in rest.splitlines() if line.strip()]
+    assert events[-1] == "stopped"

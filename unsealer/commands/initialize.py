@@ -1,0 +1,285 @@
+"""``unsealer init``: initialise a new Vault straight into split custody.
+
+``sys/init`` is the one step that cannot be undone: its shares and root token exist nowhere
+else. So every check that can fail is made before it, and the command refuses to start when:
+
+- the root token would have nowhere to go (``--root-token-file``, created 0600 and empty before
+  ``sys/init``, or an explicit ``--print-root-token``);
+- ``--pgp-key`` is given (see :data:`PGP_REFUSAL`);
+- the custody config gives no layout where the invariant holds for these shares/threshold;
+- a writable custodian already holds shares (unless ``--replace``) or cannot be read;
+- the fallback directory is not writable;
+- Vault is already initialised, or the pod to initialise does not answer.
+
+After ``sys/init`` the keys become :class:`~unsealer.shares.Share` values at once, the root
+token is written (or printed once), and the shares are distributed; what a custodian cannot take
+lands in a 0600 fallback file the error names (exit 1, nothing lost). Should distribution fail in
+an unforeseen way, :func:`~unsealer.commands.secret_io.rescue` saves every share before the
+command ends. Shares are wiped when done.
+
+The first pod by name (``vault-0`` with the Helm chart: the one raft peers join) is initialised,
+unless ``--address`` names another server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+import structlog
+
+from plumbing.options import OptionParser
+from unsealer.commands import options
+from unsealer.commands.custody_access import build, load_custody, placement_lines
+from unsealer.commands.runner import OK, Clients, CommandError, execute, usage_error
+from unsealer.commands.secret_io import TokenFile, check_fallback_dir, rescue
+from unsealer.commands.status import PodStatus, probe
+from unsealer.commands.targets import find_targets
+from unsealer.custody import (
+    Custodian,
+    CustodyConfig,
+    CustodyError,
+    Distribution,
+    DistributionError,
+    distribute,
+)
+from unsealer.custody.custodian import StoredCustodian, wipe_all_entries
+from unsealer.custody.distribution import plan
+from unsealer.shares import Share, wipe_all
+from unsealer.vault_sys import InitResult
+
+log = structlog.get_logger("unsealer")
+
+NAME = "init"
+
+#: ``sys/init`` may take a while on raft storage; it must not time out with the keys in flight.
+INIT_TIMEOUT_SECONDS = 120.0
+
+PGP_REFUSAL = (
+    "--pgp-key is refused: with PGP keys Vault returns every share encrypted to a person's "
+    "key, so the custodians would hold ciphertext that only that person can decrypt and the "
+    "unsealer could never unseal unattended. For encryption at rest use age in the custody "
+    "config (encryptedFor / identityFrom); for PGP-held shares use `vault operator init "
+    "-pgp-keys` without the unsealer"
+)
+
+EPILOG = """\
+The root token goes to --root-token-file (a new 0600 file) or, with --print-root-token, to
+stdout once; with neither, init refuses to start, so the token is never lost. The shares are
+never printed: they go to the custodians, and whatever a custodian cannot store to a 0600 file
+in --fallback-dir that the error names.
+
+exit status:
+  0  Vault initialised, every share at its custodians
+  1  Vault initialised but some shares are in the fallback file named on stderr; or Vault
+     was already initialised, or did not answer (nothing done)
+  2  refused before initialising: options, custody config, token file, fallback directory
+"""
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser: OptionParser = commands.add_parser(
+        "init",
+        help="initialise an uninitialised Vault and store its shares in split custody",
+        description="Initialise Vault (sys/init) and store the unseal shares at the "
+        "custodians of the custody config, so that no custodian alone holds the threshold.",
+        epilog=EPILOG,
+        env_prefix="UNSEALER_",
+    )
+    options.add_custody_config(parser)
+    options.add_kubernetes(parser)
+    options.add_vault_target(parser)
+    parser.option(
+        "--shares", type=options.count, default=None, metavar="N",
+        help="how many unseal shares Vault makes (default: 'shares' of the custody config)",
+    )
+    parser.option(
+        "--threshold", type=options.count, default=None, metavar="T",
+        help="how many shares unseal (default: 'threshold' of the custody config)",
+    )
+    parser.option(
+        "--pgp-key", action="append", default=None, flag_only=True, metavar="FILE",
+        help="refused: PGP-encrypted shares cannot be submitted unattended (see the error)",
+    )
+    options.add_distribution(parser)
+    options.add_root_token_output(parser)
+    options.add_command_logging(parser)
+    parser.set_defaults(entry=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    return execute(args, name=NAME, handler=initialize)
+
+
+async def initialize(args: argparse.Namespace, clients: Clients) -> int:
+    if args.pgp_key:
+        usage_error(PGP_REFUSAL)
+    if not args.root_token_file and not args.print_root_token:
+        usage_error(
+            "refusing to initialise: the root token would be lost. Pass --root-token-file PATH "
+            "(a new 0600 file) or --print-root-token"
+        )
+    config = await asyncio.to_thread(load_custody, args, require_files=False)
+    count, threshold = seal_shape(args, config)
+    try:
+        plan(count, threshold=threshold, config=config, allow_unsafe=args.allow_unsafe_custody)
+    except ValueError as exc:
+        usage_error(
+            f"no safe way to place {count} shares with threshold {threshold} on the custodians "
+            f"of {config.source}: {exc}. Vault was not initialised"
+        )
+    fallback_dir = check_fallback_dir(args.fallback_dir)
+    custodians = await build(config, clients)
+    await check_custodians_empty(config, custodians, replace=args.replace)
+    target = await uninitialised_target(args, clients)
+
+    token_file = TokenFile.create(Path(args.root_token_file)) if args.root_token_file else None
+    node = clients.vault(target.address, timeout=INIT_TIMEOUT_SECONDS)
+    try:
+        result = await node.initialize(shares=count, threshold=threshold)
+    except BaseException:
+        if token_file is not None:
+            token_file.abandon()
+        raise
+    # From here on the shares exist only in this process: custody first, words after (a
+    # closed stdout must not cost a share).
+    token_note = save_root_token(result, token_file)
+    try:
+        distribution = await hand_over(
+            result, threshold=threshold, config=config, custodians=custodians,
+            fallback_dir=fallback_dir, args=args,
+        )
+    finally:
+        log.info("vault.initialized", pod=target.pod, shares=count, threshold=threshold)
+        print(f"Vault initialised at {target.pod} ({target.address}): {count} shares, "
+              f"threshold {threshold}")
+        if token_note:
+            print(token_note)
+        if args.print_root_token:
+            print(f"Initial Root Token: {result.root_token}", flush=True)
+    print("\n".join(placement_lines(distribution, count=count, threshold=threshold)))
+    print("Vault is still sealed: `unsealer run` unseals it from the custodians.")
+    return OK
+
+
+def seal_shape(args: argparse.Namespace, config: CustodyConfig) -> tuple[int, int]:
+    """(shares, threshold) from the flags, else the custody config; the two must agree."""
+    for flag, given, configured in (
+        ("--shares", args.shares, config.shares),
+        ("--threshold", args.threshold, config.threshold),
+    ):
+        if given is not None and configured is not None and given != configured:
+            usage_error(
+                f"{flag} {given} differs from the custody config {config.source} "
+                f"({configured}); unsealer run checks custody against the config"
+            )
+    count = args.shares if args.shares is not None else config.shares
+    threshold = args.threshold if args.threshold is not None else config.threshold
+    if count is None or threshold is None:
+        usage_error(
+            "--shares and --threshold are required (or 'shares' and 'threshold' in the "
+            "custody config)"
+        )
+    problem = options.parse_threshold_pair(count, threshold)
+    if problem:
+        usage_error(problem)
+    return count, threshold
+
+
+async def check_custodians_empty(
+    config: CustodyConfig, custodians: dict[str, Custodian], *, replace: bool
+) -> None:
+    """Refuse before ``sys/init`` when a writable custodian holds shares or cannot be read.
+
+    Either would send the new shares to the fallback file instead of custody. With
+    ``--replace`` a custodian that holds shares is overwritten; one that cannot be read is
+    refused either way.
+    """
+    for spec in config.custodians:
+        custodian = custodians[spec.name]
+        # Only the custodians distribution writes to: writable, with a 'shares' count.
+        if not spec.writable or not spec.shares or not isinstance(custodian, StoredCustodian):
+            continue
+        try:
+            entries = await custodian.backend.read_entries(missing_ok=True)
+        except CustodyError as exc:
+            usage_error(f"{exc}. Vault was not initialised")
+        held = len(entries)
+        wipe_all_entries(entries)
+        if held and not replace:
+            usage_error(
+                f"custodian {spec.name!r} already holds {held} share entries (of another "
+                "Vault?). Clear it or pass --replace to overwrite. Vault was not initialised"
+            )
+
+
+async def uninitialised_target(args: argparse.Namespace, clients: Clients) -> PodStatus:
+    """The server to initialise: ``--address`` or the first pod by name, checked first."""
+    targets = await find_targets(args, clients)
+    rows = await asyncio.gather(*(probe(target, clients) for target in targets))
+    for row in rows:
+        if row.reachable and row.initialized:
+            raise CommandError(f"Vault is already initialised ({row.pod} says so); nothing done")
+    first = rows[0]
+    if not first.reachable:
+        raise CommandError(
+            f"{first.pod} did not answer ({first.error}); nothing done. Pass --address to "
+            "initialise another server"
+        )
+    return first
+
+
+def save_root_token(result: InitResult, token_file: TokenFile | None) -> str:
+    """Write the root token to its file; the line to print about it ("" without a file)."""
+    if token_file is None:
+        return ""
+    try:
+        token_file.write(result.root_token)
+    except OSError as exc:
+        print(f"unsealer init: error: the root token could not be written to "
+              f"{token_file.path} ({exc.strerror}); make a new one with `vault operator "
+              "generate-root` and the unseal keys", file=sys.stderr)
+        return ""
+    return f"Root token written to {token_file.path} (mode 0600)"
+
+
+async def hand_over(
+    result: InitResult,
+    *,
+    threshold: int,
+    config: CustodyConfig,
+    custodians: dict[str, Custodian],
+    fallback_dir: Path,
+    args: argparse.Namespace,
+) -> Distribution:
+    """Distribute the new shares; never return or raise with a share only in memory."""
+    keys = result.keys_hex
+    shares: list[Share] = []
+    try:
+        for number, key in enumerate(keys, start=1):
+            shares.append(Share.parse(key, origin=f"unseal key {number}"))
+        distribution = await distribute(
+            shares,
+            threshold=threshold,
+            config=config,
+            custodians=custodians,
+            fallback_dir=fallback_dir,
+            replace=args.replace,
+            allow_unsafe=args.allow_unsafe_custody,
+        )
+    except DistributionError as exc:
+        if exc.fallback is not None:
+            raise  # its message names the file that holds what is missing
+        where = rescue(keys, threshold=threshold, directory=fallback_dir)
+        raise CommandError(f"{exc}. Since then, {where}") from None
+    except BaseException as exc:  # a bug, Ctrl-C: save the shares first, whatever happened
+        where = rescue(keys, threshold=threshold, directory=fallback_dir)
+        print(f"unsealer init: {where}", file=sys.stderr, flush=True)
+        if not isinstance(exc, Exception):
+            raise
+        raise CommandError(f"storing the shares failed ({type(exc).__name__}); {where}") from None
+    finally:
+        wipe_all(shares)
+    return distribution
