@@ -20,10 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import structlog
-from opentelemetry import trace
 
 from plumbing.events import EventRecorder
 from plumbing.kube import JSON, Kube, KubeError
+from plumbing.telemetry import tracer
 from plumbing.vault import VaultPool
 from plumbing.watching import Informer
 from syncd import sources
@@ -50,7 +50,6 @@ from syncd.status import (
     SYNCED,
     ConditionStatus,
     StatusWriter,
-    conditions_of,
     now,
     set_condition,
 )
@@ -58,7 +57,7 @@ from syncd.vault_clients import AuthError, VaultClients
 
 Key = tuple[str, str]
 
-_tracer = trace.get_tracer("syncd")
+
 
 
 class NotReady(Exception):
@@ -104,6 +103,17 @@ class Controller:
         self._operator_namespace = operator_namespace
         #: (namespace, Secret name) -> the VaultStaticSecret writing it: how drift finds owners.
         self.destinations: dict[Key, Key] = {}
+        #: VaultStaticSecret -> the fingerprint of the data this process last wrote for it. The
+        #: watch event of our own write arrives before the status holding the new fingerprint,
+        #: so drift is judged against this too; otherwise every sync looks like drift.
+        self._written: dict[Key, str] = {}
+        #: VaultStaticSecrets whose Secret is being written right now: the watch events of that
+        #: write (the DELETE of a recreation, say) are ours, not drift.
+        self._writing: set[Key] = set()
+        #: VaultStaticSecret -> the workloads of its latest rotation and what became of each
+        #: (None: not reported yet). Each workload reports on its own; the RolloutRestart
+        #: condition sums all of them up, so the last report cannot hide an earlier failure.
+        self._rollout_results: dict[Key, dict[Workload, Result | None]] = {}
         self._log = structlog.get_logger("syncd")
 
     # --- the reconcile ------------------------------------------------------------------
@@ -111,10 +121,10 @@ class Controller:
     async def reconcile(self, key: Key) -> float | None:
         obj = self._caches.static_secrets.get(*key)
         if obj is None or (obj.get("metadata") or {}).get("deletionTimestamp"):
-            self._forget_destination(key)
+            self.forget(key)
             return None
         namespace, name = key
-        with _tracer.start_as_current_span(
+        with tracer("syncd").start_as_current_span(
             "reconcile", attributes={"k8s.namespace.name": namespace, "syncd.vss.name": name}
         ) as span:
             outcome = await self._reconcile(obj)
@@ -141,7 +151,7 @@ class Controller:
             log.warning("not ready", reason=reason, error=str(exc))
             raise
 
-        with _tracer.start_as_current_span(
+        with tracer("syncd").start_as_current_span(
             "vault.read", attributes={"vault.mount": spec.mount, "vault.path": spec.path,
                                       "vault.kv_type": spec.kv_type}
         ) as span:
@@ -178,7 +188,7 @@ class Controller:
             return "InvalidSecretData"
 
         mac = fingerprint(key=self._hmac_key, data=rendered)
-        status = obj.get("status") or {}
+        status = self._status.current(obj)  # the cache may not show our last write yet
         previous_mac = status.get("secretMAC") or ""
         desired = Desired(
             namespace=namespace, name=destination.name, type=secret_type,
@@ -189,62 +199,76 @@ class Controller:
         unchanged = previous_mac == mac and status.get("observedGeneration") == generation
         # A Secret we do not own is not cached: trust the fingerprint for it.
         needs_write = not in_sync(desired, current) if destination.create else not unchanged
-        if unchanged and not needs_write and _ready(obj):
+        if unchanged and not needs_write and _ready(status):
             log.debug("unchanged", version=source.version)
             return "Unchanged"
 
         written = ""
         if needs_write:
-            with _tracer.start_as_current_span(
+            with tracer("syncd").start_as_current_span(
                 "secret.write", attributes={"k8s.secret.name": destination.name}
             ) as span:
                 try:
+                    self._written[(namespace, name)] = mac
+                    self._writing.add((namespace, name))
                     written = await write(self._kube, desired, current=current)
                 except DestinationError as exc:
                     await self._fail(obj, reason=exc.reason, message=str(exc))
                     log.warning("destination refused", error=str(exc))
                     return exc.reason
+                finally:
+                    self._writing.discard((namespace, name))
                 span.set_attribute("syncd.write", written)
 
         rotated = bool(previous_mac) and previous_mac != mac
-        conditions = conditions_of(obj)
+        restarting = False
         if rotated and spec.rollout_restart_targets and spec.hmac_secret_data:
             workloads = await self._targets(spec)
             if workloads:
+                self._rollout_results[(namespace, name)] = dict.fromkeys(workloads)
                 self.rollouts.request(
                     workloads=workloads, secret=destination.name, fingerprint=mac, owner=obj
                 )
-                conditions = set_condition(
-                    conditions, type=ROLLOUT_RESTART, status="Unknown", reason="Pending",
-                    message=f"restarting {', '.join(map(str, workloads))}", generation=generation,
-                )
+                restarting = True
         if not previous_mac:
             reason, message = "SecretSynced", f"synced to Secret {destination.name}"
         elif rotated:
             reason, message = "SecretRotated", f"new data in Secret {destination.name}"
+        elif written and status.get("observedGeneration") != generation:
+            reason, message = "SecretSynced", f"Secret {destination.name} updated for the new spec"
         elif written:
-            reason, message = "SecretRestored", f"Secret {destination.name} restored (drift)"
+            # Said apart, so that an edit and a deletion are two Events (identical ones are
+            # posted once per ten minutes).
+            how = "deleted; recreated" if written == "Created" else "changed; restored"
+            reason, message = "SecretRestored", f"Secret {destination.name} was {how} (drift)"
         else:
             reason, message = "SecretSynced", f"synced to Secret {destination.name}"
         version_note = f" (version {source.version})" if source.version else ""
-        for kind in (SYNCED, READY):
-            conditions = set_condition(
-                conditions, type=kind, status="True", reason=reason,
-                message=message + version_note, generation=generation,
-            )
-        await self._status.write(obj, {
-            "conditions": conditions,
-            "observedGeneration": generation,
-            "lastGeneration": generation,
-            "sourceVersion": source.version,
-            "secretMAC": mac if spec.hmac_secret_data else None,
-            "lastSyncTime": now(),
-        })
+
+        def synced(current: JSON) -> JSON:
+            conditions = list(current.get("conditions") or [])
+            if restarting:
+                conditions = self._with_rollout(conditions, (namespace, name), generation)
+            for kind in (SYNCED, READY):
+                conditions = set_condition(
+                    conditions, type=kind, status="True", reason=reason,
+                    message=message + version_note, generation=generation,
+                )
+            return {
+                "conditions": conditions,
+                "observedGeneration": generation,
+                "lastGeneration": generation,
+                "sourceVersion": source.version,
+                "secretMAC": mac if spec.hmac_secret_data else None,
+                "lastSyncTime": now(),
+            }
+
+        await self._status.update(obj, synced)
         if written or rotated or not previous_mac:
             await self._recorder.post(obj, type="Normal", reason=reason, message=message)
         log.info(
             "synced", outcome=reason, written=written or "no", version=source.version,
-            keys=sorted(rendered),
+            data_keys=sorted(rendered),
         )
         return reason
 
@@ -305,44 +329,62 @@ class Controller:
         key = (owner["metadata"]["namespace"], owner["metadata"]["name"])
         obj = self._caches.static_secrets.get(*key) or owner
         generation = int(obj["metadata"].get("generation") or 0)
-        failed = [r for r in results if r.outcome in ("Failed", "NotFound", "Paused")]
-        restarted = [r for r in results if r.outcome == "Restarted"]
-        status: ConditionStatus = "False" if failed else "True"
-        if failed:
-            reason = "DeploymentPaused" if failed[0].outcome == "Paused" else "RolloutRestartFailed"
-            message = "; ".join(r.detail for r in failed)
-        else:
-            reason = "RolloutRestartTriggered"
-            message = "; ".join(r.detail for r in results)
-        conditions = set_condition(
-            conditions_of(obj), type=ROLLOUT_RESTART, status=status, reason=reason,
-            message=message, generation=generation,
-        )
+        entries = self._rollout_results.setdefault(key, {})
+        for result in results:
+            entries[result.workload] = result
         try:
-            await self._status.write(obj, {"conditions": conditions})
+            await self._status.update(obj, lambda current: {"conditions": self._with_rollout(
+                list(current.get("conditions") or []), key, generation)})
         except KubeError as exc:
             self._log.warning("rollout status not written", error=str(exc))
-        if failed:
-            await self._recorder.post(obj, type="Warning", reason=reason, message=message)
+        failed_now = [r for r in results if r.outcome in _ROLLOUT_FAILURES]
+        restarted = [r for r in results if r.outcome == "Restarted"]
+        if failed_now:
+            await self._recorder.post(
+                obj, type="Warning", reason=_rollout_failure_reason(failed_now),
+                message="; ".join(r.detail for r in failed_now),
+            )
         if restarted:
             await self._recorder.post(
                 obj, type="Normal", reason="RolloutRestartTriggered",
                 message="; ".join(r.detail for r in restarted),
             )
 
+    def _with_rollout(self, conditions: list[JSON], key: Key, generation: int) -> list[JSON]:
+        """``conditions`` with RolloutRestart summing up the restarts of the latest rotation."""
+        entries = self._rollout_results.get(key) or {}
+        done = [r for r in entries.values() if r is not None]
+        waiting = [str(w) for w, r in entries.items() if r is None]
+        failed = [r for r in done if r.outcome in _ROLLOUT_FAILURES]
+        status: ConditionStatus
+        if failed:
+            status, reason = "False", _rollout_failure_reason(failed)
+            message = "; ".join(r.detail for r in failed)
+        elif waiting:
+            status, reason = "Unknown", "Pending"
+            message = "; ".join([*(r.detail for r in done), f"restarting {', '.join(waiting)}"])
+        else:
+            status, reason = "True", "RolloutRestartTriggered"
+            message = "; ".join(r.detail for r in done)
+        return set_condition(conditions, type=ROLLOUT_RESTART, status=status, reason=reason,
+                             message=message, generation=generation)
+
     async def _fail(
         self, obj: JSON, *, reason: str, message: str, ready_only: bool = False
     ) -> None:
         generation = int(obj["metadata"].get("generation") or 0)
-        conditions = conditions_of(obj)
-        for kind in (READY,) if ready_only else (SYNCED, READY):
-            conditions = set_condition(
-                conditions, type=kind, status="False", reason=reason, message=message,
-                generation=generation,
-            )
+
+        def failed(current: JSON) -> JSON:
+            conditions = list(current.get("conditions") or [])
+            for kind in (READY,) if ready_only else (SYNCED, READY):
+                conditions = set_condition(
+                    conditions, type=kind, status="False", reason=reason, message=message,
+                    generation=generation,
+                )
+            return {"conditions": conditions, "observedGeneration": generation}
+
         try:
-            await self._status.write(obj, {"conditions": conditions,
-                                           "observedGeneration": generation})
+            await self._status.update(obj, failed)
         except KubeError as exc:
             self._log.warning("status not written", error=str(exc))
         await self._recorder.post(obj, type="Warning", reason=reason, message=message)
@@ -359,18 +401,36 @@ class Controller:
             if owner == key:
                 del self.destinations[secret]
 
+    def forget(self, key: Key) -> None:
+        """The VaultStaticSecret is gone: drop what was remembered about it."""
+        self._forget_destination(key)
+        self._written.pop(key, None)
+        self._rollout_results.pop(key, None)
+        self._status.forget(key)
+
     def drifted(self, secret: JSON | None, owner_key: Key) -> bool:
         """Whether a managed Secret's data no longer has the owner's fingerprint."""
         owner = self._caches.static_secrets.get(*owner_key)
-        if owner is None:
+        if owner is None or owner_key in self._writing:
             return False
-        expected = (owner.get("status") or {}).get("secretMAC")
+        expected = {(owner.get("status") or {}).get("secretMAC"), self._written.get(owner_key)}
+        expected.discard(None)
         if secret is None or not expected:
             return True
-        return bool(fingerprint(key=self._hmac_key, data=decode_data(secret)) != expected)
+        return fingerprint(key=self._hmac_key, data=decode_data(secret)) not in expected
 
 
-def _ready(obj: JSON) -> bool:
+_ROLLOUT_FAILURES = ("Failed", "NotFound", "Paused")
+
+
+def _rollout_failure_reason(failed: list[Result]) -> str:
+    if all(r.outcome == "Paused" for r in failed):
+        return "DeploymentPaused"
+    return "RolloutRestartFailed"
+
+
+def _ready(status: JSON) -> bool:
     return any(
-        c.get("type") == READY and c.get("status") == "True" for c in conditions_of(obj)
+        c.get("type") == READY and c.get("status") == "True"
+        for c in status.get("conditions") or []
     )

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import itertools
 import socket
+import threading
 from dataclasses import dataclass
 
 import aiohttp
@@ -174,7 +175,11 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await kube.close()
-        pool.shutdown()
+        # A Vault read cancelled at the end of the grace period keeps its thread until the
+        # request returns or times out (threads cannot be cancelled). Waiting for it here would
+        # block the event loop, and the stop, for up to the Vault client's timeout: let the
+        # pool wind down on a thread of its own.
+        threading.Thread(target=pool.shutdown, name="vault-pool-shutdown", daemon=True).start()
         log.info("stopped")
 
 
@@ -209,9 +214,7 @@ def _connect_handlers(
         if change.type == "DELETED":
             queue.forget(key)
             refreshes.remove(key)
-            controller.destinations = {
-                s: o for s, o in controller.destinations.items() if o != key
-            }
+            controller.forget(key)
             return
         refreshes.ensure(key, _refresh_seconds(change.object, default_refresh))
         old_generation = ((change.old or {}).get("metadata") or {}).get("generation")
@@ -235,7 +238,8 @@ def _connect_handlers(
             return
         secret = None if change.type == "DELETED" else change.object
         if controller.drifted(secret, owner):
-            log.info("drift", secret="/".join(key), change=change.type, owner="/".join(owner))
+            log.info("drift", secret_name="/".join(key), change=change.type,
+                     owner="/".join(owner))
             queue.add(owner)
 
     caches.static_secrets.add_handler(on_static_secret)

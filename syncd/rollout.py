@@ -28,7 +28,6 @@ from typing import Any, Literal
 import aiohttp
 import structlog
 from opentelemetry import context as otel_context
-from opentelemetry import trace
 
 from plumbing.kube import (
     ARGO_ROLLOUTS,
@@ -42,6 +41,7 @@ from plumbing.kube import (
     KubeError,
     Resource,
 )
+from plumbing.telemetry import tracer
 
 FINGERPRINTS_ANNOTATION = "secrets.vault-syncd.dev/fingerprints"
 RESTARTED_AT_ANNOTATION = "secrets.vault-syncd.dev/restartedAt"
@@ -57,7 +57,7 @@ POD_TEMPLATE_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 
 Outcome = Literal["Restarted", "Unchanged", "Paused", "NotFound", "Failed"]
 
-_tracer = trace.get_tracer("syncd.rollout")
+
 
 
 @dataclass(frozen=True)
@@ -172,7 +172,7 @@ class Rollouts:
     async def _restart(self, workload: Workload, pending: _Pending) -> None:
         # The span belongs to the trace of the (first) reconcile that asked for the restart.
         parent = pending.contexts[0] if pending.contexts else None
-        with _tracer.start_as_current_span(
+        with tracer("syncd.rollout").start_as_current_span(
             "rollout.restart",
             context=parent,
             attributes={"k8s.workload.kind": workload.kind, "k8s.namespace.name":
@@ -180,11 +180,13 @@ class Rollouts:
         ) as span:
             result = await self._patch(workload, pending.fingerprints)
             span.set_attribute("syncd.rollout.outcome", result.outcome)
-        self._log.info(
-            "rollout restart", workload=str(workload), outcome=result.outcome, detail=result.detail
-        )
-        for owner in pending.owners.values():
-            await self._report(owner, [result])
+            # Inside the span: the log line and the report carry the restart's ids.
+            self._log.info(
+                "rollout restart", workload=str(workload), outcome=result.outcome,
+                detail=result.detail,
+            )
+            for owner in pending.owners.values():
+                await self._report(owner, [result])
 
     async def _patch(self, workload: Workload, fingerprints: Mapping[str, str]) -> Result:
         resource = KINDS[workload.kind]

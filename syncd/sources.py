@@ -139,6 +139,10 @@ def _not_found(response: requests.Response, *, where: str, version: int) -> Sour
     except ValueError:
         body = {}
     metadata = ((body.get("data") or {}).get("metadata")) or {}
+    warnings = " ".join(str(w) for w in body.get("warnings") or [])
+    if "Invalid path for a versioned K/V" in warnings:
+        # What a kv-v2 mount answers (404 and this warning) to a kv-v1 read.
+        return SourceWrongType(f"{where}: the mount is kv-v2; set spec.type to kv-v2")
     if metadata:
         number = int(metadata.get("version") or version or 0)
         destroyed = bool(metadata.get("destroyed"))

@@ -65,8 +65,10 @@ async def test_one_custodian_down_the_others_suffice(world: World) -> None:
     world.kube.faults.error(503, resource="secrets", namespace="vault-custody")
     world.start_unsealer()
     await world.eventually(lambda: not any(world.sealed(n) for n in range(3)))
-    unsealed = world.events("Unsealed")
-    assert unsealed and all("kube-a" not in e["message"] for e in unsealed)
+    # The Event is posted just after Vault answers: wait for all three.
+    unsealed = await world.eventually(lambda: len(world.events("Unsealed")) == 3
+                                      and world.events("Unsealed"))
+    assert all("kube-a" not in e["message"] for e in unsealed)
 
 
 async def test_fewer_than_threshold_retries_with_backoff_then_recovers(

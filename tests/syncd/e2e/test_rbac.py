@@ -1,0 +1,120 @@
+"""RBAC: manifests/syncd/rbac.yaml grants what syncd uses, and nothing more.
+
+Sufficiency is shown by every end-to-end test: syncd runs with a token of the ``vault-syncd``
+ServiceAccount bound by rbac.yaml, so a missing grant fails them (the testbed enforces RBAC).
+
+Minimality is shown here. One world takes syncd through every kind of Kubernetes request it can
+make — informers of its three kinds and of its Secrets, status writes, Events, the fingerprint
+key and token Secrets, Secret creation, update (drift), deletion (a type change), a missing
+``create: false`` destination, and restarts of every workload kind by name, by selector and
+by ``auto`` (with an Argo Rollout CRD installed) — and the testbed's request log then yields the
+exact set of (API group, resource, verb) syncd asked for. The ClusterRole, expanded into the
+same triples, must equal that set: a granted verb syncd never used fails the test, and so does
+a request the ClusterRole does not cover. The log records every request, allowed or not, so
+the comparison does not depend on what RBAC let through.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import yaml
+
+from tests.syncd.e2e.world import APP_NS, ROOT, World
+
+Triple = tuple[str, str, str]  # (API group, resource[/subresource], verb)
+
+ARGO_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "rollouts.argoproj.io"},
+    "spec": {
+        "group": "argoproj.io", "scope": "Namespaced",
+        "names": {"kind": "Rollout", "listKind": "RolloutList", "plural": "rollouts",
+                  "singular": "rollout"},
+        "versions": [{"name": "v1alpha1", "served": True, "storage": True, "schema": {
+            "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}],
+    },
+}
+
+
+def _granted() -> set[Triple]:
+    docs = yaml.safe_load_all((ROOT / "manifests" / "syncd" / "rbac.yaml").read_text())
+    role = next(d for d in docs if d and d["kind"] == "ClusterRole")
+    out = set()
+    for rule in role["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    out.add((group, resource, verb))
+    return out
+
+
+def _used(world: World) -> set[Triple]:
+    out = set()
+    for record in world.syncd_requests():
+        if record.resource.startswith("/"):  # discovery and other non-resource paths
+            continue
+        qualified, _, subresource = record.resource.partition("/")
+        plural, _, group = qualified.partition(".")
+        out.add((group, plural + (f"/{subresource}" if subresource else ""), record.verb))
+    return out
+
+
+def _argo_rollout(name: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+            "metadata": {"name": name, "namespace": APP_NS, "labels": labels},
+            "spec": {"replicas": 1}}
+
+
+async def test_cluster_role_grants_exactly_what_syncd_uses(world: World) -> None:
+    world.apply(ARGO_CRD)
+    await world.eventually(lambda: _try_apply(world, _argo_rollout("canary", {"tier": "web"})),
+                           message="the Argo Rollout CRD served")
+    await world.write_kv("kv-secret/info", {"password": world.value("rbac")})
+    for kind in ("Deployment", "StatefulSet", "DaemonSet"):
+        world.workload(kind, f"by-name-{kind.lower()}")
+        world.workload(kind, f"by-auto-{kind.lower()}", secret="everything")
+    world.workload("Deployment", "by-selector", labels={"tier": "web"})
+    world.vss("everything", rolloutRestartTargets=[
+        {"kind": "Deployment", "name": "by-name-deployment"},
+        {"kind": "StatefulSet", "name": "by-name-statefulset"},
+        {"kind": "DaemonSet", "name": "by-name-daemonset"},
+        {"kind": "argo.Rollout", "name": "canary"},
+        {"kind": "Deployment", "selector": {"matchLabels": {"tier": "web"}}},
+        {"kind": "argo.Rollout", "selector": {"matchLabels": {"tier": "web"}}},
+        {"auto": True},
+    ])
+    world.vss("missing", destination={"name": "missing", "create": False})
+    world.start_syncd()
+    await world.synced("everything")
+    await world.wait_condition("missing", "Ready", status="False", reason="DestinationError")
+
+    # Rotation: every kind of restart. Drift: an update. Type change: a delete.
+    await world.write_kv("kv-secret/info", {"password": world.value("rbac-rotated")})
+    await world.wait_condition("everything", "RolloutRestart", status="True")
+    world.kube.admin.patch("v1", "Secret", "everything",
+                           {"data": {"password": base64.b64encode(b"edited").decode()}},
+                           namespace=APP_NS)
+    await world.eventually(lambda: world.events("SecretRestored", about="everything"))
+    world.vss("everything", destination={"name": "everything", "create": True,
+                                         "type": "kubernetes.io/basic-auth"})
+    await world.eventually(
+        lambda: (world.secret("everything") or {}).get("type") == "kubernetes.io/basic-auth")
+    await world.wait_condition("everything", "Ready", status="True")
+
+    argo = world.kube.admin.get("argoproj.io/v1alpha1", "Rollout", "canary", APP_NS) or {}
+    assert argo["spec"].get("restartAt"), "the Argo Rollout was restarted"
+    assert "Forbidden" not in world.logs.getvalue()
+
+    used, granted = _used(world), _granted()
+    assert used - granted == set(), "syncd needs more than rbac.yaml grants"
+    assert granted - used == set(), "rbac.yaml grants what syncd never uses"
+
+
+def _try_apply(world: World, obj: dict[str, Any]) -> bool:
+    try:
+        world.apply(obj)
+    except Exception:  # the CRD is not served yet
+        return False
+    return True

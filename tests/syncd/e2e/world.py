@@ -1,0 +1,332 @@
+"""The world of the end-to-end tests: both emulations, syncd running with its real RBAC.
+
+syncd runs in the test's event loop (its Vault calls go through its own thread pool, so the
+emulations keep serving). It authenticates to the Kubernetes emulation with a token of the
+``vault-syncd`` ServiceAccount bound by ``manifests/syncd/rbac.yaml``, so every test also proves
+that the RBAC grants enough; ``test_rbac`` proves it grants nothing more. Logs and spans are
+captured so tests can grep them for secret values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hvac
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from syncd.operator import Settings, run
+from testbed.kube import Kube
+from testbed.vault import RunningVault
+
+ROOT = Path(__file__).resolve().parents[3]
+GROUP_VERSION = "secrets.vault-syncd.dev/v1beta1"
+OPERATOR_NS = "vault-syncd"
+APP_NS = "app"
+SECRET_VALUE = "s3cr3t-Value-of-the-e2e-tests-7f1c"
+
+POLICY = """
+path "secret/data/kv-secret/*" { capabilities = ["read"] }
+path "secret/data/other/*" { capabilities = ["read"] }
+path "kv1/*" { capabilities = ["read"] }
+"""
+#: The identity syncd talks to the Kubernetes emulation as (the ServiceAccount of rbac.yaml).
+SYNCD_USER = f"system:serviceaccount:{OPERATOR_NS}:vault-syncd"
+WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+FINGERPRINTS = "secrets.vault-syncd.dev/fingerprints"
+
+
+@dataclass
+class World:
+    kube: Kube
+    vault: RunningVault
+    root_token: str
+    logs: io.StringIO
+    spans: InMemorySpanExporter
+    kubeconfig: Path
+    settings: Settings
+    unseal_keys: list[bytes] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    stops: list[asyncio.Event] = field(default_factory=list)
+    #: Every secret value a test put in Vault: none may show up in logs, spans, Events or
+    #: statuses (checked when the world ends, see conftest.py).
+    secret_values: set[str] = field(default_factory=lambda: {SECRET_VALUE})
+
+    # --- secret values ------------------------------------------------------------------
+
+    def value(self, label: str) -> str:
+        """A fresh, recognisable secret value (registered for the leak check)."""
+        value = f"s3cr3t-{label}-{secrets.token_hex(6)}"
+        self.secret_values.add(value)
+        return value
+
+    def remember(self, data: Any) -> None:
+        """Register the string leaves of ``data`` (long ones by a distinctive prefix)."""
+        if isinstance(data, dict):
+            for item in data.values():
+                self.remember(item)
+        elif isinstance(data, list | tuple):
+            for item in data:
+                self.remember(item)
+        elif isinstance(data, str) and len(data) >= 8:
+            self.secret_values.add(data[:64])
+
+    def leaks(self, texts: Iterable[str]) -> list[str]:
+        """The registered secret values found in any of ``texts``."""
+        texts = list(texts)
+        return sorted(v for v in self.secret_values if any(v in t for t in texts))
+
+    # --- Vault --------------------------------------------------------------------------
+
+    def vault_client(self, token: str | None = None) -> hvac.Client:
+        return hvac.Client(url=self.vault.address, token=token or self.root_token)
+
+    async def vault_call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    async def write_kv(self, path: str, data: dict[str, Any], *, mount: str = "secret") -> int:
+        self.remember(data)
+        client = self.vault_client()
+        reply = await self.vault_call(
+            client.secrets.kv.v2.create_or_update_secret, path=path, secret=data,
+            mount_point=mount,
+        )
+        return int(reply["data"]["version"])
+
+    async def write_kv1(self, path: str, data: dict[str, Any], *, mount: str = "kv1") -> None:
+        self.remember(data)
+        client = self.vault_client()
+        await self.vault_call(
+            client.secrets.kv.v1.create_or_update_secret, path=path, secret=data,
+            mount_point=mount,
+        )
+
+    async def set_policy(self, policy: str) -> None:
+        """Replace the ``syncd`` Vault policy (the one syncd's token carries)."""
+        client = self.vault_client()
+        await self.vault_call(client.sys.create_or_update_policy, name="syncd", policy=policy)
+
+    async def new_vault_token(self) -> str:
+        """A fresh syncd token, put into the Secret the default VaultAuth reads."""
+        token = await _child_token(self.vault, self.root_token)
+        self.apply({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "vault-token", "namespace": APP_NS},
+            "stringData": {"token": token},
+        })
+        return token
+
+    def vault_token(self) -> str:
+        secret = self.kube.admin.get("v1", "Secret", "vault-token", APP_NS) or {}
+        return base64.b64decode(secret["data"]["token"]).decode()
+
+    def vault_reads(self) -> int:
+        return self.vault.admin.request_count(method="GET")
+
+    # --- Kubernetes ---------------------------------------------------------------------
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        return self.kube.admin.apply(obj)
+
+    def vss(
+        self, name: str, *, namespace: str = APP_NS, labels: dict[str, str] | None = None,
+        **spec: Any,
+    ) -> dict[str, Any]:
+        body = {
+            "mount": "secret", "path": "kv-secret/info", "type": "kv-v2",
+            "refreshAfter": "1s",
+            "destination": {"name": name, "create": True},
+            **spec,
+        }
+        return self.apply({
+            "apiVersion": GROUP_VERSION, "kind": "VaultStaticSecret",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},
+            "spec": body,
+        })
+
+    def get_vss(self, name: str, namespace: str = APP_NS) -> dict[str, Any] | None:
+        return self.kube.admin.get(GROUP_VERSION, "VaultStaticSecret", name, namespace)
+
+    def condition(self, name: str, kind: str, namespace: str = APP_NS) -> dict[str, Any]:
+        obj = self.get_vss(name, namespace) or {}
+        for entry in (obj.get("status") or {}).get("conditions") or []:
+            if entry["type"] == kind:
+                return dict(entry)
+        return {}
+
+    def secret(self, name: str, namespace: str = APP_NS) -> dict[str, Any] | None:
+        return self.kube.admin.get("v1", "Secret", name, namespace)
+
+    def secret_data(self, name: str, namespace: str = APP_NS) -> dict[str, str] | None:
+        secret = self.secret(name, namespace)
+        if secret is None:
+            return None
+        return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+
+    def deployment(self, name: str, *, secret: str, namespace: str = APP_NS) -> dict[str, Any]:
+        return self.apply({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {"containers": [{
+                        "name": "app", "image": "nginx:1.27",
+                        "envFrom": [{"secretRef": {"name": secret}}],
+                    }]},
+                },
+            },
+        })
+
+    def events(
+        self, reason: str, namespace: str = APP_NS, *, about: str | None = None,
+        type: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Events with ``reason`` (about the object named ``about``, of ``type``)."""
+        return [e for e in self.kube.admin.list("v1", "Event", namespace)
+                if e.get("reason") == reason
+                and (about is None or e["involvedObject"].get("name") == about)
+                and (type is None or e.get("type") == type)]
+
+    def all_events(self) -> list[dict[str, Any]]:
+        return self.kube.admin.list("v1", "Event")
+
+    def all_vss(self) -> list[dict[str, Any]]:
+        return self.kube.admin.list(GROUP_VERSION, "VaultStaticSecret")
+
+    def status(self, name: str, namespace: str = APP_NS) -> dict[str, Any]:
+        return dict((self.get_vss(name, namespace) or {}).get("status") or {})
+
+    async def wait_condition(
+        self, name: str, kind: str, *, status: str, reason: str | None = None,
+        deadline: float = 10.0,
+    ) -> dict[str, Any]:
+        """Wait for condition ``kind`` of VaultStaticSecret ``name`` to be ``status``/``reason``."""
+        def ok() -> dict[str, Any] | None:
+            found = self.condition(name, kind)
+            if found.get("status") == status and reason in (None, found.get("reason")):
+                return found
+            return None
+        return dict(await self.eventually(
+            ok, deadline=deadline,
+            message=f"{name}: {kind}={status} {reason or ''} "
+                    f"(now {self.status(name).get('conditions')})",
+        ))
+
+    async def synced(self, name: str, *, deadline: float = 10.0) -> dict[str, str]:
+        """Wait for the first sync of ``name``; the Secret's data."""
+        await self.wait_condition(name, "Ready", status="True", deadline=deadline)
+        return self.secret_data(name) or {}
+
+    def syncd_requests(self, verbs: Iterable[str] | None = None) -> list[Any]:
+        """The Kubernetes requests syncd made (the testbed's request log)."""
+        wanted = set(verbs) if verbs is not None else None
+        return [r for r in self.kube.requests.log
+                if r.user == SYNCD_USER and (wanted is None or r.verb in wanted)]
+
+    def syncd_writes(self) -> list[Any]:
+        return self.syncd_requests(WRITE_VERBS)
+
+    def workload(self, kind: str, name: str, *, secret: str | None = None,
+                 pod_spec: dict[str, Any] | None = None, labels: dict[str, str] | None = None,
+                 paused: bool = False) -> dict[str, Any]:
+        """A Deployment, StatefulSet or DaemonSet whose pods use ``secret`` (envFrom) or
+        run ``pod_spec``."""
+        spec = pod_spec or {"containers": [{
+            "name": "app", "image": "nginx:1.27",
+            **({"envFrom": [{"secretRef": {"name": secret}}]} if secret else {}),
+        }]}
+        body: dict[str, Any] = {
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": spec},
+        }
+        if kind != "DaemonSet":
+            body["replicas"] = 1
+        if kind == "StatefulSet":
+            body["serviceName"] = name
+        if paused:
+            body["paused"] = True
+        return self.apply({
+            "apiVersion": "apps/v1", "kind": kind,
+            "metadata": {"name": name, "namespace": APP_NS,
+                         "labels": {"app": name, **(labels or {})}},
+            "spec": body,
+        })
+
+    def template_annotations(self, name: str, kind: str = "Deployment") -> dict[str, str]:
+        obj = self.kube.admin.get("apps/v1", kind, name, APP_NS) or {}
+        return dict(obj["spec"]["template"]["metadata"].get("annotations") or {})
+
+    def restarts(self, name: str, kind: str = "Deployment") -> int:
+        """How many times syncd patched the workload (its requests, counted by the testbed)."""
+        plural = kind.lower() + "s"
+        return sum(
+            1 for r in self.kube.requests.log
+            if r.verb == "patch" and r.resource.split(".")[0] == plural and r.name == name
+        )
+
+    # --- syncd --------------------------------------------------------------------------
+
+    def start_syncd(self) -> None:
+        stop = asyncio.Event()
+        self.stops.append(stop)
+        self.tasks.append(asyncio.create_task(run(self.settings, stop)))
+
+    async def wait_started(self, count: int = 1) -> None:
+        """Wait until syncd has logged ``ready`` ``count`` times (caches listed, queue on)."""
+        await self.eventually(
+            lambda: self.logs.getvalue().count('"event": "ready"') >= count,
+            message=f"syncd ready x{count}",
+        )
+
+    def spans_named(self, name: str) -> list[Any]:
+        return [s for s in self.spans.get_finished_spans() if s.name == name]
+
+    async def stop_syncd(self) -> None:
+        for stop in self.stops:
+            stop.set()
+        await asyncio.wait_for(asyncio.gather(*self.tasks), 15)
+        self.tasks.clear()
+        self.stops.clear()
+
+    async def eventually(
+        self, predicate: Callable[[], Any], *, deadline: float = 10.0, message: str = "condition"
+    ) -> Any:
+        return await self.kube.wait_for(predicate, timeout=deadline, message=message)
+
+    def captured(self) -> str:
+        spans = "\n".join(
+            json.dumps({"name": s.name, "attributes": dict(s.attributes or {}),
+                        "events": [dict(e.attributes or {}) for e in s.events],
+                        "status": str(s.status.description)})
+            for s in self.spans.get_finished_spans()
+        )
+        return self.logs.getvalue() + "\n" + spans
+
+
+async def _bootstrap_vault(vault: RunningVault) -> tuple[str, list[bytes]]:
+    """A ready Vault with the ``syncd`` policy: the root token and the unseal keys."""
+    init = vault.admin.bootstrap(shares=1, threshold=1, kv_v2_path="secret")
+    client = hvac.Client(url=vault.address, token=init.root_token)
+    await asyncio.to_thread(client.sys.create_or_update_policy, name="syncd", policy=POLICY)
+    return init.root_token, list(init.keys)
+
+
+async def _child_token(vault: RunningVault, root_token: str) -> str:
+    client = hvac.Client(url=vault.address, token=root_token)
+    reply = await asyncio.to_thread(client.auth.token.create, policies=["syncd"], ttl="24h")
+    return str(reply["auth"]["client_token"])
+
+
+def _establish_crds(kube: Kube) -> None:
+    for path in sorted((ROOT / "manifests" / "crds").glob("*.yaml")):
+        kube.admin.apply_yaml(path.read_text())
