@@ -66,6 +66,13 @@ class WorkQueue(Generic[K]):
     def failures(self, key: K) -> int:
         return self._failures.get(key, 0)
 
+    def due_in(self, key: K) -> float | None:
+        """Seconds until ``key`` runs, if it is waiting (0 when due); None otherwise."""
+        due = self._due.get(key)
+        if due is None:
+            return None
+        return max(0.0, due - asyncio.get_running_loop().time())
+
     def add(self, key: K, *, after: float = 0.0) -> None:
         """Run the job for ``key`` in ``after`` seconds, or sooner if it is already due sooner."""
         if self._closed:

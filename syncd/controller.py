@@ -142,6 +142,12 @@ class Controller:
             log.warning("invalid spec", error=str(exc))
             return "InvalidSpec"
         self._remember_destination(spec)
+        if spec.warnings:
+            # Valid but without effect (labels with create: false...): say so once.
+            await self._recorder.post(
+                obj, type="Warning", reason="IneffectiveSettings",
+                message="; ".join(spec.warnings),
+            )
         try:
             auth, connection = self._resolve(spec)
             client = await self._clients.get(namespace=namespace, auth=auth, connection=connection)

@@ -85,7 +85,10 @@ class Refreshes:
         )
 
     async def _due(self, key: Key) -> None:
-        self._queue.add(key)
+        # A failing object already has its retry scheduled by the queue's backoff; a refresh
+        # on top would turn a long backoff (a sealed Vault) back into one try per refresh.
+        if not self._queue.failures(key):
+            self._queue.add(key)
 
     def remove(self, key: Key) -> None:
         if self._intervals.pop(key, None) is not None:

@@ -110,3 +110,18 @@ async def test_malformed_resources_are_isolated(world: World) -> None:
         "name": "bad-regex", "create": True,
         "transformation": {"includes": ["^pass(word)?$"], "excludeRaw": True}}))
     assert await world.synced("bad-regex") == {"password": rotated}
+
+
+async def test_settings_without_effect_are_reported(world: World) -> None:
+    value = world.value("warned")
+    await world.write_kv("kv-secret/info", {"password": value})
+    world.apply({"apiVersion": "v1", "kind": "Secret",
+                 "metadata": {"name": "theirs", "namespace": APP_NS}, "data": {}})
+    world.apply(_vss_body("theirs", destination={
+        "name": "theirs", "create": False, "labels": {"team": "a"}}))
+    world.start_syncd()
+    await world.eventually(lambda: world.secret_data("theirs") == {
+        "password": value, "_raw": world.secret_data("theirs", ).get("_raw", "")}
+        if world.secret_data("theirs") else False, message="synced into their Secret")
+    [event] = await world.eventually(lambda: world.events("IneffectiveSettings"))
+    assert event["type"] == "Warning" and "create: true" in event["message"]
