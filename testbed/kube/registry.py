@@ -13,6 +13,7 @@ import base64
 import builtins
 import datetime as dt
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,7 @@ from testbed.kube import apply as ssa
 from testbed.kube import defaults, errors, validation
 from testbed.kube.catalog import Catalog
 from testbed.kube.convert import is_events_v1, to_external, to_internal
-from testbed.kube.errors import ApiError
+from testbed.kube.errors import ApiError, FieldError
 from testbed.kube.kinds import ResourceType
 from testbed.kube.meta import (
     Obj,
@@ -395,7 +396,7 @@ class Registry:
             del md["annotations"]
         errs = validation.validate(rt.group, rt.kind, rt.namespaced, obj, old)
         if rt.custom is not None:
-            errs += rt.custom.validate(obj)
+            errs += _ratcheted(rt.custom.validate(obj), obj, old)
             if old is None and md.get("name") and self._crd_terminating(rt):
                 raise errors.ApiError(
                     405,
@@ -1036,3 +1037,40 @@ def _decode_continue(token: str) -> Obj:
         raise errors.bad_request(f"continue key is not valid: {exc}") from exc
     result: Obj = data
     return result
+
+
+_MISSING = object()
+_PATH_PART = re.compile(r"\[(\d+)\]|[^.\[\]]+")
+
+
+def _value_at(obj: Any, field: str) -> Any:
+    """The value at a field path such as ``spec.targets[0].kind``, or ``_MISSING``."""
+    current = obj
+    for match in _PATH_PART.finditer(field):
+        index, key = match.group(1), match.group(0)
+        if index is not None:
+            if not isinstance(current, list) or int(index) >= len(current):
+                return _MISSING
+            current = current[int(index)]
+        elif isinstance(current, dict) and key in current:
+            current = current[key]
+        else:
+            return _MISSING
+    return current
+
+
+def _ratcheted(errs: list[FieldError], obj: Obj, old: Obj | None) -> list[FieldError]:
+    """Schema errors less those on values an update leaves unchanged.
+
+    CRD validation ratcheting (beta and on by default since Kubernetes 1.30, GA in 1.33): an
+    object stored before its CRD's schema was tightened can still be updated — its status
+    written, a label added — as long as the update does not touch the invalid value itself.
+    """
+    if old is None:
+        return errs
+    kept = []
+    for err in errs:
+        value = _value_at(obj, err.field)
+        if value is _MISSING or value != _value_at(old, err.field):
+            kept.append(err)
+    return kept
