@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -133,6 +134,16 @@ def custody_config(port: int) -> Path:
     return path
 
 
+def shares_held(kube: Kube) -> list[str]:
+    """The unseal shares as the custodians hold them (to prove none was logged)."""
+    secret = kube.admin.get("v1", "Secret", "unseal-shares", "vault-custody") or {}
+    held = [base64.b64decode(v).decode().strip() for v in (secret.get("data") or {}).values()]
+    for name in ("custody-disk-a", "custody-disk-b"):
+        held += [line.strip() for line in (WORK / name).read_text().splitlines()
+                 if line.strip() and not line.startswith("#")]
+    return held
+
+
 def sealed(vault: RunningVault) -> list[bool]:
     return [bool(node.sealed) for node in vault.admin.nodes]
 
@@ -184,8 +195,9 @@ async def main() -> None:
                                 policy='path "secret/data/*" { capabilities = ["read"] }')
         syncd_token = (await asyncio.to_thread(client.auth.token.create, policies=["syncd"],
                                                ttl="768h"))["auth"]["client_token"]
+        first, second = f"api-key-{secrets.token_hex(8)}", f"api-key-{secrets.token_hex(8)}"
         await asyncio.to_thread(client.secrets.kv.v2.create_or_update_secret,
-                                path="webapp/config", secret={"API_KEY": "first"})
+                                path="webapp/config", secret={"API_KEY": first})
 
         say("3. syncd run: a VaultStaticSecret mirrors secret/webapp/config into Secret app/web")
         kube.admin.apply({"apiVersion": "v1", "kind": "Secret",
@@ -222,7 +234,7 @@ async def main() -> None:
                 return None
             return base64.b64decode(secret["data"]["API_KEY"]).decode()
 
-        took = await until(lambda: secret_value() == "first", "the first sync")
+        took = await until(lambda: secret_value() == first, "the first sync")
         status = (kube.admin.get(GROUP_VERSION, "VaultStaticSecret", "web", "app") or {})["status"]
         secret = kube.admin.get("v1", "Secret", "web", "app") or {}
         say(f"   Secret app/web created in {took:.1f}s with keys {sorted(secret['data'])},"
@@ -236,8 +248,8 @@ async def main() -> None:
         say("4. the secret is rotated in Vault (version 2)")
         assert restarted_at() is None
         await asyncio.to_thread(client.secrets.kv.v2.create_or_update_secret,
-                                path="webapp/config", secret={"API_KEY": "second"})
-        took = await until(lambda: secret_value() == "second", "the rotation")
+                                path="webapp/config", secret={"API_KEY": second})
+        took = await until(lambda: secret_value() == second, "the rotation")
         await until(lambda: restarted_at() is not None, "the rollout restart")
         say(f"   Secret app/web updated {took:.1f}s later; Deployment app/web restarted once at"
             f" {restarted_at()}")
@@ -257,6 +269,15 @@ async def main() -> None:
         codes = [await syncd.stop(), await unsealer.stop()]
         if any(codes):
             raise SystemExit("demo: a service did not stop cleanly")
+
+        secret_material = [first, second, root_token, syncd_token, *shares_held(kube)]
+        logged = "".join((WORK / f"{name}.log").read_text() for name in ("syncd", "unsealer"))
+        logged += repr(kube.admin.list("v1", "Event", None))
+        leaked = sum(1 for value in secret_material if value in logged)
+        say(f"   {len(secret_material)} secret values (KV data, tokens, unseal shares) searched"
+            f" for in both services' logs and every Event: {leaked} found")
+        if leaked:
+            raise SystemExit("demo: secret material reached a log line or an Event")
     say(f"demo done. Logs: {WORK}/syncd.log, {WORK}/unsealer.log")
 
 
