@@ -142,8 +142,8 @@ class Controller:
             log.warning("invalid spec", error=str(exc))
             return "InvalidSpec"
         self._remember_destination(spec)
-        if spec.warnings:
-            # Valid but without effect (labels with create: false...): say so once.
+        if spec.warnings and (obj.get("status") or {}).get("observedGeneration") != generation:
+            # Valid but without effect (labels with create: false...): say so once per spec.
             await self._recorder.post(
                 obj, type="Warning", reason="IneffectiveSettings",
                 message="; ".join(spec.warnings),
