@@ -145,6 +145,7 @@ class Service:
             self._sealed_since.pop(name, None)
             return None
         obj, pod = found
+        started = time.monotonic()
         with tracer("unsealer").start_as_current_span(
             "unseal", attributes={"k8s.namespace.name": pod.namespace, "k8s.pod.name": name,
                                   "vault.address": pod.address(self._settings.address_template)},
@@ -152,9 +153,12 @@ class Service:
             attempt = await self._unsealer.unseal(self._node(pod), pod=name)
             span.set_attribute("unsealer.outcome", attempt.outcome)
             span.set_attribute("unsealer.custodians", list(attempt.custodians))
-        return await self._report(obj, name, attempt)
+        return await self._report(obj, name, attempt, started=started)
 
-    async def _report(self, obj: dict[str, object], name: str, attempt: Attempt) -> float | None:
+    async def _report(
+        self, obj: dict[str, object], name: str, attempt: Attempt, *, started: float
+    ) -> float | None:
+        """Metrics, log line and Event of one attempt; raises to have a failure retried."""
         now = time.monotonic()
         if attempt.outcome in ("AlreadyUnsealed", "Uninitialized"):
             self._sealed_since.pop(name, None)
@@ -164,7 +168,8 @@ class Service:
                                           message=attempt.detail)
             return None
         if attempt.outcome != "VaultUnreachable":
-            self._sealed_since.setdefault(name, now)
+            # The pod was seen sealed when this attempt read its seal-status.
+            self._sealed_since.setdefault(name, started)
             self.metrics.reachable = self._custodian_count - len(attempt.unreachable)
         self.metrics.attempts.add(1, {"result": attempt.outcome})
         log = self._log.bind(pod=name, outcome=attempt.outcome,
@@ -172,7 +177,7 @@ class Service:
                              unreachable=list(attempt.unreachable),
                              bad_shares=list(attempt.bad_shares))
         if attempt.outcome == "Unsealed":
-            since = self._sealed_since.pop(name, now)
+            since = self._sealed_since.pop(name, started)
             self.metrics.time_to_unseal.record(now - since)
             log.info("unsealed", seconds=round(now - since, 3))
             await self._recorder.post(obj, type="Normal", reason="Unsealed",
@@ -218,7 +223,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     peer: PeerServer | None = None
     service: Service | None = None
     try:
-        custodians = build_custodians(config, kube_client=kube.api_client)
+        custodians = build_custodians(config, kube=kube)
         key = (FingerprintKey(settings.fingerprint_key) if settings.fingerprint_key
                else FingerprintKey.generate())
         holdings, unverified = await survey(config, custodians=custodians, fingerprint_key=key)

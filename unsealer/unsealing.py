@@ -5,11 +5,14 @@ threshold is reached. That shapes every step here:
 
 1. Read ``sys/seal-status``. Uninitialised: report and wait (initialising is ``unsealer init``,
    a decision for a person). Unsealed: nothing to do.
-2. Progress that is not ours (a nonce we did not start) is reset first. Partial progress never
-   expires in Vault (hashicorp/vault#12445): somebody's forgotten half-unseal, or a stale
-   share from an old Vault, would otherwise poison our attempt.
-3. Fetch from every custodian at once and stop as soon as the threshold of distinct shares is
-   in hand: the slow or dead custodian does not hold up the ones that answered.
+2. Fetch from every custodian at once and stop as soon as the threshold of distinct shares is
+   in hand: the slow or dead custodian does not hold up the ones that answered. Without the
+   threshold, stop here and touch nothing.
+3. With the threshold in hand, progress that is not ours (a nonce we did not start) is reset.
+   Partial progress never expires in Vault (hashicorp/vault#12445): somebody's forgotten
+   half-unseal, or a stale share from an old Vault, would otherwise poison our attempt. An
+   unsealer that cannot finish never resets: the progress may be another unsealer's, one
+   that can (a peer holding some of our shares runs its own attempts too).
 4. Submit one share at a time. A wrong share shows only at the threshold, as a 400 (or a 500
    before Vault 1.13, which looks retryable and is not) with progress back to 0.
 5. After a wrong set, fetch from every custodian, find the odd share out by combining subsets
@@ -125,18 +128,11 @@ class Unsealer:
                            " init (or vault operator init) first", status=status)
         if not status.sealed:
             return Attempt("AlreadyUnsealed", f"{pod} is unsealed", status=status)
-        if status.progress and status.nonce != self._nonces.get(pod):
-            log.info("resetting progress that is not ours", progress=status.progress,
-                     threshold=status.threshold)
-            try:
-                status = await node.reset()
-            except VaultSysError as exc:
-                return Attempt("VaultUnreachable", str(exc))
-
         gathered = _Gathered(self._key)
         try:
             await self._gather(gathered, pod=pod, enough=status.threshold)
             if len(gathered.shares) < status.threshold:
+                # Not enough to finish: leave any progress alone, it may be somebody's who can.
                 return Attempt(
                     "NotEnoughShares",
                     f"{len(gathered.shares)} of the {status.threshold} shares needed could be"
@@ -144,6 +140,17 @@ class Unsealer:
                     custodians=tuple(gathered.answered),
                     unreachable=tuple(gathered.unreachable), status=status,
                 )
+            # Gathering takes time: look again before touching the seal.
+            try:
+                status = await node.seal_status()
+                if not status.sealed:
+                    return Attempt("AlreadyUnsealed", f"{pod} is unsealed", status=status)
+                if status.progress and status.nonce != self._nonces.get(pod):
+                    log.info("resetting progress that is not ours", progress=status.progress,
+                             threshold=status.threshold)
+                    status = await node.reset()
+            except VaultSysError as exc:
+                return Attempt("VaultUnreachable", str(exc))
             attempt = await self._submit(node, pod, gathered.shares[: status.threshold],
                                          threshold=status.threshold)
             if attempt.outcome != "WrongShares":

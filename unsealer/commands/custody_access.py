@@ -36,8 +36,7 @@ def load_custody(args: argparse.Namespace, *, require_files: bool = True) -> Cus
 
 async def build(config: CustodyConfig, clients: Clients) -> dict[str, Custodian]:
     needs_kube = any(isinstance(spec, KubeSecretConfig) for spec in config.custodians)
-    kube_client = await clients.kube_api() if needs_kube else None
-    return build_custodians(config, kube_client=kube_client)
+    return build_custodians(config, kube=await clients.kube() if needs_kube else None)
 
 
 async def open_custody(

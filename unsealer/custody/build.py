@@ -10,8 +10,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Mapping
 
-from kubernetes_asyncio import client as kube
-
+from plumbing.kube import Kube
 from unsealer.custody.config import (
     CustodianConfig,
     CustodyConfig,
@@ -39,16 +38,16 @@ from unsealer.shares import FingerprintKey
 def build_custodians(
     config: CustodyConfig,
     *,
-    kube_client: kube.ApiClient | None = None,
+    kube: Kube | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> dict[str, Custodian]:
     """One custodian per config entry, by name, in config order.
 
-    ``kube_client`` is required when a ``kubernetesSecret`` custodian is configured.
+    ``kube`` is required when a ``kubernetesSecret`` custodian is configured.
     """
     backends: dict[str, Backend] = {}
     for spec in config.custodians:
-        backend = _backend(spec, kube_client=kube_client, environ=environ)
+        backend = _backend(spec, kube=kube, environ=environ)
         if backend is not None:
             backends[spec.name] = backend
     custodians: dict[str, Custodian] = {}
@@ -108,17 +107,17 @@ def build_peer_server(
 def _backend(
     spec: CustodianConfig,
     *,
-    kube_client: kube.ApiClient | None,
+    kube: Kube | None,
     environ: Mapping[str, str] | None,
 ) -> Backend | None:
     if isinstance(spec, KubeSecretConfig):
-        if kube_client is None:
+        if kube is None:
             raise CustodyConfigError(
                 f"custodian {spec.name!r}: a kubernetesSecret custodian needs a Kubernetes client"
             )
         return KubeSecretBackend(
             custodian=spec.name,
-            api_client=kube_client,
+            kube=kube,
             namespace=spec.namespace,
             secret_name=spec.secret_name,
             key_prefix=spec.key_prefix,

@@ -18,12 +18,10 @@ import base64
 import binascii
 import re
 from collections.abc import Sequence
-from typing import Any
 
 import aiohttp
-from kubernetes_asyncio import client as kube
-from kubernetes_asyncio.client.exceptions import ApiException
 
+from plumbing.kube import JSON, MERGE_PATCH, SECRETS, Kube, KubeError
 from unsealer.custody.custodian import CustodyError, Entry
 from unsealer.shares import zero
 
@@ -37,7 +35,7 @@ class KubeSecretBackend:
         self,
         *,
         custodian: str,
-        api_client: kube.ApiClient,
+        kube: Kube,
         namespace: str,
         secret_name: str,
         key_prefix: str = "share-",
@@ -48,7 +46,7 @@ class KubeSecretBackend:
         self.secret_name = secret_name
         self.key_prefix = key_prefix
         self.identity_key = identity_key
-        self._api = kube.CoreV1Api(api_client)
+        self._kube = kube
         self._slot = re.compile(rf"{re.escape(key_prefix)}([1-9][0-9]*)")
 
     def describe(self) -> str:
@@ -80,60 +78,69 @@ class KubeSecretBackend:
         secret = await self._get(missing_ok=True)
         try:
             if secret is None:
-                await self._api.create_namespaced_secret(
-                    namespace=self.namespace,
-                    body=kube.V1Secret(
-                        api_version="v1",
-                        kind="Secret",
-                        metadata=kube.V1ObjectMeta(
-                            name=self.secret_name, namespace=self.namespace, labels=MANAGED_BY
-                        ),
-                        type="Opaque",
-                        data=values,
-                    ),
+                await self._kube.request(
+                    "POST",
+                    SECRETS.path(namespace=self.namespace),
+                    body={
+                        "apiVersion": "v1",
+                        "kind": "Secret",
+                        "metadata": {
+                            "name": self.secret_name,
+                            "namespace": self.namespace,
+                            "labels": dict(MANAGED_BY),
+                        },
+                        "type": "Opaque",
+                        "data": values,
+                    },
                 )
                 return
             # Drop share keys beyond the new set, keep everything else (an identity, notes).
             wanted: dict[str, str | None] = dict(values)
-            for key in secret.data or {}:
+            for key in _data_of(secret):
                 if self._slot.fullmatch(key) and key not in wanted:
                     wanted[key] = None
-            # A dict body goes as a strategic merge patch, which for ``data`` (a map) is a merge
-            # patch: ``None`` deletes a key. The resourceVersion makes it conditional: 409 if
-            # someone wrote in between.
-            await self._api.patch_namespaced_secret(
-                name=self.secret_name,
-                namespace=self.namespace,
+            # A merge patch: ``None`` deletes a key of ``data``. The resourceVersion makes it
+            # conditional: 409 if someone wrote in between.
+            metadata = secret.get("metadata") or {}
+            await self._kube.request(
+                "PATCH",
+                SECRETS.path(namespace=self.namespace, name=self.secret_name),
                 body={
-                    "metadata": {"resourceVersion": secret.metadata.resource_version},
+                    "metadata": {"resourceVersion": metadata.get("resourceVersion")},
                     "data": wanted,
                 },
+                content_type=MERGE_PATCH,
             )
-        except ApiException as exc:
-            raise self._api_error("write", exc) from exc
+        except KubeError as exc:
+            raise self._api_error("write", exc) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise self._unreachable(exc) from exc
+        except ValueError:
+            raise self._malformed() from None
 
     async def _read_data(self, *, missing_ok: bool) -> dict[str, str]:
         secret = await self._get(missing_ok=missing_ok)
-        return dict(secret.data or {}) if secret is not None else {}
+        return _data_of(secret) if secret is not None else {}
 
-    async def _get(self, *, missing_ok: bool) -> Any:
+    async def _get(self, *, missing_ok: bool) -> JSON | None:
         try:
-            return await self._api.read_namespaced_secret(
-                name=self.secret_name, namespace=self.namespace
+            return await self._kube.request(
+                "GET", SECRETS.path(namespace=self.namespace, name=self.secret_name)
             )
-        except ApiException as exc:
-            if exc.status == 404 and missing_ok:
+        except KubeError as exc:
+            if exc.not_found and missing_ok:
                 return None
-            if exc.status == 404:
+            if exc.not_found:
                 raise CustodyError(
                     f"Secret {self.namespace}/{self.secret_name} does not exist",
                     custodian=self.custodian,
                 ) from None
-            raise self._api_error("read", exc) from exc
+            raise self._api_error("read", exc) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise self._unreachable(exc) from exc
+        except ValueError:
+            # A reply that is not JSON. Its text is not ours to show: it could be the Secret.
+            raise self._malformed() from None
 
     def _decode(self, key: str, value: str) -> bytearray:
         try:
@@ -147,9 +154,9 @@ class KubeSecretBackend:
         zero(decoded)
         return stripped
 
-    def _api_error(self, verb: str, exc: ApiException) -> CustodyError:
-        # ApiException.body is a Status object from the API server, never the Secret's data;
-        # still, only the status line goes into the message.
+    def _api_error(self, verb: str, exc: KubeError) -> CustodyError:
+        # KubeError carries the API server's Status, never the Secret's data; still, only the
+        # status code and reason go into the message, not the Status message.
         hint = ""
         if exc.status == 403:
             verbs = "get" if verb == "read" else "get, create and patch"
@@ -168,3 +175,15 @@ class KubeSecretBackend:
             f"{self.secret_name}: {type(exc).__name__}",
             custodian=self.custodian,
         )
+
+    def _malformed(self) -> CustodyError:
+        return CustodyError(
+            f"the Kubernetes API sent a malformed reply for Secret {self.namespace}/"
+            f"{self.secret_name}",
+            custodian=self.custodian,
+        )
+
+
+def _data_of(secret: JSON) -> dict[str, str]:
+    data = secret.get("data")
+    return dict(data) if isinstance(data, dict) else {}

@@ -93,3 +93,27 @@ async def test_one_trace_per_attempt_without_share_material(world: World) -> Non
     world.assert_no_share_leaked()
     for key in world.keys:
         assert base64.b64encode(key).decode() not in world.logs.getvalue()
+
+
+async def test_an_unsealer_that_cannot_finish_leaves_progress_alone(world: World) -> None:
+    someone = hvac.Client(url=world.vault.addresses[0])
+    reply = await asyncio.to_thread(someone.sys.submit_unseal_key, key=world.keys[0].hex())
+    nonce = reply["nonce"]
+    world.share_file.unlink()  # with kube-a down too, only 1 of 3 shares is reachable
+    world.kube.faults.error(503, resource="secrets", namespace="vault-custody")
+    world.start_unsealer(dataclasses.replace(world.settings, poll_seconds=3600))
+    await world.eventually(lambda: world.events("UnsealFailed"), message="a clear failure")
+    status = await asyncio.to_thread(someone.sys.read_seal_status)
+    assert status["progress"] == 1 and status["nonce"] == nonce  # somebody's, untouched
+    assert "resetting progress" not in world.logs.getvalue()
+
+
+async def test_time_to_unseal_is_measured(world: World) -> None:
+    world.start_unsealer(dataclasses.replace(world.settings, poll_seconds=3600))
+    await world.eventually(lambda: not any(world.sealed(n) for n in range(3)))
+
+    def recorded() -> list[object]:
+        return [p for p in world.metric_points("unsealer.time_to_unseal") if p.count]
+
+    [histogram] = await world.eventually(recorded, message="a time to unseal recorded")
+    assert histogram.count == 3 and histogram.sum > 0  # type: ignore[attr-defined]

@@ -1,6 +1,6 @@
-"""The kubernetesSecret custodian through kubernetes_asyncio against the Kubernetes emulation
-(``testbed.kube``), including the narrow RBAC it documents: ``get`` on the one named Secret to
-unseal; ``create`` and ``patch`` only to store."""
+"""The kubernetesSecret custodian through the project's JSON client (``plumbing.kube.Kube``)
+against the Kubernetes emulation (``testbed.kube``), including the narrow RBAC it documents:
+``get`` on the one named Secret to unseal; ``create`` and ``patch`` only to store."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from plumbing.kube import Kube
 from unsealer.custody import CustodyConflict, CustodyError
 from unsealer.custody.custodian import StoredCustodian
 from unsealer.custody.kube_secret import KubeSecretBackend
@@ -31,7 +32,7 @@ STORE = [
 
 def _custodian(api: Any, **extra: Any) -> StoredCustodian:
     backend = KubeSecretBackend(
-        custodian="kube-a", api_client=api, namespace="vault-custody", secret_name=SECRET,
+        custodian="kube-a", kube=Kube(api), namespace="vault-custody", secret_name=SECRET,
         **extra,
     )
     return StoredCustodian(name="kube-a", kind="kubernetesSecret", backend=backend)
@@ -70,7 +71,8 @@ async def test_get_alone_unseals_but_cannot_store(kube: Any, make_shares: MakeSh
         with pytest.raises(CustodyError, match=r"cannot write .* 403 .*get, create and patch"):
             await _custodian(api).store(shares[2:4], replace=True)
         other = KubeSecretBackend(
-            custodian="kube-b", api_client=api, namespace="vault-custody", secret_name="unseal-b"
+            custodian="kube-b", kube=Kube(api), namespace="vault-custody",
+            secret_name="unseal-b",
         )
         with pytest.raises(CustodyError) as caught:
             await StoredCustodian(name="kube-b", kind="kubernetesSecret", backend=other).fetch()

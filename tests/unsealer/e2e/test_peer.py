@@ -1,0 +1,319 @@
+"""The peer custodian end to end: two real unsealer services, mutual TLS, one Vault.
+
+Unsealer A holds two shares in a Kubernetes Secret and knows that unsealer B holds two more
+(a ``peer`` custodian); B holds them in a 0600 file and releases them through its peer server,
+over mutual TLS with certificates made here, only while B's *own* view of the pod says sealed.
+Neither alone reaches the threshold of 3; together they do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import datetime
+import ipaddress
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.unsealer.e2e.world import CUSTODY_NS, VAULT_NS, World, free_port
+from unsealer.custody import CustodyError, check_invariant, static_holdings
+from unsealer.custody.config import parse_config
+from unsealer.custody.peer import PeerCustodian, client_ssl_context
+from unsealer.shares import FingerprintKey, Share
+
+THRESHOLD = 3
+B_FINGERPRINT_KEY = bytes(range(32))
+
+
+# --- certificates -----------------------------------------------------------------------------
+
+
+@dataclass
+class Authority:
+    """A throw-away CA that writes PEM files into ``directory``."""
+
+    name: str
+    key: ec.EllipticCurvePrivateKey
+    certificate: x509.Certificate
+    directory: Path
+
+    @classmethod
+    def create(cls, name: str, directory: Path) -> Authority:
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} peer CA")])
+        certificate = (
+            _builder(subject, subject, key.public_key())
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True, content_commitment=False, key_encipherment=False,
+                    data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                    crl_sign=True, encipher_only=False, decipher_only=False,
+                ),
+                critical=True,
+            )
+            .sign(key, hashes.SHA256())
+        )
+        authority = cls(name, key, certificate, directory)
+        authority.ca_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        return authority
+
+    @property
+    def ca_file(self) -> Path:
+        return self.directory / f"{self.name}-ca.crt"
+
+    def issue(
+        self, common_name: str, *, server: bool = False, ips: tuple[str, ...] = ()
+    ) -> tuple[Path, Path]:
+        """A certificate and key for ``common_name`` (CN and DNS SAN); their PEM paths."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        names: list[x509.GeneralName] = [x509.DNSName(common_name)]
+        names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        certificate = (
+            _builder(subject, self.certificate.subject, key.public_key())
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+        cert_file = self.directory / f"{self.name}-{common_name}.crt"
+        key_file = self.directory / f"{self.name}-{common_name}.key"
+        cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        key_file.touch(mode=0o600)
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        return cert_file, key_file
+
+
+def _builder(
+    subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey
+) -> x509.CertificateBuilder:
+    now = datetime.datetime.now(datetime.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+    )
+
+
+# --- the two unsealers ------------------------------------------------------------------------
+
+
+@dataclass
+class Pair:
+    """Unsealer A (Secret + peer) and unsealer B (file, released through its peer server)."""
+
+    world: World
+    authority: Authority
+    directory: Path
+    port: int
+    a_config: dict[str, Any]
+    b_config: dict[str, Any]
+
+    def start_a(self) -> asyncio.Task[None]:
+        path = self.directory / "custody-a.yaml"
+        path.write_text(yaml.safe_dump(self.a_config))
+        return self.world.start_unsealer(
+            dataclasses.replace(self.world.settings, custody_config=str(path))
+        )
+
+    def start_b(self) -> asyncio.Task[None]:
+        path = self.directory / "custody-b.yaml"
+        path.write_text(yaml.safe_dump(self.b_config))
+        # B never reaches the threshold on its own: no poll, and slow retries, keep its own
+        # (failing) attempts out of the way; its peer server asks Vault at every request.
+        return self.world.start_unsealer(
+            dataclasses.replace(
+                self.world.settings, custody_config=str(path), poll_seconds=3600,
+                backoff_max_seconds=300, fingerprint_key=B_FINGERPRINT_KEY,
+            )
+        )
+
+    def client(self, authority: Authority | None = None, *, cn: str) -> PeerCustodian:
+        """A peer client with a certificate for ``cn`` from ``authority`` (default: ours)."""
+        cert, key = (authority or self.authority).issue(cn)
+        context = client_ssl_context(ca_file=self.authority.ca_file, cert_file=cert, key_file=key)
+        return PeerCustodian(
+            name="probe", url=f"https://127.0.0.1:{self.port}", ssl_context=context,
+            server_name="unsealer-b",
+        )
+
+    def log_events(self, event: str) -> list[dict[str, Any]]:
+        found = []
+        for line in self.world.logs.getvalue().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("event") == event:
+                found.append(record)
+        return found
+
+    def releases(self, pod: str | None = None) -> list[dict[str, Any]]:
+        return [r for r in self.log_events("custody.peer.released")
+                if pod is None or r.get("pod") == pod]
+
+    async def until(
+        self, predicate: Any, *, tasks: tuple[asyncio.Task[None], ...], message: str
+    ) -> Any:
+        """``world.eventually``, failing at once if an unsealer ended (e.g. a refused config)."""
+
+        def check() -> Any:
+            for task in tasks:
+                if task.done():
+                    raise AssertionError(f"an unsealer stopped: {task!r}") from task.exception()
+            return predicate()
+
+        return await self.world.eventually(check, message=message)
+
+
+@pytest.fixture
+def pair(world: World, tmp_path: Path) -> Pair:
+    directory = tmp_path / "peer"
+    directory.mkdir()
+    authority = Authority.create("peer", directory)
+    server_cert, server_key = authority.issue("unsealer-b", server=True, ips=("127.0.0.1",))
+    client_cert, client_key = authority.issue("unsealer-a")
+    port = free_port()
+    a_config = {
+        "threshold": THRESHOLD, "shares": 5,
+        "custodians": [
+            # keys 1 and 2 (the world's Secret)
+            {"name": "kube-a", "kind": "kubernetesSecret", "namespace": CUSTODY_NS,
+             "secretName": "unseal-shares", "shares": 2},
+            # keys 3 and 4, on B
+            {"name": "node-b", "kind": "peer", "url": f"https://127.0.0.1:{port}",
+             "caFile": str(authority.ca_file), "certFile": str(client_cert),
+             "keyFile": str(client_key), "serverName": "unsealer-b", "timeoutSeconds": 5,
+             "shares": 2},
+        ],
+    }
+    b_config = {
+        "threshold": THRESHOLD, "shares": 5,
+        "custodians": [
+            # keys 3 and 4 (the world's 0600 share file)
+            {"name": "disk", "kind": "file", "path": str(world.share_file), "shares": 2},
+        ],
+        "peerServer": {
+            "host": "127.0.0.1", "port": port, "caFile": str(authority.ca_file),
+            "certFile": str(server_cert), "keyFile": str(server_key),
+            "allowedPeers": ["unsealer-a"], "releases": ["disk"],
+        },
+    }
+    return Pair(world, authority, directory, port, a_config, b_config)
+
+
+def _all_forms(keys: list[bytes]) -> list[str]:
+    forms = []
+    for key in keys:
+        encoded = base64.b64encode(key).decode()
+        forms += [key.hex(), key.hex().upper(), encoded, encoded.rstrip("="),
+                  base64.urlsafe_b64encode(key).decode().rstrip("=")]
+    return forms
+
+
+# --- the scenario -----------------------------------------------------------------------------
+
+
+def test_the_layout_keeps_the_invariant(pair: Pair) -> None:
+    # Peers count by their configured `shares`: 2 + 2 on A's side, 2 on B's; threshold 3.
+    for document in (pair.a_config, pair.b_config):
+        config = parse_config(document, source="test", vault_namespace=VAULT_NS)
+        holdings, unverified = static_holdings(config)
+        report = check_invariant(holdings, threshold=THRESHOLD, unverified=unverified)
+        assert report.ok and not report.unverified, report
+    a = parse_config(pair.a_config, source="a", vault_namespace=VAULT_NS)
+    assert check_invariant(static_holdings(a)[0], threshold=THRESHOLD).sufficient
+
+
+async def test_a_unseals_with_shares_released_by_b_over_mutual_tls(pair: Pair) -> None:
+    world = pair.world
+
+    # A alone: 2 of the 3 shares, B unreachable. It says so, and keeps trying.
+    a = pair.start_a()
+    failure = await pair.until(
+        lambda: [e for e in world.events("UnsealFailed") if "node-b" in e["message"]],
+        tasks=(a,), message="A fails without B",
+    )
+    assert "2 of the 3 shares" in failure[0]["message"]
+    assert all(world.sealed(n) for n in range(3))
+    assert "custody.invariant.holds" in world.logs.getvalue()
+
+    # B comes up: A's retries fetch B's shares over mTLS, and every pod unseals.
+    b = pair.start_b()
+    await pair.until(lambda: pair.log_events("custody.peer.listening"), tasks=(a, b),
+                     message="B's peer server listening")
+    await pair.until(lambda: not any(world.sealed(n) for n in range(3)), tasks=(a, b),
+                     message="vault-0..2 unsealed with B's shares")
+    assert {r["pod"] for r in pair.releases()} == {"vault-0", "vault-1", "vault-2"}
+
+    # vault-0 restarts sealed: A asks B again, B checks its own view and releases.
+    before = len(pair.releases("vault-0"))
+    await world.restart_vault(0)
+    assert world.sealed(0)
+    await pair.until(lambda: not world.sealed(0), tasks=(a, b), message="vault-0 unsealed")
+    releases = pair.releases("vault-0")
+    assert len(releases) > before
+    # Who, which pod, fingerprints (B's key): nothing more.
+    key = FingerprintKey(B_FINGERPRINT_KEY)
+    expected = [Share(world.keys[2]).fingerprint(key), Share(world.keys[3]).fingerprint(key)]
+    for release in releases:
+        assert release["peer"] == "unsealer-a" and release["count"] == 2
+        assert release["fingerprints"] == expected
+        assert "shares" not in release
+    unsealed = await world.eventually(
+        lambda: [e for e in world.events("Unsealed")
+                 if e["involvedObject"]["name"] == "vault-0" and "node-b" in e["message"]],
+        message="A's Unsealed Event naming node-b",
+    )
+    assert "kube-a" in unsealed[0]["message"]
+
+    # The pod is unsealed now: B refuses, whoever asks, and says why.
+    refusals = len(pair.log_events("custody.peer.refused"))
+    with pytest.raises(CustodyError, match=r"refused \(409\): the pod is not sealed here"):
+        await pair.client(cn="unsealer-a").fetch(pod="vault-0")
+    [refusal] = pair.log_events("custody.peer.refused")[refusals:]
+    assert (refusal["peer"], refusal["pod"], refusal["reason"]) == (
+        "unsealer-a", "vault-0", "pod not sealed",
+    )
+    assert len(pair.releases("vault-0")) == len(releases)
+
+    # A certificate from our CA for a name B does not allow: 403.
+    with pytest.raises(CustodyError, match=r"refused \(403\): this peer is not allowed"):
+        await pair.client(cn="unsealer-x").fetch(pod="vault-0")
+
+    # A client certificate from another CA never gets past the handshake: B's handler never
+    # runs, so it neither releases nor even logs a refusal.
+    rogue = Authority.create("rogue", pair.directory)
+    handled = len(pair.log_events("custody.peer.refused")) + len(pair.releases())
+    with pytest.raises(CustodyError, match="unreachable or refused TLS") as caught:
+        await pair.client(rogue, cn="unsealer-a").fetch(pod="vault-0")
+    assert len(pair.log_events("custody.peer.refused")) + len(pair.releases()) == handled
+
+    # Everything captured (both services' logs, spans, Events) and the errors: no share.
+    text = world.captured() + str(caught.value)
+    for form in _all_forms(world.keys):
+        assert form not in text
+    assert not [e for e in world.events("Unsealed") if "disk" in e["message"]]
+    assert not a.done() and not b.done()
