@@ -105,7 +105,7 @@ async def main() -> None:
         log = (work / "syncd.log").open("wb")
         syncd = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "syncd", "run", "--kubeconfig", str(kubeconfig),
-            "--log-level", "warning", stdout=log, stderr=log,
+            "--log-level", "warning", "--health-address", "", stdout=log, stderr=log,
             env={**os.environ, "OTEL_TRACES_EXPORTER": "none"},
         )
         try:

@@ -226,7 +226,8 @@ async def main() -> None:
                      "rolloutRestartTargets": [{"kind": "Deployment", "name": "web"}]},
         })
         syncd = await Service.start("syncd", "run", "--kubeconfig", str(syncd_config),
-                                    "--rollout-debounce", "1s")
+                                    "--rollout-debounce", "1s",
+                                    "--health-address", "127.0.0.1:0")
 
         def secret_value() -> str | None:
             secret = kube.admin.get("v1", "Secret", "web", "app")

@@ -10,10 +10,21 @@ import asyncio
 import functools
 from collections.abc import Sequence
 
+import structlog
+
 from plumbing.lifecycle import serve
-from plumbing.options import OptionParser, add_telemetry_options, positive_float, positive_int
+from plumbing.options import (
+    OptionParser,
+    add_telemetry_options,
+    fail,
+    parse_bool,
+    positive_float,
+    positive_int,
+)
 from plumbing.version import VERSION
 from syncd.durations import parse_duration
+from syncd.health import parse_address
+from syncd.leadership import LeadershipLost
 from syncd.operator import Settings, run
 
 PROG = "syncd"
@@ -66,6 +77,31 @@ def build_parser() -> OptionParser:
         "--shutdown-grace", type=_duration, default="10s",
         help="time given to reconciles in flight on SIGTERM",
     )
+    run.option(
+        "--leader-elect", type=_bool, default=True, metavar="BOOL",
+        help="only the holder of the Lease vault-syncd works; other replicas stand by with warm "
+        "caches (--leader-elect=false for a single replica without a Lease)",
+    )
+    run.option(
+        "--leader-election-namespace", default=None,
+        help="namespace of the Lease (default: --namespace)",
+    )
+    run.option(
+        "--lease-duration", type=_duration, default="15s",
+        help="a standby takes the Lease over after not seeing it renewed for this long",
+    )
+    run.option(
+        "--renew-deadline", type=_duration, default="10s",
+        help="the leader gives up (and exits) when it could not renew for this long",
+    )
+    run.option(
+        "--retry-period", type=_duration, default="2s",
+        help="how often the Lease is renewed, or tried for",
+    )
+    run.option(
+        "--health-address", type=_address, default="0.0.0.0:8080",
+        help="host:port of /healthz and /readyz; empty to serve no probes",
+    )
     add_telemetry_options(run)
     return parser
 
@@ -76,6 +112,24 @@ def _duration(text: str) -> float:
         return positive_float(str(parse_duration(text)))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _bool(text: str) -> bool:
+    try:
+        return parse_bool(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _address(text: str) -> str:
+    """``host:port``, or empty (no probe server)."""
+    if not text.strip():
+        return ""
+    try:
+        parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text.strip()
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -89,20 +143,40 @@ def _settings(args: argparse.Namespace) -> Settings:
         debounce_seconds=args.rollout_debounce,
         backoff_max_seconds=args.backoff_max,
         grace_seconds=args.shutdown_grace,
+        leader_elect=args.leader_elect,
+        leader_election_namespace=args.leader_election_namespace,
+        lease_duration_seconds=args.lease_duration,
+        renew_deadline_seconds=args.renew_deadline,
+        retry_period_seconds=args.retry_period,
+        health_address=args.health_address,
     )
 
 
 async def _run(settings: Settings, stop: asyncio.Event) -> None:
-    await run(settings, stop)
+    try:
+        await run(settings, stop)
+    except LeadershipLost as exc:
+        # As a controller-runtime manager does: exit non-zero, and come back as a standby.
+        structlog.get_logger("syncd").error("exiting", error=str(exc))
+        raise SystemExit(1) from None
+    except OSError as exc:  # the probe address cannot be bound
+        structlog.get_logger("syncd").error("exiting", error=str(exc))
+        raise SystemExit(1) from None
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args: argparse.Namespace = build_parser().parse_args(argv)
     if args.command == "run":
+        settings = _settings(args)
+        if settings.leader_elect:
+            try:
+                settings.lease()
+            except ValueError as exc:
+                fail(PROG, f"--lease-duration, --renew-deadline, --retry-period: {exc}")
         serve(
             prog=PROG,
             version=VERSION,
             log_format=args.log_format,
             log_level=args.log_level,
-            main=functools.partial(_run, _settings(args)),
+            main=functools.partial(_run, settings),
         )

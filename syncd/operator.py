@@ -1,14 +1,28 @@
-"""Wiring: caches, the work queue, the refresh schedule, rollouts — and a clean stop.
+"""Wiring: caches, leader election, the work queue, the refresh schedule, rollouts, probes and
+metrics — and a clean stop.
 
 Start-up order matters: every cache is listed before the first reconcile, so a reconcile never
 mistakes "not in the cache yet" for "does not exist" (which would, for example, try to create a
-Secret that is there). Shutdown runs in the reverse order, on SIGTERM:
+Secret that is there). With leader election on (the default, as in VSO), every replica keeps
+its caches warm but only the holder of the Lease (:mod:`syncd.leadership`) runs the work
+queue, the refreshes and the rollouts: a standby makes no write at all, and takes over with
+caches already listed. Shutdown runs in the reverse order, on SIGTERM:
 
 1. the queue stops handing out work; reconciles in flight get ``grace`` seconds to finish;
-2. pending (debounced) rollout restarts are run now rather than lost;
-3. the scheduler, the watches and the clients are stopped and closed.
+2. pending (debounced) rollout restarts are run now rather than lost (the fingerprint
+   annotation keeps a replayed restart from restarting a workload twice);
+3. the Lease is released, so the standby takes over at once;
+4. the probes, the scheduler, the watches and the clients are stopped and closed.
 
-Every background task is created here, owned here, and cancelled and awaited here.
+Losing the Lease (no renewal within the renew deadline) takes the same path without step 3,
+with the grace cut to what is left of the lease (duration - renew deadline - retry period, 3 s
+by default: after that another replica may lead). Then :func:`run` raises
+:class:`~syncd.leadership.LeadershipLost`: the process exits non-zero and Kubernetes restarts
+it as a fresh standby, as controller-runtime does. Stepping back to standby in-process would
+have to reset what the controller remembers of its own writes.
+
+Every background task is created here, owned here, and cancelled and awaited here. So are the
+metric instruments (:mod:`syncd.metrics`) and the probe server (:mod:`syncd.health`).
 """
 
 from __future__ import annotations
@@ -18,6 +32,8 @@ import contextlib
 import itertools
 import socket
 import threading
+import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 import aiohttp
@@ -32,7 +48,10 @@ from plumbing.vault import VaultPool
 from plumbing.watching import Change, Informer, key_of
 from syncd.controller import Caches, Controller, Key
 from syncd.destinations import MANAGED_SELECTOR
+from syncd.health import HealthServer
 from syncd.hmac_key import load_or_create
+from syncd.leadership import LeaderElector, LeadershipLost, LeaseSettings
+from syncd.metrics import Metrics, counted
 from syncd.rollout import Rollouts
 from syncd.specs import (
     VAULT_AUTH,
@@ -60,6 +79,27 @@ class Settings:
     grace_seconds: float = 10.0
     backoff_max_seconds: float = 300.0
     default_refresh_seconds: float = 60.0
+    #: Leader election: only the Lease holder works; see :mod:`syncd.leadership`.
+    leader_elect: bool = True
+    #: Where the Lease lives (default: :attr:`namespace`).
+    leader_election_namespace: str | None = None
+    #: This replica's name in the Lease (default: host name plus a random suffix).
+    identity: str | None = None
+    lease_duration_seconds: float = 15.0
+    renew_deadline_seconds: float = 10.0
+    retry_period_seconds: float = 2.0
+    #: ``host:port`` of /healthz and /readyz; empty: no probe server (``syncd run`` defaults to
+    #: ``0.0.0.0:8080``; the library default stays off so embedding needs no port).
+    health_address: str = ""
+
+    def lease(self) -> LeaseSettings:
+        return LeaseSettings(
+            namespace=self.leader_election_namespace or self.namespace,
+            identity=self.identity or f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}",
+            lease_duration=self.lease_duration_seconds,
+            renew_deadline=self.renew_deadline_seconds,
+            retry_period=self.retry_period_seconds,
+        )
 
 
 class Refreshes:
@@ -107,8 +147,13 @@ def _refresh_seconds(obj: dict[str, object], default: float) -> float:
         return default
 
 
-async def run(settings: Settings, stop: asyncio.Event) -> None:
-    """Run the controller until ``stop`` is set."""
+async def run(
+    settings: Settings, stop: asyncio.Event, *, health: list[HealthServer] | None = None
+) -> None:
+    """Run the controller until ``stop`` is set; raise :class:`LeadershipLost` if it was lost.
+
+    ``health``, when given, receives the started probe server (tests read its bound port).
+    """
     log = structlog.get_logger("syncd")
     kube = await connect(kubeconfig=settings.kubeconfig)
     pool = VaultPool(max_workers=settings.vault_threads)
@@ -116,7 +161,39 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     queue: WorkQueue[Key] | None = None
     rollouts: Rollouts | None = None
     refreshes: Refreshes | None = None
+    elector = LeaderElector(kube=kube, settings=settings.lease()) if settings.leader_elect \
+        else None
+    electing: asyncio.Task[None] | None = None
+    probes: HealthServer | None = None
+    metrics_token = None
+    lost = False
+    informers: tuple[Informer, ...] = ()
     try:
+        def alive() -> str | None:
+            if stop.is_set():
+                return None  # stopping on purpose: let the grace period run
+            dead = [t.get_name() for t in (*tasks, *([electing] if electing else []))
+                    if t.done()]
+            return f"stopped unexpectedly: {', '.join(dead)}" if dead else None
+
+        def ready() -> str | None:
+            if not informers:
+                return "starting: the fingerprint key is not loaded yet"
+            waiting = [i.resource.plural for i in informers if not i.synced.is_set()]
+            if waiting:
+                return f"caches not synced: {', '.join(waiting)}"
+            if elector is not None and not elector.ready():
+                return f"leader election: {elector.state}, the Lease not read lately"
+            return None
+
+        # First of all, so that the liveness probe answers while syncd waits for the API
+        # server (a restart would not make it answer sooner).
+        if settings.health_address:
+            probes = HealthServer(address=settings.health_address, alive=alive, ready=ready)
+            await probes.start()
+            if health is not None:
+                health.append(probes)
+
         hmac_key = await _fingerprint_key(kube, namespace=settings.namespace, stop=stop)
         if hmac_key is None:
             return
@@ -129,6 +206,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                 kube=kube, resource=SECRETS, namespace=watch, label_selector=MANAGED_SELECTOR
             ),
         )
+        informers = (caches.auths, caches.connections, caches.secrets, caches.static_secrets)
         recorder = EventRecorder(kube=kube, component=COMPONENT, instance=socket.gethostname())
         controller = Controller(
             caches=caches, clients=VaultClients(kube=kube, pool=pool), pool=pool,
@@ -137,8 +215,14 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             debounce_seconds=settings.debounce_seconds,
         )
         rollouts = controller.rollouts
+        metrics = Metrics(
+            queue_depth=lambda: (len(queue), queue.in_flight) if queue is not None else (0, 0),
+            leader=lambda: elector is None or elector.state == "leader",
+        )
+        # Before any task is created: they inherit this context, and count into ``metrics``.
+        metrics_token = metrics.activate()
         queue = WorkQueue(
-            worker=controller.reconcile, concurrency=settings.concurrency,
+            worker=counted(metrics, controller.reconcile), concurrency=settings.concurrency,
             backoff_cap=settings.backoff_max_seconds,
         )
         refreshes = Refreshes(queue=queue)
@@ -146,34 +230,55 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             caches=caches, queue=queue, refreshes=refreshes, controller=controller,
             default_refresh=settings.default_refresh_seconds,
         )
-        for informer in (caches.auths, caches.connections, caches.secrets,
-                         caches.static_secrets):
+        for informer in informers:
             tasks.append(asyncio.create_task(informer.run(), name=informer.resource.plural))
+
         async def all_synced() -> None:
-            await asyncio.gather(*(i.synced.wait() for i in (
-                caches.auths, caches.connections, caches.secrets, caches.static_secrets)))
+            await asyncio.gather(*(i.synced.wait() for i in informers))
 
-        async def stopping() -> None:
-            await stop.wait()
-
-        synced = asyncio.create_task(all_synced())
-        stopped = asyncio.create_task(stopping())
-        await asyncio.wait([synced, stopped], return_when=asyncio.FIRST_COMPLETED)
-        if stop.is_set():
-            synced.cancel()
+        if not await _first(all_synced(), stop):
             return
+        if elector is not None:
+            log.info("caches synced, electing a leader", lease=elector.path,
+                     identity=elector.settings.identity)
+            electing = asyncio.create_task(elector.run(), name="leader-election")
+            if not await _first(elector.leading.wait(), stop, electing):
+                if electing.done() and not stop.is_set():
+                    electing.result()  # the election failed: its error ends syncd
+                    raise RuntimeError("leader election ended without leading")
+                return
         refreshes.start()
         tasks.append(asyncio.create_task(queue.run(), name="queue"))
-        log.info("ready", objects=len(caches.static_secrets), namespace=settings.namespace)
-        await stopped
-        log.info("stopping", in_flight=queue.in_flight)
+        log.info("ready", objects=len(caches.static_secrets), namespace=settings.namespace,
+                 leader=elector.settings.identity if elector else None)
+        await _first(stop.wait(), stop, *([electing] if electing else []))
+        lost = not stop.is_set()
+        log.info("stopping", in_flight=queue.in_flight,
+                 why="leadership lost" if lost else "signalled")
     finally:
+        grace = settings.grace_seconds
+        if lost and elector is not None:
+            # Another replica may lead from lease duration after our last renewal; we noticed
+            # the loss renew deadline (plus up to one retry) after it. Only what is left of
+            # that window is safe for finishing reconciles without two leaders writing.
+            lease = elector.settings
+            grace = min(grace, max(0.0, lease.lease_duration - lease.renew_deadline
+                                   - lease.retry_period))
         if queue is not None:
-            await queue.close(grace=settings.grace_seconds)
+            await queue.close(grace=grace)
         if rollouts is not None:
             await rollouts.close()
         if refreshes is not None:
             refreshes.shutdown()
+        if electing is not None:
+            electing.cancel()
+            await asyncio.gather(electing, return_exceptions=True)
+        if elector is not None and stop.is_set() and not lost:
+            # Only at a clean stop: a crash keeps the Lease until it expires, which is what
+            # keeps a half-dead leader and a new one from working at the same time.
+            await elector.release()
+        if probes is not None:
+            await probes.stop()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -183,7 +288,25 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         # block the event loop, and the stop, for up to the Vault client's timeout: let the
         # pool wind down on a thread of its own.
         threading.Thread(target=pool.shutdown, name="vault-pool-shutdown", daemon=True).start()
+        if metrics_token is not None:
+            Metrics.deactivate(metrics_token)
         log.info("stopped")
+    if lost:
+        raise LeadershipLost("the leader Lease was not renewed within the renew deadline")
+
+
+async def _first(wanted: Awaitable[object], stop: asyncio.Event,
+                 *others: asyncio.Task[None]) -> bool:
+    """Wait for ``wanted``, ``stop`` or the end of one of ``others``; True if ``wanted`` won."""
+    goal = asyncio.ensure_future(wanted)
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait([goal, stopping, *others], return_when=asyncio.FIRST_COMPLETED)
+        return goal.done() and not stop.is_set()
+    finally:
+        for task in (goal, stopping):
+            task.cancel()
+        await asyncio.gather(goal, stopping, return_exceptions=True)
 
 
 async def _fingerprint_key(kube: Kube, *, namespace: str, stop: asyncio.Event) -> bytes | None:

@@ -133,7 +133,7 @@ def _read_until_ready(stream: IO[str]) -> list[dict[str, object]]:
 def test_syncd_run_logs_ready_and_stops_on_signal(testbed: Path, signum: signal.Signals) -> None:
     process = subprocess.Popen(
         _command("syncd", "run", "--kubeconfig", str(testbed / "kubeconfig"),
-                 "--namespace", "default"),
+                 "--namespace", "default", "--health-address", "127.0.0.1:0"),
         stderr=subprocess.PIPE, text=True,
         env={**os.environ, "OTEL_TRACES_EXPORTER": "none"},
     )

@@ -3,19 +3,22 @@
 ``sys/init`` is the one step that cannot be undone: its shares and root token exist nowhere
 else. So every check that can fail is made before it, and the command refuses to start when:
 
-- the root token would have nowhere to go (``--root-token-file``, created 0600 and empty before
-  ``sys/init``, or an explicit ``--print-root-token``);
+- the root token would have nowhere to go, or more than one place: exactly one of
+  ``--root-token-custodian`` (a custodian that can hold it, answering, holding no other token
+  unless ``--replace``), ``--root-token-file`` (created 0600 and empty before ``sys/init``) or
+  an explicit ``--print-root-token`` (see :mod:`.root_token`);
 - ``--pgp-key`` is given (see :data:`PGP_REFUSAL`);
 - the custody config gives no layout where the invariant holds for these shares/threshold;
 - a writable custodian already holds shares (unless ``--replace``) or cannot be read;
 - the fallback directory is not writable;
 - Vault is already initialised, or the pod to initialise does not answer.
 
-After ``sys/init`` the keys become :class:`~unsealer.shares.Share` values at once, the root
-token is written (or printed once), and the shares are distributed; what a custodian cannot take
-lands in a 0600 fallback file the error names (exit 1, nothing lost). Should distribution fail in
+After ``sys/init`` the keys become :class:`~unsealer.shares.Share` values at once, the shares
+are distributed, and the root token is stored (or written, or printed once); what a custodian
+cannot take lands in a 0600 fallback file the error names (exit 1, nothing lost), and ``unsealer
+custody import --fallback-file`` stores it once the custodian works. Should distribution fail in
 an unforeseen way, :func:`~unsealer.commands.secret_io.rescue` saves every share before the
-command ends. Shares are wiped when done.
+command ends. Shares and the token are wiped when done.
 
 The first pod by name (``vault-0`` with the Helm chart: the one raft peers join) is initialised,
 unless ``--address`` names another server.
@@ -33,8 +36,15 @@ import structlog
 from plumbing.options import OptionParser
 from unsealer.commands import options
 from unsealer.commands.custody_access import build, load_custody, placement_lines
+from unsealer.commands.root_token import (
+    Placed,
+    check_destination,
+    check_store_empty,
+    open_store,
+    place_root_token,
+)
 from unsealer.commands.runner import OK, Clients, CommandError, execute, usage_error
-from unsealer.commands.secret_io import TokenFile, check_fallback_dir, rescue
+from unsealer.commands.secret_io import TokenFile, check_fallback_dir, rescue, rescue_root_token
 from unsealer.commands.status import PodStatus, probe
 from unsealer.commands.targets import find_targets
 from unsealer.custody import (
@@ -47,6 +57,8 @@ from unsealer.custody import (
 )
 from unsealer.custody.custodian import StoredCustodian, wipe_all_entries
 from unsealer.custody.distribution import plan
+from unsealer.custody.root_token import RootTokenStore
+from unsealer.init_output import RootToken
 from unsealer.shares import Share, wipe_all
 from unsealer.vault_sys import InitResult
 
@@ -66,15 +78,18 @@ PGP_REFUSAL = (
 )
 
 EPILOG = """\
-The root token goes to --root-token-file (a new 0600 file) or, with --print-root-token, to
-stdout once; with neither, init refuses to start, so the token is never lost. The shares are
-never printed: they go to the custodians, and whatever a custodian cannot store to a 0600 file
-in --fallback-dir that the error names.
+The root token goes to exactly one place: --root-token-custodian (a custodian with rootTokenKey
+or rootTokenFile; should it fail, to --root-token-file if given, else to a 0600 file in
+--fallback-dir), --root-token-file (a new 0600 file) or, with --print-root-token, stdout once;
+with none, init refuses to start, so the token is never lost. The shares are never printed:
+they go to the custodians, and whatever a custodian cannot store to a 0600 file in
+--fallback-dir that the error names; `unsealer custody import --fallback-file FILE` stores it
+there once the custodian works.
 
 exit status:
-  0  Vault initialised, every share at its custodians
-  1  Vault initialised but some shares are in the fallback file named on stderr; or Vault
-     was already initialised, or did not answer (nothing done)
+  0  Vault initialised, every share and the root token where they belong
+  1  Vault initialised but some shares (or the root token) are in the fallback file named on
+     stderr; or Vault was already initialised, or did not answer (nothing done)
   2  refused before initialising: options, custody config, token file, fallback directory
 """
 
@@ -116,12 +131,8 @@ def main(args: argparse.Namespace) -> int:
 async def initialize(args: argparse.Namespace, clients: Clients) -> int:
     if args.pgp_key:
         usage_error(PGP_REFUSAL)
-    if not args.root_token_file and not args.print_root_token:
-        usage_error(
-            "refusing to initialise: the root token would be lost. Pass --root-token-file PATH "
-            "(a new 0600 file) or --print-root-token"
-        )
     config = await asyncio.to_thread(load_custody, args, require_files=False)
+    token_custodian = check_destination(args, config, required=True, doing="initialise")
     count, threshold = seal_shape(args, config)
     try:
         plan(count, threshold=threshold, config=config, allow_unsafe=args.allow_unsafe_custody)
@@ -133,6 +144,10 @@ async def initialize(args: argparse.Namespace, clients: Clients) -> int:
     fallback_dir = check_fallback_dir(args.fallback_dir)
     custodians = await build(config, clients)
     await check_custodians_empty(config, custodians, replace=args.replace)
+    store: RootTokenStore | None = None
+    if token_custodian is not None:
+        store = await open_store(token_custodian, clients)
+        await check_store_empty(store, replace=args.replace)
     target = await uninitialised_target(args, clients)
 
     token_file = TokenFile.create(Path(args.root_token_file)) if args.root_token_file else None
@@ -143,25 +158,75 @@ async def initialize(args: argparse.Namespace, clients: Clients) -> int:
         if token_file is not None:
             token_file.abandon()
         raise
-    # From here on the shares exist only in this process: custody first, words after (a
-    # closed stdout must not cost a share).
-    token_note = save_root_token(result, token_file)
+    # From here on the shares and the token exist only in this process: custody first, words
+    # after (a closed stdout must not cost a share). The shares go first: a lost root token can
+    # be made again from them (vault operator generate-root), never the reverse.
+    token = RootToken(result.root_token.encode("ascii", "replace"), origin="sys/init")
+    placed = Placed()
+    failing = True
     try:
-        distribution = await hand_over(
-            result, threshold=threshold, config=config, custodians=custodians,
-            fallback_dir=fallback_dir, args=args,
-        )
+        try:
+            distribution = await hand_over(
+                result, threshold=threshold, config=config, custodians=custodians,
+                fallback_dir=fallback_dir, args=args,
+            )
+        except Exception:
+            placed = await keep_root_token(token, store, token_file, fallback_dir, args)
+            raise
+        except BaseException:  # cancelled: no awaiting; save the token at once
+            placed = keep_root_token_now(token, store, token_file, fallback_dir)
+            raise
+        placed = await keep_root_token(token, store, token_file, fallback_dir, args)
+        failing = False
     finally:
         log.info("vault.initialized", pod=target.pod, shares=count, threshold=threshold)
         print(f"Vault initialised at {target.pod} ({target.address}): {count} shares, "
               f"threshold {threshold}")
-        if token_note:
-            print(token_note)
+        if placed.note:
+            print(placed.note)
         if args.print_root_token:
-            print(f"Initial Root Token: {result.root_token}", flush=True)
+            print(f"Initial Root Token: {token.reveal()}", flush=True)
+        if failing and placed.problem is not None:  # the shares' error line follows
+            print(f"unsealer init: error: {placed.problem}", file=sys.stderr, flush=True)
+        token.wipe()
     print("\n".join(placement_lines(distribution, count=count, threshold=threshold)))
     print("Vault is still sealed: `unsealer run` unseals it from the custodians.")
+    if placed.problem is not None:
+        raise CommandError(f"every share is at its custodians, but {placed.problem}")
     return OK
+
+
+async def keep_root_token(
+    token: RootToken,
+    store: RootTokenStore | None,
+    token_file: TokenFile | None,
+    fallback_dir: Path,
+    args: argparse.Namespace,
+) -> Placed:
+    """The root token to its one destination (``--print-root-token`` prints it later)."""
+    if store is not None:
+        return await place_root_token(
+            token, store=store, token_file=token_file, fallback_dir=fallback_dir,
+            replace=args.replace,
+        )
+    return Placed(note=save_root_token(token, token_file))
+
+
+def keep_root_token_now(
+    token: RootToken,
+    store: RootTokenStore | None,
+    token_file: TokenFile | None,
+    fallback_dir: Path,
+) -> Placed:
+    """Without awaiting (the command is being cancelled): the token file, else a rescue file."""
+    if token_file is not None:
+        return Placed(note=save_root_token(token, token_file))
+    if store is not None:
+        where = rescue_root_token(
+            token, custodian=store.custodian, where=store.describe(), directory=fallback_dir
+        )
+        return Placed(problem=f"interrupted before the root token was stored: {where}")
+    return Placed()
 
 
 def seal_shape(args: argparse.Namespace, config: CustodyConfig) -> tuple[int, int]:
@@ -231,12 +296,12 @@ async def uninitialised_target(args: argparse.Namespace, clients: Clients) -> Po
     return first
 
 
-def save_root_token(result: InitResult, token_file: TokenFile | None) -> str:
+def save_root_token(token: RootToken, token_file: TokenFile | None) -> str:
     """Write the root token to its file; the line to print about it ("" without a file)."""
     if token_file is None:
         return ""
     try:
-        token_file.write(result.root_token)
+        token_file.write(token.reveal())
     except OSError as exc:
         print(f"unsealer init: error: the root token could not be written to "
               f"{token_file.path} ({exc.strerror}); make a new one with `vault operator "

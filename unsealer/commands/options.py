@@ -171,15 +171,23 @@ def add_distribution(parser: OptionParser) -> None:
     # for on the command line each time, never by a variable left in a shell profile.
     parser.add_argument(
         "--replace", action="store_true",
-        help="overwrite custodians that already hold other shares (they are lost); flag only",
+        help="overwrite custodians that already hold other shares or another root token "
+        "(they are lost); flag only",
     )
     add_unsafe_custody(parser)
 
 
 def add_root_token_output(parser: OptionParser) -> None:
+    """Where the root token goes: one of these (see :mod:`unsealer.commands.root_token`)."""
+    parser.option(
+        "--root-token-custodian", default=None, metavar="NAME",
+        help="store the initial root token at this custodian of the custody config, apart "
+        "from its shares (a kubernetesSecret with rootTokenKey, or a file with rootTokenFile)",
+    )
     parser.option(
         "--root-token-file", default=None, metavar="PATH",
-        help="write the initial root token to this new file, mode 0600 (it must not exist)",
+        help="write the initial root token to this new file, mode 0600 (it must not exist); "
+        "with --root-token-custodian, only if that custodian cannot store it",
     )
     # Flag only: printing a root token must be asked for explicitly, run by run.
     parser.add_argument(

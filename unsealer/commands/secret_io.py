@@ -11,7 +11,9 @@
   catch, the shares exist only in this process. They are written, in the format
   ``vault operator init`` prints (so ``unsealer custody import`` reads the file back), to a new
   ``0600`` file; if even that fails they are printed on stdout, because a Vault whose shares are
-  lost can never be unsealed again. That is the one case where shares are shown.
+  lost can never be unsealed again. That is the one case where shares are shown. A root token
+  that its custodian could not take is saved the same way (:func:`rescue_root_token`), in the
+  fallback file format that ``unsealer custody import --fallback-file`` reads back.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from unsealer.commands.runner import usage_error
+from unsealer.custody.distribution import root_token_marker
 from unsealer.custody.file import write_private_file
+from unsealer.init_output import RootToken
 from unsealer.shares import zero
 
 #: ``vault operator init`` prints about 1 KB; anything near this is not init output.
@@ -166,5 +170,34 @@ def rescue(keys: Sequence[str], *, threshold: int, directory: Path) -> str:
               "them now (unsealer custody import reads this format).", file=sys.stderr)
         print(content.decode("ascii"), flush=True)
         return f"all {len(keys)} shares were printed on stdout (no file could be written)"
+    finally:
+        zero(content)
+
+
+def rescue_root_token(token: RootToken, *, custodian: str, where: str, directory: Path) -> str:
+    """Save a root token its custodian could not take; where it went, in words.
+
+    Blocking on purpose, like :func:`rescue`. The file is a fallback file
+    (:func:`~unsealer.custody.distribution.parse_fallback`): ``unsealer custody import
+    --fallback-file`` stores the token at ``custodian`` once it works.
+    """
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = directory / f"unsealer-root-token-{stamp}-{secrets.token_hex(3)}.txt"
+    header = (
+        f"# The initial root token, which custodian {custodian!r} could not store "
+        f"(vault-syncd unsealer, {stamp}).\n"
+        "# Store it with `unsealer custody import --fallback-file this-file` once the custodian "
+        "works,\n# then delete this file.\n"
+        f"{root_token_marker(custodian, where)}\n"
+    ).encode("ascii")
+    content = bytearray(header + token.reveal().encode("ascii") + b"\n")
+    try:
+        write_private_file(path, content, overwrite=False)
+        return f"the root token was written to {path} (mode 0600)"
+    except OSError:
+        print("WARNING: the root token could not be stored anywhere; it follows. Save it now.",
+              file=sys.stderr)
+        print(f"Initial Root Token: {token.reveal()}", flush=True)
+        return "the root token was printed on stdout (no file could be written)"
     finally:
         zero(content)

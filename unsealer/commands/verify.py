@@ -14,7 +14,10 @@ checks, without touching Vault's seal:
    custodian and slot. It takes ``t + 1`` distinct shares to see that something is wrong and
    ``t + 2`` to say which one;
 4. the split-custody invariant, from what each custodian holds now
-   (:func:`~unsealer.custody.survey` and :func:`~unsealer.custody.check_invariant`).
+   (:func:`~unsealer.custody.survey` and :func:`~unsealer.custody.check_invariant`);
+5. for each custodian configured to hold the root token (``rootTokenKey``, ``rootTokenFile``),
+   whether it holds one: yes or no, never the token. Not holding one is not a problem (it may
+   have been revoked on purpose); not being able to tell is.
 
 Only keyed fingerprints of shares are printed (``--fingerprint-key`` makes them comparable with
 ``unsealer run``'s logs). Exit 0 when every check passes, 1 when one fails (each failure on the
@@ -33,6 +36,7 @@ import structlog
 from plumbing.options import OptionParser
 from unsealer.commands import options
 from unsealer.commands.custody_access import open_custody
+from unsealer.commands.root_token import open_store
 from unsealer.commands.runner import FAILED, OK, Clients, CommandError, execute, report
 from unsealer.commands.status import PodStatus, probe
 from unsealer.commands.targets import find_targets
@@ -45,6 +49,7 @@ from unsealer.custody import (
     survey,
 )
 from unsealer.custody.config import PeerConfig
+from unsealer.custody.root_token import can_hold_root_token
 from unsealer.shares import Consistency, FingerprintKey, Share, check_consistency, wipe_all
 
 log = structlog.get_logger("unsealer")
@@ -126,6 +131,7 @@ async def verify(args: argparse.Namespace, clients: Clients) -> int:
         vault = await seal_of_vault(args, clients, findings)
         threshold = _threshold(config, vault, findings)
         describe_custodians(fetched, key, findings)
+        await describe_root_tokens(config, clients, findings)
         shares = [share for item in fetched for share in item.shares]
         check_counts(shares, config=config, vault=vault, threshold=threshold, key=key,
                      findings=findings)
@@ -254,6 +260,33 @@ def describe_custodians(
                              f"{share.fingerprint(key)}")
             if not item.shares:
                 findings.problem(f"custodian {item.name!r} holds no shares")
+
+
+async def describe_root_tokens(
+    config: CustodyConfig, clients: Clients, findings: Findings
+) -> None:
+    """Yes or no for each custodian that may hold the root token; never the token."""
+    specs = [spec for spec in config.custodians if can_hold_root_token(spec)]
+    if not specs:
+        return
+
+    async def one(spec_name: str) -> tuple[str, str, bool | str]:
+        store = await open_store(config.custodian(spec_name), clients)
+        try:
+            return spec_name, store.describe(), await store.holds()
+        except CustodyError as exc:
+            return spec_name, store.describe(), str(exc)
+
+    answers = await asyncio.gather(*(one(spec.name) for spec in specs))
+    findings.say("Root token:")
+    width = max(len(spec.name) for spec in specs)
+    for name, where, held in answers:
+        if isinstance(held, str):
+            findings.say(f"  {name.ljust(width)}  unknown  {where}: {held}")
+            findings.problem(f"whether custodian {name!r} holds the root token is unknown: "
+                             f"{held}")
+        else:
+            findings.say(f"  {name.ljust(width)}  {'yes' if held else 'no':<7}  {where}")
 
 
 def check_counts(

@@ -16,11 +16,16 @@ Format (YAML, or JSON, which is YAML)::
         secretName: unseal-a
         keyPrefix: share-           # optional (default share-): keys share-1, share-2, ...
         identityKey: age-identity   # optional: holds the age identity of another custodian
+        rootTokenKey: root-token    # optional: may hold the root token (init/import
+                                    # --root-token-custodian kube-a), under this key only
         shares: 2                   # optional: how many shares it holds (invariant, init)
       - name: disk
         kind: file
         path: /var/lib/unsealer/shares    # 0600, owned by the unsealer's user
         identityFile: /var/lib/unsealer/age.key   # optional, same rules
+        rootTokenFile: /var/lib/unsealer/root-token  # optional, same rules: may hold the
+                                    # root token (--root-token-custodian disk), never beside
+                                    # the shares
         encryptedFor: age1...       # optional: entries are age-encrypted to this recipient...
         identityFrom: kube-a        # ...and this other custodian holds the identity
       - name: node-b
@@ -96,6 +101,8 @@ class KubeSecretConfig(CustodianConfig):
     secret_name: str
     key_prefix: str = "share-"
     identity_key: str | None = None
+    #: The data key of the root token, when this custodian may hold it (never a share key).
+    root_token_key: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,6 +110,8 @@ class FileConfig(CustodianConfig):
     kind: ClassVar[str] = "file"
     path: Path
     identity_file: Path | None = None
+    #: The 0600 file of the root token, when this custodian may hold it (never ``path``).
+    root_token_file: Path | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -257,20 +266,39 @@ def _custodian(
                 f"must not be Vault's namespace {vault_namespace!r}: whoever can read "
                 "Secrets there would hold Vault's data and its shares together",
             )
+        key_prefix = fields.optional("keyPrefix", _secret_key) or "share-"
+        identity_key = fields.optional("identityKey", _secret_key)
+        root_token_key = fields.optional("rootTokenKey", _secret_key)
+        if root_token_key is not None:
+            if re.fullmatch(rf"{re.escape(key_prefix)}[1-9][0-9]*", root_token_key):
+                fields.fail("rootTokenKey", f"{root_token_key!r} would read as a share key "
+                            f"({key_prefix}N): the root token never mixes with shares")
+            if root_token_key == identity_key:
+                fields.fail("rootTokenKey", "must differ from identityKey")
         custodian = KubeSecretConfig(
             **common,
             namespace=namespace,
             secret_name=fields.require("secretName", _secret_name),
-            key_prefix=fields.optional("keyPrefix", _secret_key) or "share-",
-            identity_key=fields.optional("identityKey", _secret_key),
+            key_prefix=key_prefix,
+            identity_key=identity_key,
+            root_token_key=root_token_key,
         )
     elif kind == FileConfig.kind:
         path = fields.require("path", _path)
         identity_file = fields.optional("identityFile", _path)
+        root_token_file = fields.optional("rootTokenFile", _path)
         _check_private(fields, "path", path, require=require_files)
         if identity_file is not None:
             _check_private(fields, "identityFile", identity_file, require=require_files)
-        custodian = FileConfig(**common, path=path, identity_file=identity_file)
+        if root_token_file is not None:
+            if root_token_file in (path, identity_file):
+                fields.fail("rootTokenFile", "must be a file of its own: the root token never "
+                            "mixes with shares or an identity")
+            # Never required: it exists only once a root token was stored there.
+            _check_private(fields, "rootTokenFile", root_token_file, require=False)
+        custodian = FileConfig(
+            **common, path=path, identity_file=identity_file, root_token_file=root_token_file
+        )
     elif kind == PeerConfig.kind:
         if "encryption" in common:
             fields.fail("encryptedFor", "a peer's shares are decrypted by the peer")

@@ -11,7 +11,12 @@ process ends, the Vault can never be unsealed again. So distribution is careful 
    custodian that already holds other shares is not retried (:class:`CustodyConflict`).
 3. Whatever could not be delivered (or everything, when there is no plan) is written to a new
    0600 file, whose path is named in the :class:`DistributionError`. Its format is the file
-   custodian's, with comments naming where each share was meant to go.
+   custodian's, with comments naming where each share was meant to go
+   (``# for kube-b (Secret ...): unseal key 3`` above the share), so that
+   ``unsealer custody import --fallback-file`` reads it back (:func:`parse_fallback`) and
+   :func:`restore` stores each share at the custodian named for it, once that custodian works.
+   ``init`` writes a root token it could not store at its custodian in the same format
+   (``# for kube-a (...): root token``).
 
 The caller's ``Share`` objects are left alone (the caller wipes them) so that even when the
 fallback file cannot be written, the shares are still in the caller's hands.
@@ -21,9 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,7 +39,8 @@ from unsealer.custody.config import CustodianConfig, CustodyConfig
 from unsealer.custody.custodian import Custodian, CustodyConflict, CustodyError
 from unsealer.custody.file import write_private_file
 from unsealer.custody.invariant import Holding, check_invariant
-from unsealer.shares import Share, zero
+from unsealer.init_output import RootToken
+from unsealer.shares import Share, ShareError, wipe_all, zero
 
 log = structlog.get_logger("unsealer.custody")
 
@@ -77,7 +84,7 @@ async def distribute(
     except ValueError as exc:
         problem = f"no safe way to place {len(shares)} shares: {exc}; nothing was stored"
         path = await _fallback_or_raise(
-            shares, {"no custodian (no plan)": list(range(len(shares)))}, fallback_dir, problem
+            shares, {UNPLACED: list(range(len(shares)))}, fallback_dir, problem
         )
         raise DistributionError(
             f"{problem}. All shares were written to {path} (mode 0600): fix the custody "
@@ -111,8 +118,9 @@ async def distribute(
         path = await _fallback_or_raise(shares, undelivered, fallback_dir, problem)
         stored = sorted(set(placement) - set(failures))
         raise DistributionError(
-            f"{problem}. Their shares were written to {path} (mode 0600): store them there "
-            f"by hand, then delete the file. Stored as planned: {', '.join(stored) or 'none'}",
+            f"{problem}. Their shares were written to {path} (mode 0600): once the custodian "
+            f"works, store them with `unsealer custody import --fallback-file {path}`, then "
+            f"delete the file. Stored as planned: {', '.join(stored) or 'none'}",
             fallback=path,
         )
     distribution = Distribution(
@@ -241,7 +249,8 @@ async def _fallback(
     path = directory / f"unsealer-undelivered-{stamp}-{secrets.token_hex(3)}.txt"
     lines = [
         f"# Unseal shares that could not be stored (vault-syncd unsealer, {stamp}).",
-        "# Store each at the custodian named above it, then delete this file.",
+        "# Store each at the custodian named above it (unsealer custody import --fallback-file",
+        "# this-file), then delete this file.",
     ]
     for where, indices in undelivered.items():
         for index in indices:
@@ -255,3 +264,131 @@ async def _fallback(
         zero(content)
     log.error("custody.distribution.fallback_written", path=str(path))
     return path
+
+
+# --- reading a fallback file back ---------------------------------------------------------------
+
+#: The "where" of shares that no custodian was planned for (no safe layout).
+UNPLACED = "no custodian (no plan)"
+
+_MARKER = re.compile(
+    r"# for (?P<name>[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?) \((?P<where>.*)\): "
+    r"(?:unseal key (?P<number>[1-9][0-9]{0,2})|(?P<token>root token))"
+)
+_UNPLACED_MARKER = re.compile(rf"# for {re.escape(UNPLACED)}: unseal key [1-9][0-9]{{0,2}}")
+
+
+class FallbackFileError(ValueError):
+    """A fallback file that cannot be read back. Never quotes a share or a token."""
+
+
+def root_token_marker(custodian: str, where: str) -> str:
+    """The comment line above a root token in a fallback file."""
+    return f"# for {custodian} ({where}): root token"
+
+
+@dataclass(eq=False)
+class Fallback:
+    """What a fallback file holds, by custodian; :meth:`wipe` when done."""
+
+    #: Shares by custodian, in file order, and their ``vault operator init`` numbers.
+    shares: dict[str, list[Share]] = field(default_factory=dict)
+    numbers: dict[str, list[int]] = field(default_factory=dict)
+    root_tokens: dict[str, RootToken] = field(default_factory=dict)
+    #: Shares no custodian was planned for (the import found no safe layout).
+    unplaced: int = 0
+
+    def wipe(self) -> None:
+        for shares in self.shares.values():
+            wipe_all(shares)
+        for token in self.root_tokens.values():
+            token.wipe()
+
+
+def parse_fallback(content: bytes | bytearray) -> Fallback:
+    """Read a fallback file (:func:`distribute`'s, or ``init``'s root token file) back.
+
+    Every value line must sit below a ``# for <custodian> (...): unseal key N`` or ``...: root
+    token`` line. Errors name line numbers, never a value.
+    """
+    fallback = Fallback()
+    pending: tuple[str, int | None] | None = None  # (custodian, share number or None: token)
+    unplaced_pending = False
+    try:
+        for number, raw in enumerate(bytes(content).split(b"\n"), start=1):
+            try:
+                line = raw.decode("ascii").strip()
+            except UnicodeDecodeError:
+                raise FallbackFileError(f"line {number} is not ASCII text") from None
+            if not line:
+                continue
+            if line.startswith("#"):
+                if pending is not None or unplaced_pending:
+                    raise FallbackFileError(f"line {number - 1}: a '# for' line with no value")
+                if match := _MARKER.fullmatch(line):
+                    share_number = int(match["number"]) if match["number"] else None
+                    pending = (match["name"], share_number)
+                elif _UNPLACED_MARKER.fullmatch(line):
+                    unplaced_pending = True
+                continue
+            if unplaced_pending:
+                fallback.unplaced += 1
+                unplaced_pending = False
+                continue
+            if pending is None:
+                raise FallbackFileError(
+                    f"line {number}: a value without a '# for <custodian> (...): unseal key N' "
+                    "line above it: not a fallback file of the unsealer"
+                )
+            custodian, share_number = pending
+            pending = None
+            if share_number is None:
+                if custodian in fallback.root_tokens:
+                    raise FallbackFileError(f"line {number}: a second root token for "
+                                            f"{custodian!r}")
+                fallback.root_tokens[custodian] = RootToken(
+                    line.encode("ascii"), origin=f"fallback line {number}"
+                )
+                continue
+            try:
+                share = Share.parse(line, origin=f"fallback line {number}")
+            except ShareError:
+                raise FallbackFileError(
+                    f"line {number}: unseal key {share_number} is not an unseal share"
+                ) from None
+            fallback.shares.setdefault(custodian, []).append(share)
+            fallback.numbers.setdefault(custodian, []).append(share_number)
+        if pending is not None or unplaced_pending:
+            raise FallbackFileError("the last '# for' line has no value")
+    except BaseException:
+        fallback.wipe()
+        raise
+    if not fallback.shares and not fallback.root_tokens and not fallback.unplaced:
+        raise FallbackFileError("no '# for <custodian> (...)' entries: not a fallback file "
+                                "of the unsealer")
+    return fallback
+
+
+async def restore(
+    shares: Mapping[str, Sequence[Share]],
+    *,
+    custodians: Mapping[str, Custodian],
+    replace: bool = False,
+    attempts: int = 4,
+    retry_delay: float = 0.5,
+) -> dict[str, str]:
+    """Store each custodian's shares (from a fallback file); the errors by custodian.
+
+    Idempotent: a custodian that already holds exactly these shares succeeds without a write.
+    Nothing is written elsewhere on failure: the file they came from still holds them.
+    """
+    names = list(shares)
+    results = await asyncio.gather(*(
+        _store(custodians[name], list(shares[name]), replace=replace, attempts=attempts,
+               retry_delay=retry_delay)
+        for name in names
+    ))
+    failures = {name: error for name, error in zip(names, results, strict=True) if error}
+    log.info("custody.restored", custodians=[n for n in names if n not in failures],
+             failed=sorted(failures))
+    return failures

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from plumbing import telemetry
@@ -29,10 +30,10 @@ from tests.syncd.e2e.world import (
 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
-    logs, spans = io.StringIO(), InMemorySpanExporter()
+    logs, spans, metrics = io.StringIO(), InMemorySpanExporter(), InMemoryMetricReader()
     telemetry.configure(
         service_name="syncd", service_version="test", log_level="debug", stream=logs,
-        span_exporter=spans,
+        span_exporter=spans, metric_reader=metrics,
     )
     async with running_kube(bookmark_interval=0.5) as kube, running_vault() as vault:
         root_token, unseal_keys = await _bootstrap_vault(vault)
@@ -60,13 +61,18 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             "spec": {"method": "token", "token": {"secretRef": {"name": "vault-token",
                                                                "key": "token"}}},
         })
+        # One replica without leader election (--leader-elect=false): the Lease renewal every
+        # retry period would be noise in the tests that count syncd's requests. The tests of
+        # leader election (test_leadership.py), of the probes and metrics, and of RBAC turn it
+        # on, with short timings (world.LEASE_TIMINGS).
         settings = Settings(
             kubeconfig=str(kubeconfig), namespace=OPERATOR_NS, debounce_seconds=0.3,
             grace_seconds=3, backoff_max_seconds=1.0, default_refresh_seconds=1.0,
+            leader_elect=False,
         )
         world = World(
             kube=kube, vault=vault, root_token=root_token, logs=logs, spans=spans,
-            kubeconfig=kubeconfig, settings=settings, unseal_keys=unseal_keys,
+            kubeconfig=kubeconfig, settings=settings, unseal_keys=unseal_keys, metrics=metrics,
         )
         try:
             yield world

@@ -7,21 +7,24 @@ Minimality is shown here. One world takes syncd through every kind of Kubernetes
 make — informers of its three kinds and of its Secrets, status writes, Events, the fingerprint
 key and token Secrets, Secret creation, update (drift), deletion (a type change), a missing
 ``create: false`` destination, and restarts of every workload kind by name, by selector and
-by ``auto`` (with an Argo Rollout CRD installed) — and the testbed's request log then yields the
-exact set of (API group, resource, verb) syncd asked for. The ClusterRole, expanded into the
-same triples, must equal that set: a granted verb syncd never used fails the test, and so does
-a request the ClusterRole does not cover. The log records every request, allowed or not, so
-the comparison does not depend on what RBAC let through.
+by ``auto`` (with an Argo Rollout CRD installed), and leader election (the Lease taken,
+renewed, released) — and the testbed's request log then yields the exact set of (API group,
+resource, verb) syncd asked for. The ClusterRole and the leader-election Role, expanded into
+the same triples, must equal that set: a granted verb syncd never used fails the test, and so
+does a request they do not cover. The Role's grants hold in its namespace only, so a request
+they cover made elsewhere fails too. The log records every request, allowed or not, so the
+comparison does not depend on what RBAC let through.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 from typing import Any
 
 import yaml
 
-from tests.syncd.e2e.world import APP_NS, ROOT, World
+from tests.syncd.e2e.world import APP_NS, LEASE_TIMINGS, OPERATOR_NS, ROOT, World
 
 Triple = tuple[str, str, str]  # (API group, resource[/subresource], verb)
 
@@ -38,26 +41,34 @@ ARGO_CRD = {
 }
 
 
-def _granted() -> set[Triple]:
-    docs = yaml.safe_load_all((ROOT / "manifests" / "syncd" / "rbac.yaml").read_text())
-    role = next(d for d in docs if d and d["kind"] == "ClusterRole")
-    out = set()
-    for rule in role["rules"]:
-        for group in rule["apiGroups"]:
-            for resource in rule["resources"]:
-                for verb in rule["verbs"]:
-                    out.add((group, resource, verb))
+def _granted() -> dict[Triple, str]:
+    """Each granted triple -> where it holds: "*" (the ClusterRole) or the Role's namespace."""
+    docs = [d for d in yaml.safe_load_all((ROOT / "manifests" / "syncd" / "rbac.yaml").read_text())
+            if d]
+    roles = [d for d in docs if d["kind"] in ("ClusterRole", "Role")]
+    assert [r["kind"] for r in roles] == ["ClusterRole", "Role"]
+    out: dict[Triple, str] = {}
+    for role in roles:
+        where = role["metadata"].get("namespace", "*") if role["kind"] == "Role" else "*"
+        for rule in role["rules"]:
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    for verb in rule["verbs"]:
+                        assert (group, resource, verb) not in out, "granted twice"
+                        out[(group, resource, verb)] = where
     return out
 
 
-def _used(world: World) -> set[Triple]:
-    out = set()
+def _used(world: World) -> dict[Triple, set[str]]:
+    """Each triple syncd used -> the namespaces it used it in."""
+    out: dict[Triple, set[str]] = {}
     for record in world.syncd_requests():
         if record.resource.startswith("/"):  # discovery and other non-resource paths
             continue
         qualified, _, subresource = record.resource.partition("/")
         plural, _, group = qualified.partition(".")
-        out.add((group, plural + (f"/{subresource}" if subresource else ""), record.verb))
+        triple = (group, plural + (f"/{subresource}" if subresource else ""), record.verb)
+        out.setdefault(triple, set()).add(record.namespace)
     return out
 
 
@@ -86,7 +97,8 @@ async def test_cluster_role_grants_exactly_what_syncd_uses(world: World) -> None
         {"auto": True},
     ])
     world.vss("missing", destination={"name": "missing", "create": False})
-    world.start_syncd()
+    # With leader election, as deployed: the Lease is created, renewed and (at the stop) released.
+    world.start_syncd(dataclasses.replace(world.settings, leader_elect=True, **LEASE_TIMINGS))
     await world.synced("everything")
     await world.wait_condition("missing", "Ready", status="False", reason="DestinationError")
 
@@ -106,10 +118,25 @@ async def test_cluster_role_grants_exactly_what_syncd_uses(world: World) -> None
     argo = world.kube.admin.get("argoproj.io/v1alpha1", "Rollout", "canary", APP_NS) or {}
     assert argo["spec"].get("restartAt"), "the Argo Rollout was restarted"
     assert "Forbidden" not in world.logs.getvalue()
+    renewals = len([r for r in world.syncd_requests(["update"])
+                    if r.resource.startswith("leases.")])
+    await world.eventually(
+        lambda: len([r for r in world.syncd_requests(["update"])
+                     if r.resource.startswith("leases.")]) > renewals,
+        message="a Lease renewal")
+    await world.stop_syncd()  # releases the Lease
+    assert world.lease_holder() == ""
 
     used, granted = _used(world), _granted()
-    assert used - granted == set(), "syncd needs more than rbac.yaml grants"
-    assert granted - used == set(), "rbac.yaml grants what syncd never uses"
+    assert set(used) - set(granted) == set(), "syncd needs more than rbac.yaml grants"
+    assert set(granted) - set(used) == set(), "rbac.yaml grants what syncd never uses"
+    for triple, where in granted.items():
+        if where != "*":
+            assert used[triple] == {where}, f"{triple} used outside {where}: {used[triple]}"
+    assert {t for t, where in granted.items() if where != "*"} == {
+        ("coordination.k8s.io", "leases", verb) for verb in ("get", "create", "update")
+    }
+    assert granted[("coordination.k8s.io", "leases", "get")] == OPERATOR_NS
 
 
 def _try_apply(world: World, obj: dict[str, Any]) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import io
 import json
 import secrets
@@ -20,8 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import hvac
+import yaml
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from syncd.health import HealthServer
+from syncd.leadership import LEASES
 from syncd.operator import Settings, run
 from testbed.kube import Kube
 from testbed.vault import RunningVault
@@ -41,6 +46,10 @@ path "kv1/*" { capabilities = ["read"] }
 SYNCD_USER = f"system:serviceaccount:{OPERATOR_NS}:vault-syncd"
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 FINGERPRINTS = "secrets.vault-syncd.dev/fingerprints"
+#: Leader-election timings for the tests: short, whole seconds (leaseDurationSeconds is an int),
+#: in the same order as controller-runtime's 15 s / 10 s / 2 s.
+LEASE_TIMINGS = {"lease_duration_seconds": 2.0, "renew_deadline_seconds": 1.5,
+                 "retry_period_seconds": 0.25}
 
 
 @dataclass
@@ -58,6 +67,10 @@ class World:
     #: Every secret value a test put in Vault: none may show up in logs, spans, Events or
     #: statuses (checked when the world ends, see conftest.py).
     secret_values: set[str] = field(default_factory=lambda: {SECRET_VALUE})
+    #: The metrics syncd recorded (the fixture configures telemetry with this reader).
+    metrics: InMemoryMetricReader | None = None
+    #: The probe servers of the running syncd instances that serve them.
+    probes: list[HealthServer] = field(default_factory=list)
 
     # --- secret values ------------------------------------------------------------------
 
@@ -276,10 +289,73 @@ class World:
 
     # --- syncd --------------------------------------------------------------------------
 
-    def start_syncd(self) -> None:
+    def start_syncd(self, settings: Settings | None = None) -> asyncio.Task[None]:
         stop = asyncio.Event()
         self.stops.append(stop)
-        self.tasks.append(asyncio.create_task(run(self.settings, stop)))
+        task = asyncio.create_task(run(settings or self.settings, stop, health=self.probes))
+        self.tasks.append(task)
+        return task
+
+    async def stop_one(self, task: asyncio.Task[None], *, crash: bool = False) -> None:
+        """Stop one instance: cleanly (SIGTERM), or as a crash would (cancelled, no goodbye)."""
+        index = self.tasks.index(task)
+        stop = self.stops.pop(index)
+        self.tasks.pop(index)
+        if crash:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        else:
+            stop.set()
+            await asyncio.wait_for(task, 15)
+
+    # --- replicas and leader election ---------------------------------------------------
+
+    def replica(self, name: str, **changes: Any) -> Settings:
+        """Settings of a syncd replica with leader election on, talking to Kubernetes as the
+        ServiceAccount ``name`` — bound to the same roles as ``vault-syncd`` by rbac.yaml, so
+        the testbed's request log tells the replicas apart."""
+        self.kube.admin.apply({"apiVersion": "v1", "kind": "ServiceAccount",
+                               "metadata": {"name": name, "namespace": OPERATOR_NS}})
+        for document in yaml.safe_load_all((ROOT / "manifests/syncd/rbac.yaml").read_text()):
+            if document and document["kind"] in ("ClusterRoleBinding", "RoleBinding"):
+                document["metadata"]["name"] += f"-{name}"
+                document["subjects"] = [{"kind": "ServiceAccount", "name": name,
+                                         "namespace": OPERATOR_NS}]
+                self.kube.admin.apply(document)
+        token = self.kube.admin.mint_token(OPERATOR_NS, name)
+        kubeconfig = self.kube.write_kubeconfig(self.kubeconfig.with_name(name), token=token)
+        return dataclasses.replace(
+            self.settings, kubeconfig=str(kubeconfig), identity=name, leader_elect=True,
+            **{**LEASE_TIMINGS, **changes},
+        )
+
+    def lease_holder(self) -> str | None:
+        lease = self.kube.admin.get(f"{LEASES.group}/{LEASES.version}", "Lease", "vault-syncd",
+                                    OPERATOR_NS)
+        return None if lease is None else (lease.get("spec") or {}).get("holderIdentity")
+
+    def requests_of(self, user: str, *, leases: bool = False) -> list[Any]:
+        """The Kubernetes requests of ``user`` (those on the Lease only with ``leases``)."""
+        return [r for r in self.kube.requests.log if r.user == user
+                and (leases or not r.resource.startswith("leases."))]
+
+    def metric(self, name: str) -> dict[tuple[tuple[str, Any], ...], float]:
+        """The current points of metric ``name``: sorted attributes -> value (sum, gauge, or
+        count for a histogram)."""
+        assert self.metrics is not None
+        data = self.metrics.get_metrics_data()
+        points: dict[tuple[tuple[str, Any], ...], float] = {}
+        for resource in data.resource_metrics if data else []:
+            for scope in resource.scope_metrics:
+                for found in scope.metrics:
+                    if found.name != name:
+                        continue
+                    for point in found.data.data_points:
+                        key = tuple(sorted((point.attributes or {}).items()))
+                        value = getattr(point, "value", None)
+                        points[key] = float(value if value is not None
+                                            else getattr(point, "count", 0))
+        return points
 
     async def wait_started(self, count: int = 1) -> None:
         """Wait until syncd has logged ``ready`` ``count`` times (caches listed, queue on)."""

@@ -143,8 +143,10 @@ class World:
         threshold: int | None = 3,
         shares: int | None = 5,
         name: str = "custody.yaml",
+        extra: dict[str, dict[str, Any]] | None = None,
     ) -> Path:
-        """Custodians kube-a, kube-b (Secrets unseal-a/-b) and disk (a 0600 file)."""
+        """Custodians kube-a, kube-b (Secrets unseal-a/-b) and disk (a 0600 file); ``extra``
+        adds fields to custodians by name (``{"kube-a": {"rootTokenKey": "root-token"}}``)."""
         counts = {"kube-a": 2, "kube-b": 2, "disk": 2, **(counts or {})}
         custodians: list[dict[str, Any]] = [
             {"name": "kube-a", "kind": "kubernetesSecret", "namespace": CUSTODY_NS,
@@ -154,6 +156,8 @@ class World:
             {"name": "disk", "kind": "file", "path": str(self.disk_path),
              "shares": counts["disk"]},
         ]
+        for custodian in custodians:
+            custodian.update((extra or {}).get(custodian["name"], {}))
         document: dict[str, Any] = {"custodians": custodians}
         if threshold is not None:
             document["threshold"] = threshold
@@ -194,6 +198,13 @@ class World:
         data = (found or {}).get("data") or {}
         return [decode_share(base64.b64decode(value).decode()) for key, value in
                 sorted(data.items()) if key.startswith("share-")]
+
+    def held_root_token(self, custodian: str, key: str = "root-token") -> str | None:
+        """The root token a Secret custodian holds under ``key``, read behind the CLI's back."""
+        secret = {"kube-a": "unseal-a", "kube-b": "unseal-b"}[custodian]
+        found = self.kube.admin.get("v1", "Secret", secret, CUSTODY_NS)
+        value = ((found or {}).get("data") or {}).get(key)
+        return base64.b64decode(value).decode().strip() if value else None
 
     def held_everywhere(self) -> dict[str, list[bytes]]:
         return {name: self.held(name) for name in ("kube-a", "kube-b", "disk")}

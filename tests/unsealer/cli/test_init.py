@@ -62,7 +62,8 @@ async def test_without_a_place_for_the_root_token_init_refuses_to_start(world: A
     assert run.rc == 2
     assert run.error_line() == (
         "unsealer init: error: refusing to initialise: the root token would be lost. Pass "
-        "--root-token-file PATH (a new 0600 file) or --print-root-token")
+        "--root-token-custodian NAME, --root-token-file PATH (a new 0600 file) or "
+        "--print-root-token")
     assert (await world.seal_status())["initialized"] is False
 
 

@@ -1,0 +1,163 @@
+"""syncd's metrics (OpenTelemetry), created at start-up by :func:`syncd.operator.run`.
+
+=============================  =========  =======================================================
+name                           kind       attributes
+=============================  =========  =======================================================
+``syncd.syncs``                counter    ``outcome``: SecretSynced, SecretRotated, SecretRestored,
+                                          Unchanged, or the failure reason (VaultSealed,
+                                          SourceDeleted, VaultAuthNotFound, InvalidSpec, ...)
+``syncd.reconcile.duration``   histogram  ``outcome`` (seconds)
+``syncd.rollout.restarts``     counter    ``result``: Restarted, Unchanged, Paused, NotFound,
+                                          Failed; ``kind`` (VSO #1129)
+``syncd.vault.reads``          counter    ``result``: ok, or the failure reason
+``syncd.queue.depth``          gauge      ``state``: waiting, running
+``syncd.leader``               gauge      1 on the replica that holds the Lease, else 0
+=============================  =========  =======================================================
+
+**Where the numbers come from.** A reconcile, a Vault read and a rollout restart are each a
+span already (see :mod:`syncd.controller`, :mod:`syncd.rollout`), and the span carries the
+outcome. Rather than thread a metrics object through the controller, :class:`SpanMetrics` — a
+span processor — counts those spans as they end, so a metric and its trace cannot disagree and
+the controller stays free of metrics code. A reconcile that *raises* (the queue retries it
+with backoff) ends its span without an outcome; the worker wrapper of :func:`counted` counts
+it, by the exception's ``reason``.
+
+Each running ``run`` sets :data:`_CURRENT` to its own :class:`Metrics`; every task it starts
+inherits that context, so with two syncd instances in one process (the tests) each counts only
+its own spans.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.trace import StatusCode
+
+from plumbing.queueing import Worker
+from plumbing.telemetry import meter
+
+_CURRENT: contextvars.ContextVar[Metrics | None] = contextvars.ContextVar(
+    "syncd_metrics", default=None
+)
+_REGISTERED: weakref.WeakSet[TracerProvider] = weakref.WeakSet()
+
+
+class Metrics:
+    """The instruments of one syncd instance (create it in ``run``, not at import)."""
+
+    def __init__(
+        self, *, queue_depth: Callable[[], tuple[int, int]], leader: Callable[[], bool]
+    ) -> None:
+        m = meter("syncd")
+        self.syncs = m.create_counter(
+            "syncd.syncs", unit="{sync}", description="reconciles of a VaultStaticSecret, "
+            "by outcome (the Synced condition's reason)",
+        )
+        self.duration = m.create_histogram(
+            "syncd.reconcile.duration", unit="s", description="time one reconcile took",
+        )
+        self.restarts = m.create_counter(
+            "syncd.rollout.restarts", unit="{restart}",
+            description="rollout restarts of workloads, by result",
+        )
+        self.vault_reads = m.create_counter(
+            "syncd.vault.reads", unit="{request}", description="Vault KV reads, by result",
+        )
+        self._queue_depth = queue_depth
+        self._leader = leader
+        m.create_observable_gauge(
+            "syncd.queue.depth", callbacks=[self._observe_queue], unit="{object}",
+            description="VaultStaticSecrets waiting in the work queue, and being reconciled",
+        )
+        m.create_observable_gauge(
+            "syncd.leader", callbacks=[self._observe_leader],
+            description="1 when this replica holds the leader Lease",
+        )
+
+    def _observe_queue(self, options: CallbackOptions) -> Iterable[Observation]:
+        waiting, running = self._queue_depth()
+        return [Observation(waiting, {"state": "waiting"}),
+                Observation(running, {"state": "running"})]
+
+    def _observe_leader(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(1 if self._leader() else 0)]
+
+    def activate(self) -> contextvars.Token[Metrics | None]:
+        """Count this instance's spans from now on, in this task and the tasks it starts."""
+        _install_processor()
+        return _CURRENT.set(self)
+
+    @staticmethod
+    def deactivate(token: contextvars.Token[Metrics | None]) -> None:
+        _CURRENT.reset(token)
+
+
+def counted(metrics: Metrics, worker: Worker[Any]) -> Worker[Any]:
+    """``worker`` (the reconcile) timed, and counted when it raises."""
+
+    async def timed(key: Any) -> float | None:
+        started = time.monotonic()
+        try:
+            return await worker(key)
+        except Exception as exc:
+            reason = str(getattr(exc, "reason", "") or type(exc).__name__)
+            metrics.syncs.add(1, {"outcome": reason})
+            metrics.duration.record(time.monotonic() - started, {"outcome": reason})
+            raise
+
+    return timed
+
+
+class SpanMetrics(SpanProcessor):
+    """Counts the reconcile, vault.read and rollout.restart spans of the current instance."""
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        return
+
+    def on_end(self, span: ReadableSpan) -> None:
+        metrics = _CURRENT.get()
+        if metrics is None:
+            return
+        attributes = span.attributes or {}
+        if span.name == "reconcile":
+            outcome = attributes.get("syncd.outcome")
+            if outcome is None:  # it raised: counted by the worker wrapper, with its reason
+                return
+            metrics.syncs.add(1, {"outcome": str(outcome)})
+            if span.start_time is not None and span.end_time is not None:
+                seconds = (span.end_time - span.start_time) / 1e9
+                metrics.duration.record(seconds, {"outcome": str(outcome)})
+        elif span.name == "vault.read":
+            failed = span.status.status_code is StatusCode.ERROR
+            result = attributes.get("syncd.error.reason") or ("error" if failed else "ok")
+            metrics.vault_reads.add(1, {"result": str(result)})
+        elif span.name == "rollout.restart":
+            metrics.restarts.add(1, {
+                "result": str(attributes.get("syncd.rollout.outcome", "Failed")),
+                "kind": str(attributes.get("k8s.workload.kind", "")),
+            })
+
+    def shutdown(self) -> None:
+        return
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def _install_processor() -> None:
+    """Add :class:`SpanMetrics` to the current tracer provider, once per provider.
+
+    Without the SDK's provider (telemetry not configured) there are no spans to count.
+    """
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, TracerProvider) and provider not in _REGISTERED:
+        provider.add_span_processor(SpanMetrics())
+        _REGISTERED.add(provider)
