@@ -10,9 +10,12 @@ subprocess (``python -m syncd run``) so its CPU time and memory can be read from
 
 1. ``first_sync``: create ``objects`` VaultStaticSecrets (each its own kv-v2 path) and time
    until every destination Secret exists.
-2. ``steady``: for ``window`` seconds nothing changes. Count Vault reads per refresh per object
-   (the design says exactly 1), Kubernetes requests made by syncd (the design says 0, beyond
-   watch reconnects), and syncd's CPU and resident memory.
+2. ``steady``: for ``window`` seconds nothing changes. Count Vault reads per reconcile (the
+   design says exactly 1; reconciles are counted from syncd's debug log), the effective refresh
+   interval (``refreshAfter`` plus up to 10 % jitter), Kubernetes requests made by syncd (the
+   design says none but the leader's Lease renewals), and syncd's CPU and resident memory.
+   Objects created together refresh nearly in phase, so a count of reads alone over a short
+   window depends on where the window falls; reads per reconcile does not.
 3. ``rotation``: write a new version of every secret and time until every Secret holds it.
 
 Results are printed and written to bench/results/syncd_scale.json.
@@ -23,6 +26,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import datetime as dt
+import itertools
 import json
 import os
 import platform
@@ -52,6 +57,26 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def unchanged_reconciles(log: Path, began: float, ended: float) -> tuple[int, float]:
+    """Reconciles that found nothing to do in [began, ended], from syncd's debug log, and the
+    mean interval between two of them for one object (the effective refresh interval)."""
+    count = 0
+    seen: dict[str, list[float]] = {}
+    for line in log.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("event") != "unchanged":
+            continue
+        stamp = dt.datetime.fromisoformat(entry["timestamp"].replace("Z", "+00:00")).timestamp()
+        if began <= stamp <= ended:
+            count += 1
+            seen.setdefault(f"{entry.get('namespace')}/{entry.get('name')}", []).append(stamp)
+    gaps = [b - a for stamps in seen.values() for a, b in itertools.pairwise(stamps)]
+    return count, (sum(gaps) / len(gaps) if gaps else 0.0)
 
 
 async def until(predicate: Any, what: str, deadline: float = 300.0) -> float:
@@ -105,7 +130,7 @@ async def main() -> None:
         log = (work / "syncd.log").open("wb")
         syncd = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "syncd", "run", "--kubeconfig", str(kubeconfig),
-            "--log-level", "warning", "--health-address", "", stdout=log, stderr=log,
+            "--log-level", "debug", "--health-address", "", stdout=log, stderr=log,
             env={**os.environ, "OTEL_TRACES_EXPORTER": "none"},
         )
         try:
@@ -126,8 +151,12 @@ async def main() -> None:
             kube.requests.reset()
             vault.admin.reset_counters()
             cpu_before, window_began = cpu_seconds(syncd.pid), time.monotonic()
+            wall_began = time.time()
             await asyncio.sleep(args.window)
             elapsed = time.monotonic() - window_began
+            reconciles, interval = unchanged_reconciles(
+                work / "syncd.log", wall_began, time.time()
+            )
             cpu = cpu_seconds(syncd.pid) - cpu_before
             vault_reads = vault.admin.request_count(method="GET")
             refreshes_expected = args.objects * elapsed / args.refresh
@@ -151,7 +180,10 @@ async def main() -> None:
         "first_sync_all_s": round(first_sync, 2),
         "steady_window_s": round(elapsed, 1),
         "vault_reads_in_window": vault_reads,
-        "vault_reads_per_object_refresh": round(vault_reads / refreshes_expected, 3),
+        "reconciles_in_window": reconciles,
+        "vault_reads_per_reconcile": round(vault_reads / max(reconciles, 1), 3),
+        "effective_refresh_s": round(interval, 2),
+        "nominal_refreshes_in_window": round(refreshes_expected),
         "kube_requests_in_window": kube_requests,
         "syncd_cpu_percent_steady": round(100 * cpu / elapsed, 2),
         "syncd_rss_mib": round(rss, 1),
