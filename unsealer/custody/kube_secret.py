@@ -18,6 +18,7 @@ import base64
 import binascii
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import aiohttp
 
@@ -143,38 +144,18 @@ class KubeSecretBackend:
             raise self._malformed() from None
 
     def _decode(self, key: str, value: str) -> bytearray:
-        try:
-            decoded = bytearray(base64.b64decode(value, validate=True))
-        except (binascii.Error, ValueError, TypeError):
-            raise CustodyError(
-                f"Secret {self.namespace}/{self.secret_name} key {key} is not base64",
-                custodian=self.custodian,
-            ) from None
-        stripped = decoded.strip()
-        zero(decoded)
-        return stripped
+        return decode_value(
+            value, where=f"Secret {self.namespace}/{self.secret_name} key {key}",
+            custodian=self.custodian,
+        )
 
     def _api_error(self, verb: str, exc: KubeError) -> CustodyError:
-        # KubeError carries the API server's Status, never the Secret's data; still, only the
-        # status code and reason go into the message, not the Status message.
-        hint = ""
-        if exc.status == 403:
-            verbs = "get" if verb == "read" else "get, create and patch"
-            hint = f" (RBAC: this service account needs {verbs} on that Secret)"
-        elif exc.status == 409:
-            hint = " (changed concurrently; retry)"
-        return CustodyError(
-            f"cannot {verb} Secret {self.namespace}/{self.secret_name}: "
-            f"{exc.status} {exc.reason}{hint}",
-            custodian=self.custodian,
-        )
+        return api_error(verb, exc, namespace=self.namespace, name=self.secret_name,
+                         custodian=self.custodian)
 
     def _unreachable(self, exc: BaseException) -> CustodyError:
-        return CustodyError(
-            f"cannot reach the Kubernetes API for Secret {self.namespace}/"
-            f"{self.secret_name}: {type(exc).__name__}",
-            custodian=self.custodian,
-        )
+        return unreachable(exc, namespace=self.namespace, name=self.secret_name,
+                           custodian=self.custodian)
 
     def _malformed(self) -> CustodyError:
         return CustodyError(
@@ -182,6 +163,42 @@ class KubeSecretBackend:
             f"{self.secret_name}",
             custodian=self.custodian,
         )
+
+
+def decode_value(value: Any, *, where: str, custodian: str) -> bytearray:
+    """A Secret data value, base64-decoded and stripped, in a buffer the caller wipes."""
+    try:
+        decoded = bytearray(base64.b64decode(value, validate=True))
+    except (binascii.Error, ValueError, TypeError):
+        raise CustodyError(f"{where} is not base64", custodian=custodian) from None
+    stripped = decoded.strip()
+    zero(decoded)
+    return stripped
+
+
+def api_error(
+    verb: str, exc: KubeError, *, namespace: str, name: str, custodian: str
+) -> CustodyError:
+    """A refused request on a custody Secret, in our words (with the RBAC it needs)."""
+    # KubeError carries the API server's Status, never the Secret's data; still, only the
+    # status code and reason go into the message, not the Status message.
+    hint = ""
+    if exc.status == 403:
+        verbs = "get" if verb == "read" else "get, create and patch"
+        hint = f" (RBAC: this service account needs {verbs} on that Secret)"
+    elif exc.status == 409:
+        hint = " (changed concurrently; retry)"
+    return CustodyError(
+        f"cannot {verb} Secret {namespace}/{name}: {exc.status} {exc.reason}{hint}",
+        custodian=custodian,
+    )
+
+
+def unreachable(exc: BaseException, *, namespace: str, name: str, custodian: str) -> CustodyError:
+    return CustodyError(
+        f"cannot reach the Kubernetes API for Secret {namespace}/{name}: {type(exc).__name__}",
+        custodian=custodian,
+    )
 
 
 def _data_of(secret: JSON) -> dict[str, str]:

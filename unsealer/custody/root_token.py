@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import hmac
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,6 +35,7 @@ from unsealer.custody.config import (
 )
 from unsealer.custody.custodian import CustodyConflict, CustodyError
 from unsealer.custody.file import read_private_file, write_private_file
+from unsealer.custody.kube_secret import api_error, decode_value, unreachable
 from unsealer.init_output import RootToken
 from unsealer.shares import zero
 
@@ -288,32 +288,12 @@ class SecretRootTokenStore:
             raise self._unreachable(exc) from None
 
     def _decode(self, value: Any) -> bytearray:
-        try:
-            decoded = bytearray(base64.b64decode(value, validate=True))
-        except (binascii.Error, ValueError, TypeError):
-            raise CustodyError(f"{self.describe()} is not base64", custodian=self.custodian) \
-                from None
-        stripped = decoded.strip()
-        zero(decoded)
-        return stripped
+        return decode_value(value, where=self.describe(), custodian=self.custodian)
 
     def _error(self, verb: str, exc: KubeError) -> CustodyError:
-        # Status and reason only: the message of a Status is not ours to repeat.
-        hint = ""
-        if exc.status == 403:
-            verbs = "get" if verb == "read" else "get, create and patch"
-            hint = f" (RBAC: this service account needs {verbs} on that Secret)"
-        elif exc.status == 409:
-            hint = " (changed concurrently; retry)"
-        return CustodyError(
-            f"cannot {verb} Secret {self.namespace}/{self.secret_name}: {exc.status} "
-            f"{exc.reason}{hint}",
-            custodian=self.custodian,
-        )
+        return api_error(verb, exc, namespace=self.namespace, name=self.secret_name,
+                         custodian=self.custodian)
 
     def _unreachable(self, exc: BaseException) -> CustodyError:
-        return CustodyError(
-            f"cannot reach the Kubernetes API for Secret {self.namespace}/{self.secret_name}: "
-            f"{type(exc).__name__}",
-            custodian=self.custodian,
-        )
+        return unreachable(exc, namespace=self.namespace, name=self.secret_name,
+                           custodian=self.custodian)
