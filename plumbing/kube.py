@@ -87,11 +87,6 @@ class Kube:
     def __init__(self, api: client.ApiClient) -> None:
         self._api = api
 
-    @property
-    def api_client(self) -> client.ApiClient:
-        """The configured kubernetes-asyncio client, for code that uses its typed APIs."""
-        return self._api
-
     async def close(self) -> None:
         await self._api.close()
 

@@ -20,8 +20,6 @@ from typing import NoReturn
 
 import aiohttp
 import structlog
-from kubernetes_asyncio.client import ApiClient
-from kubernetes_asyncio.client.exceptions import ApiException
 from kubernetes_asyncio.config import ConfigException
 
 from plumbing.kube import Kube, KubeError, connect
@@ -81,9 +79,6 @@ class Clients:
             except (ConfigException, OSError, ValueError, TypeError, KeyError) as exc:
                 usage_error(f"cannot load Kubernetes credentials{where}: {_reason(exc)}")
         return self._kube
-
-    async def kube_api(self) -> ApiClient:
-        return (await self.kube()).api_client
 
     def vault(self, address: str, *, timeout: float | None = None) -> VaultNode:
         if self._http is None:
@@ -179,8 +174,6 @@ def failure_code(exc: BaseException) -> int | None:
 def failure_message(exc: BaseException) -> str:
     if isinstance(exc, KubeError):
         return f"Kubernetes API: {exc}"
-    if isinstance(exc, ApiException):
-        return f"Kubernetes API: {exc.status} {exc.reason}"
     if isinstance(exc, aiohttp.ClientError | TimeoutError | ConnectionError):
         return f"network error: {_reason(exc)}"
     if isinstance(
