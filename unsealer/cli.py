@@ -94,6 +94,11 @@ def _add_run(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         "--max-retry-subsets", type=options.non_negative_int, default=8, metavar="N",
         help="after a wrong share set, how many other consistent subsets to try at most",
     )
+    run.switch(
+        "--peer-only",
+        help="only serve the peerServer of the custody config (release shares to another "
+        "unsealer); never unseal from this process",
+    )
     add_telemetry_options(run)
     run.set_defaults(entry=_run)
 
@@ -121,6 +126,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         fingerprint_key=args.fingerprint_key,
         allow_unsafe_custody=args.allow_unsafe_custody,
         max_retry_subsets=args.max_retry_subsets,
+        peer_only=args.peer_only,
     )
 
 

@@ -111,10 +111,14 @@ class Service:
         self._log = structlog.get_logger("unsealer")
 
     def _look(self, pod: str, reason: str) -> None:
+        if self._settings.peer_only:
+            return  # the pod cache serves is_sealed; unsealing is the other unsealer's job
         self._log.info("looking at pod", pod=pod, reason=reason)
         self.queue.add(pod)
 
     def poll(self) -> None:
+        if self._settings.peer_only:
+            return
         for obj in self.pods:
             self.queue.add(obj["metadata"]["name"])
 
@@ -235,6 +239,10 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                           custodian_count=len(custodians))
         peer = build_peer_server(config, custodians=custodians, is_sealed=service.is_sealed,
                                  fingerprint_key=key)
+        if peer is None and settings.peer_only:
+            raise CustodyConfigError(
+                f"custody config {config.source}: --peer-only needs a 'peerServer' to serve"
+            )
         if peer is not None:
             await peer.start()
         tasks.append(asyncio.create_task(service.pods.run(), name="pods"))
@@ -246,7 +254,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         )
         scheduler.start()
         log.info("ready", namespace=settings.namespace, selector=settings.selector,
-                 custodians=sorted(custodians), threshold=config.threshold)
+                 custodians=sorted(custodians), threshold=config.threshold,
+                 mode="peer only" if settings.peer_only else "unseal")
         await stop.wait()
         log.info("stopping")
     finally:

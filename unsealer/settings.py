@@ -29,3 +29,7 @@ class Settings:
     allow_unsafe_custody: bool = False
     #: How many other share subsets to try after a wrong share set, at most.
     max_retry_subsets: int = 8
+    #: Serve the peer server only, and never unseal: for the node that holds shares for
+    #: another unsealer but could never reach the threshold on its own (it would only post
+    #: UnsealFailed Events about pods the other unsealer unseals).
+    peer_only: bool = False

@@ -32,6 +32,7 @@ FLAGS: dict[str, tuple[list[str], Any]] = {
     "grace_seconds": (["--shutdown-grace", "4.5s"], 4.5),
     "fingerprint_key": (["--fingerprint-key", KEY_HEX], bytes.fromhex(KEY_HEX)),
     "allow_unsafe_custody": (["--allow-unsafe-custody"], True),
+    "peer_only": (["--peer-only"], True),
     "max_retry_subsets": (["--max-retry-subsets", "0"], 0),
 }
 

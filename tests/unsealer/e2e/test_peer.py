@@ -141,12 +141,12 @@ class Pair:
     def start_b(self) -> asyncio.Task[None]:
         path = self.directory / "custody-b.yaml"
         path.write_text(yaml.safe_dump(self.b_config))
-        # B never reaches the threshold on its own: no poll, and slow retries, keep its own
-        # (failing) attempts out of the way; its peer server asks Vault at every request.
+        # B never reaches the threshold on its own: it runs peer-only (serves its peer
+        # server, never unseals); its peer server asks Vault at every request.
         return self.world.start_unsealer(
             dataclasses.replace(
-                self.world.settings, custody_config=str(path), poll_seconds=3600,
-                backoff_max_seconds=300, fingerprint_key=B_FINGERPRINT_KEY,
+                self.world.settings, custody_config=str(path), peer_only=True,
+                fingerprint_key=B_FINGERPRINT_KEY,
             )
         )
 
@@ -316,4 +316,7 @@ async def test_a_unseals_with_shares_released_by_b_over_mutual_tls(pair: Pair) -
     for form in _all_forms(world.keys):
         assert form not in text
     assert not [e for e in world.events("Unsealed") if "disk" in e["message"]]
+    # B, peer-only, never tried to unseal: every failure reported is A's, missing B.
+    assert all("node-b" in e["message"] for e in world.events("UnsealFailed"))
+    assert '"mode": "peer only"' in world.logs.getvalue()
     assert not a.done() and not b.done()
