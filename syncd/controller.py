@@ -169,7 +169,8 @@ class Controller:
             except sources.SourceError as exc:
                 span.set_attribute("syncd.error.reason", exc.reason)
                 if isinstance(exc, sources.SourceForbidden):
-                    self._clients.forget(namespace=namespace, auth=auth, connection=connection)
+                    self._clients.forget(namespace=namespace, auth=auth,
+                                         connection=connection, client=client)
                 await self._fail(obj, reason=exc.reason, message=str(exc))
                 log.warning("vault read failed", reason=exc.reason, error=str(exc))
                 if exc.retry:

@@ -6,29 +6,75 @@ kept until that configuration changes (a new generation of the VaultAuth or Vaul
 or Vault refuses its token (403), which is how a rotated token Secret is picked up.
 
 Credentials are read from the Kubernetes API only when a client is made, never per reconcile.
+
+``method: kubernetes`` (VSO's): a short-lived token of ``spec.kubernetes.serviceAccount`` in the
+VaultStaticSecret's namespace is requested from the TokenRequest API and traded for a Vault
+token at ``auth/<mount>/login``. That Vault token has a lease, so such a client is also made
+again when two thirds of the lease have passed: the next use logs in anew (a new TokenRequest,
+a new login) while the old token still works, rather than waiting for a 403 at expiry. The JWT
+and the Vault token live only in the hvac client; no message, log line or span carries them.
+
 A CA certificate from ``caCertSecretRef`` is written to a file under the temporary directory
 (the only writable place in the container), because requests verifies against a file.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import tempfile
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import hvac
+import requests
+import structlog
 
-from plumbing.kube import SECRETS, Kube, KubeError
+from plumbing.kube import JSON, SECRETS, Kube, KubeError, Resource
 from plumbing.vault import VaultPool, make_client
-from syncd.specs import VaultAuth, VaultConnection
+from syncd.specs import KubernetesAuth, VaultAuth, VaultConnection
+
+SERVICE_ACCOUNTS = Resource("", "v1", "serviceaccounts", kind="ServiceAccount")
+#: Log in again once this share of the Vault token's lease has passed (the rest is the margin
+#: for a slow login and a refresh interval longer than the remainder).
+RELOGIN_AT = 2 / 3
 
 
 class AuthError(Exception):
-    """A Vault client cannot be made from this configuration; the message says why."""
+    """A Vault client cannot be made from this configuration; the message says why.
+
+    ``reason`` is the condition's reason; ``VaultAuthFailed`` unless Vault itself is the
+    problem (sealed, unreachable), which the user fixes elsewhere.
+    """
 
     reason = "VaultAuthFailed"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+
+
+@dataclass(frozen=True)
+class _Login:
+    """What a login answered: the token (secret, never shown) and its lease in seconds."""
+
+    token: str = field(repr=False)
+    lease_seconds: int = 0
+
+
+@dataclass(frozen=True)
+class _Entry:
+    client: hvac.Client
+    #: On the injected clock: when the next use makes a new client (None: never, a static
+    #: token has no lease syncd could know).
+    relogin_at: float | None = None
+    #: When the token's lease ends: until then a failed re-login falls back on this client.
+    expires_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -39,13 +85,24 @@ class _Key:
 
 
 class VaultClients:
-    """Make and cache logged-in hvac clients."""
+    """Make and cache logged-in hvac clients.
 
-    def __init__(self, *, kube: Kube, pool: VaultPool) -> None:
+    ``clock`` (monotonic seconds) is injectable so the re-login before a lease ends can be
+    tested without waiting for it.
+    """
+
+    def __init__(
+        self, *, kube: Kube, pool: VaultPool, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._kube = kube
         self._pool = pool
-        self._clients: dict[_Key, hvac.Client] = {}
+        self._clock = clock
+        self._clients: dict[_Key, _Entry] = {}
+        #: One login at a time per configuration: VaultStaticSecrets reconciled together share
+        #: the first one's client instead of each logging in (ESO #376).
+        self._locks: dict[_Key, asyncio.Lock] = {}
         self._ca_dir = Path(tempfile.gettempdir()) / "vault-syncd-ca"
+        self._log = structlog.get_logger("syncd")
 
     @staticmethod
     def _key(namespace: str, auth: VaultAuth, connection: VaultConnection) -> _Key:
@@ -59,23 +116,59 @@ class VaultClients:
         self, *, namespace: str, auth: VaultAuth, connection: VaultConnection
     ) -> hvac.Client:
         key = self._key(namespace, auth, connection)
-        client = self._clients.get(key)
-        if client is None:
-            client = await self._make(namespace=namespace, auth=auth, connection=connection)
-            # One configuration, one client: drop the clients of older generations.
-            for old in [k for k in self._clients if k.auth[:2] == key.auth[:2] and
-                        k.namespace == namespace]:
-                del self._clients[old]
-            self._clients[key] = client
-        return client
+        entry = self._usable(key)
+        if entry is not None:
+            return entry.client
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            entry = self._usable(key)  # made while this call waited for the lock
+            if entry is None:
+                try:
+                    entry = await self._make(
+                        namespace=namespace, auth=auth, connection=connection
+                    )
+                except AuthError as exc:
+                    # A re-login that fails (Vault briefly away) does not end a token that
+                    # still has a third of its lease: keep using it, try again next time.
+                    current = self._clients.get(key)
+                    if (current is None or current.expires_at is None
+                            or self._clock() >= current.expires_at):
+                        raise
+                    self._log.warning("vault re-login failed; the current token is still"
+                                      " valid", reason=exc.reason, error=str(exc))
+                    return current.client
+                # One configuration, one client: drop the clients of older generations.
+                for old in [k for k in self._clients if k.auth[:2] == key.auth[:2] and
+                            k.namespace == namespace]:
+                    del self._clients[old]
+                    if old != key:
+                        self._locks.pop(old, None)
+                self._clients[key] = entry
+        return entry.client
 
-    def forget(self, *, namespace: str, auth: VaultAuth, connection: VaultConnection) -> None:
-        """Drop the client (Vault refused its token): the next call makes a new one."""
-        self._clients.pop(self._key(namespace, auth, connection), None)
+    def _usable(self, key: _Key) -> _Entry | None:
+        entry = self._clients.get(key)
+        if entry is None or (entry.relogin_at is not None and self._clock() >= entry.relogin_at):
+            return None
+        return entry
+
+    def forget(
+        self, *, namespace: str, auth: VaultAuth, connection: VaultConnection,
+        client: hvac.Client | None = None,
+    ) -> None:
+        """Drop the client (Vault refused its token): the next call makes a new one.
+
+        With ``client``, only if that is still the cached one: a reconcile refused with an old
+        token must not throw away the client another one has just logged in with.
+        """
+        key = self._key(namespace, auth, connection)
+        entry = self._clients.get(key)
+        if entry is not None and (client is None or entry.client is client):
+            del self._clients[key]
 
     async def _make(
         self, *, namespace: str, auth: VaultAuth, connection: VaultConnection
-    ) -> hvac.Client:
+    ) -> _Entry:
         verify: bool | str = not connection.skip_tls_verify
         if connection.ca_cert_secret_ref and not connection.skip_tls_verify:
             verify = await self._ca_file(connection)
@@ -92,11 +185,60 @@ class VaultClients:
             client.token = await self._secret_value(
                 namespace, reference.name, reference.key, what="spec.token.secretRef"
             )
-            return client
+            return _Entry(client, relogin_at=None)
+        if auth.method == "kubernetes" and auth.kubernetes is not None:
+            started = self._clock()
+            jwt = await self._service_account_token(namespace, auth, auth.kubernetes)
+            login = await self._pool.run(
+                _login_blocking, client, auth=auth, role=auth.kubernetes.role, jwt=jwt,
+                service_account=f"{namespace}/{auth.kubernetes.service_account}",
+            )
+            client.token = login.token
+            if login.lease_seconds <= 0:  # a token without a lease (root-like): keep it
+                return _Entry(client)
+            return _Entry(client, relogin_at=started + login.lease_seconds * RELOGIN_AT,
+                          expires_at=started + login.lease_seconds)
         raise AuthError(
             f"VaultAuth {auth.namespace}/{auth.name}: method {auth.method!r} is not supported"
-            " yet; use method: token"
+            " yet; use method: token or kubernetes"
         )
+
+    async def _service_account_token(
+        self, namespace: str, auth: VaultAuth, spec: KubernetesAuth
+    ) -> str:
+        """A TokenRequest token of the ServiceAccount, in the VaultStaticSecret's namespace.
+
+        Requested per login and never stored: it is only good for trading in at Vault, and a
+        fresh one per login means a leaked Vault token is the only thing that outlives it.
+        """
+        account = f"{namespace}/{spec.service_account}"
+        what = f"VaultAuth {auth.namespace}/{auth.name}: spec.kubernetes.serviceAccount"
+        body: JSON = {
+            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "spec": {"expirationSeconds": spec.token_expiration_seconds},
+        }
+        if spec.audiences:
+            body["spec"]["audiences"] = list(spec.audiences)
+        path = SERVICE_ACCOUNTS.path(namespace=namespace, name=spec.service_account,
+                                     subresource="token")
+        try:
+            answer = await self._kube.request("POST", path, body=body)
+        except KubeError as exc:
+            if exc.status == 404:
+                problem = (f"ServiceAccount {account} not found; create it in the"
+                           " VaultStaticSecret's namespace")
+            elif exc.status == 403:
+                problem = (f"syncd may not request a token for ServiceAccount {account}"
+                           " (RBAC: syncd's ClusterRole needs create on serviceaccounts/token)")
+            else:
+                problem = (f"TokenRequest for ServiceAccount {account} refused: {exc.status}"
+                           f" {exc.reason}: {exc.message[:200]}")
+            raise AuthError(f"{what}: {problem}") from None
+        token = (answer.get("status") or {}).get("token")
+        if not isinstance(token, str) or not token:
+            raise AuthError(f"{what}: TokenRequest for ServiceAccount {account} returned no"
+                            " token")
+        return token
 
     async def _secret_value(self, namespace: str, name: str, key: str, *, what: str) -> str:
         try:
@@ -124,3 +266,66 @@ class VaultClients:
 
         await self._pool.run(write)
         return str(path)
+
+
+def _login_blocking(
+    client: hvac.Client, *, auth: VaultAuth, role: str, jwt: str, service_account: str
+) -> _Login:
+    """Trade the JWT for a Vault token at ``auth/<mount>/login`` (blocking: run in the pool).
+
+    Every refusal becomes an :class:`AuthError` saying what to fix. Vault's own error text is
+    quoted only after the JWT is cut out of it, in case a message ever echoes the input.
+    """
+    where = f"VaultAuth {auth.namespace}/{auth.name}"
+    mount = f"auth/{auth.mount}"
+    payload: dict[str, Any] = {**auth.params, "role": role, "jwt": jwt}
+    try:
+        response: requests.Response = client.adapter.request(
+            "POST", f"v1/{mount}/login", json=payload, raise_exception=False
+        )
+    except requests.RequestException as exc:
+        raise AuthError(f"{where}: login at {mount}: Vault unreachable: {type(exc).__name__}",
+                        reason="VaultUnavailable") from None
+    status = response.status_code
+    errors = _errors(response).replace(jwt, "<jwt>")
+    if status == 200:
+        try:
+            block = response.json().get("auth") or {}
+        except ValueError:
+            block = {}
+        token = block.get("client_token")
+        if not isinstance(token, str) or not token:
+            raise AuthError(f"{where}: login at {mount} returned no client token")
+        return _Login(token=token, lease_seconds=int(block.get("lease_duration") or 0))
+    lowered = errors.lower()
+    if status == 400 and "invalid role name" in lowered:
+        problem = (f"Vault has no role {role!r} at {mount}; create it or fix"
+                   " spec.kubernetes.role")
+    elif "no handler for route" in lowered or "unsupported path" in lowered:
+        problem = f"no Kubernetes auth method is mounted at {mount}; fix spec.mount"
+    elif status == 403 and ("not authorized" in lowered):
+        problem = (f"Vault role {role!r} does not allow ServiceAccount {service_account}"
+                   f" ({errors}); add it to the role's bound_service_account_names and"
+                   " bound_service_account_namespaces, or fix spec.kubernetes.serviceAccount")
+    elif status == 403:
+        problem = (f"Vault refused the token of ServiceAccount {service_account} for role"
+                   f" {role!r} ({errors or 'permission denied'}); check the role's audience"
+                   " against spec.kubernetes.audiences and that Vault's token reviewer may"
+                   " create TokenReviews (system:auth-delegator)")
+    elif status == 503 and "sealed" in lowered:
+        raise AuthError(f"{where}: login at {mount}: Vault is sealed", reason="VaultSealed")
+    elif status >= 500 or status == 429:
+        raise AuthError(f"{where}: login at {mount}: Vault answered {status}: {errors}",
+                        reason="VaultUnavailable")
+    else:
+        problem = f"Vault answered {status}: {errors}"
+    raise AuthError(f"{where}: login at {mount} with role {role!r} failed: {problem}")
+
+
+def _errors(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    errors = body.get("errors") if isinstance(body, dict) else None
+    return "; ".join(str(e) for e in errors or [])[:300]

@@ -5,15 +5,16 @@ ServiceAccount bound by rbac.yaml, so a missing grant fails them (the testbed en
 
 Minimality is shown here. One world takes syncd through every kind of Kubernetes request it can
 make — informers of its three kinds and of its Secrets, status writes, Events, the fingerprint
-key and token Secrets, Secret creation, update (drift), deletion (a type change), a missing
-``create: false`` destination, and restarts of every workload kind by name, by selector and
-by ``auto`` (with an Argo Rollout CRD installed), and leader election (the Lease taken,
-renewed, released) — and the testbed's request log then yields the exact set of (API group,
-resource, verb) syncd asked for. The ClusterRole and the leader-election Role, expanded into
-the same triples, must equal that set: a granted verb syncd never used fails the test, and so
-does a request they do not cover. The Role's grants hold in its namespace only, so a request
-they cover made elsewhere fails too. The log records every request, allowed or not, so the
-comparison does not depend on what RBAC let through.
+key and token Secrets, a TokenRequest (a VaultAuth with ``method: kubernetes``), Secret
+creation, update (drift), deletion (a type change), a missing ``create: false`` destination,
+and restarts of every workload kind by name, by selector and by ``auto`` (with an Argo Rollout
+CRD installed), and leader election (the Lease taken, renewed, released) — and the testbed's
+request log then yields the exact set of (API group, resource, verb) syncd asked for. The
+ClusterRole and the leader-election Role, expanded into the same triples, must equal that set:
+a granted verb syncd never used fails the test, and so does a request they do not cover. The
+Role's grants hold in its namespace only, so a request they cover made elsewhere fails too. The
+log records every request, allowed or not, so the comparison does not depend on what RBAC let
+through.
 """
 
 from __future__ import annotations
@@ -97,9 +98,12 @@ async def test_cluster_role_grants_exactly_what_syncd_uses(world: World) -> None
         {"auto": True},
     ])
     world.vss("missing", destination={"name": "missing", "create": False})
+    await world.kubernetes_auth()
+    world.vss("via-kubernetes-auth", vaultAuthRef="k8s")
     # With leader election, as deployed: the Lease is created, renewed and (at the stop) released.
     world.start_syncd(dataclasses.replace(world.settings, leader_elect=True, **LEASE_TIMINGS))
     await world.synced("everything")
+    await world.synced("via-kubernetes-auth")
     await world.wait_condition("missing", "Ready", status="False", reason="DestinationError")
 
     # Rotation: every kind of restart. Drift: an update. Type change: a delete.

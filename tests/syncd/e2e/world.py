@@ -71,6 +71,8 @@ class World:
     metrics: InMemoryMetricReader | None = None
     #: The probe servers of the running syncd instances that serve them.
     probes: list[HealthServer] = field(default_factory=list)
+    #: Every JWT and Vault token issued since :meth:`kubernetes_auth` (in full).
+    credentials: list[str] = field(default_factory=list)
 
     # --- secret values ------------------------------------------------------------------
 
@@ -142,6 +144,79 @@ class World:
 
     def vault_reads(self) -> int:
         return self.vault.admin.request_count(method="GET")
+
+    # --- Kubernetes auth (VaultAuth method: kubernetes) ---------------------------------
+
+    async def kubernetes_auth(
+        self, name: str = "k8s", *, role: str = "app-reader",
+        service_accounts: Iterable[str] = ("app-reader",), service_account: str = "app-reader",
+        token_ttl: str = "1h", audience: str = "vault",
+    ) -> dict[str, Any]:
+        """Vault's kubernetes auth against the Kubernetes emulation, and a VaultAuth using it.
+
+        As a cluster would have it: Vault reviews tokens with the JWT of a reviewer
+        ServiceAccount bound to ``system:auth-delegator``; the Vault ``role`` (policy
+        ``syncd``) allows ``service_accounts`` of namespace ``app``; the VaultAuth ``name`` in
+        ``app`` logs in as ``service_account``. Called again, it only adds the role and the
+        VaultAuth. Every JWT and Vault token issued from then on is registered as a secret
+        value (the leak check of conftest.py looks for them).
+        """
+        client = self.vault_client()
+        methods = await self.vault_call(client.sys.list_auth_methods)
+        if "kubernetes/" not in (methods.get("data") or methods):
+            self._record_credentials()
+            await self.vault_call(client.sys.enable_auth_method, method_type="kubernetes")
+            self.kube.admin.ensure_service_account("kube-system", "vault-reviewer")
+            self.kube.admin.grant("kube-system", "vault-reviewer", "system:auth-delegator")
+            reviewer = self.kube.admin.mint_token("kube-system", "vault-reviewer")
+            await self.vault_call(client.auth.kubernetes.configure,
+                                  kubernetes_host=self.kube.url, token_reviewer_jwt=reviewer)
+        await self.vault_call(
+            client.auth.kubernetes.create_role, name=role,
+            bound_service_account_names=list(service_accounts),
+            bound_service_account_namespaces=[APP_NS], policies=["syncd"], ttl=token_ttl,
+            audience=audience,
+        )
+        self.kube.admin.ensure_service_account(APP_NS, service_account)
+        return self.apply({
+            "apiVersion": GROUP_VERSION, "kind": "VaultAuth",
+            "metadata": {"name": name, "namespace": APP_NS},
+            "spec": {"method": "kubernetes", "mount": "kubernetes", "kubernetes": {
+                "role": role, "serviceAccount": service_account, "audiences": [audience]}},
+        })
+
+    def _record_credentials(self) -> None:
+        """Register every JWT the Kubernetes emulation signs and every Vault token Vault makes
+        (wrapping the two emulations' issuers on their instances; nothing else changes)."""
+        signer = self.kube.cluster.authn.signer
+        issue = signer.issue
+        tokens = self.vault.admin.core.tokens
+        create = tokens.create
+
+        def issue_recorded(**kwargs: Any) -> Any:
+            token, expires = issue(**kwargs)
+            self.credentials.append(token)
+            self.secret_values.add(token.rsplit(".", 1)[-1])  # the signature: unique
+            return token, expires
+
+        def create_recorded(request: Any) -> Any:
+            entry = create(request)
+            self.credentials.append(entry.id)
+            self.secret_values.add(entry.id)
+            return entry
+
+        signer.issue = issue_recorded  # type: ignore[method-assign]
+        tokens.create = create_recorded  # type: ignore[method-assign]
+
+    def logins(self, mount: str = "kubernetes") -> int:
+        """Vault login requests at ``auth/<mount>`` (answered ones: the testbed counts a request
+        once its reply is sent)."""
+        return self.vault.admin.request_count(method="POST", path=f"/v1/auth/{mount}/login")
+
+    def token_requests(self) -> list[Any]:
+        """syncd's TokenRequests (``create`` on ``serviceaccounts/token``)."""
+        return [r for r in self.syncd_requests(["create"])
+                if r.resource == "serviceaccounts/token"]
 
     # --- Kubernetes ---------------------------------------------------------------------
 
