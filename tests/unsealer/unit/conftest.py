@@ -8,9 +8,7 @@ where test modules cannot import each other.
 from __future__ import annotations
 
 import base64
-import datetime
 import io
-import ipaddress
 import json
 import os
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -20,13 +18,10 @@ from typing import Any
 
 import pyshamir
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from plumbing import telemetry
+from testbed.pki import Authority
 from unsealer.shares import Share
 
 # --- shares ------------------------------------------------------------------------------------
@@ -92,84 +87,9 @@ def log_events() -> Callable[[io.StringIO], list[dict[str, Any]]]:
 # --- certificates -----------------------------------------------------------------------------
 
 
-@dataclass
-class Authority:
-    name: str
-    key: ec.EllipticCurvePrivateKey
-    certificate: x509.Certificate
-    directory: Path
-
-    @property
-    def ca_file(self) -> Path:
-        return self.directory / f"{self.name}-ca.crt"
-
-    def issue(
-        self, common_name: str, *, server: bool = False, ips: tuple[str, ...] = ()
-    ) -> tuple[Path, Path]:
-        """A certificate and key for ``common_name``, written as PEM; returns their paths."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
-        names: list[x509.GeneralName] = [x509.DNSName(common_name)]
-        names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
-        certificate = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-            .issuer_name(self.certificate.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(names), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .sign(self.key, hashes.SHA256())
-        )
-        cert_file = self.directory / f"{self.name}-{common_name}.crt"
-        key_file = self.directory / f"{self.name}-{common_name}.key"
-        cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-        key_file.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        key_file.chmod(0o600)
-        return cert_file, key_file
-
-
-def _authority(name: str, directory: Path) -> Authority:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{name} peer CA")])
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    authority = Authority(name, key, certificate, directory)
-    authority.ca_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    return authority
-
-
 @pytest.fixture
 def make_authority(tmp_path: Path) -> Callable[[str], Authority]:
-    return lambda name: _authority(name, tmp_path)
+    return lambda name: Authority.create(name, tmp_path)
 
 
 # --- the Kubernetes emulation ------------------------------------------------------------------
