@@ -144,6 +144,22 @@ def _conflict(custodian: str, where: str) -> CustodyConflict:
     )
 
 
+def _already_held(
+    held: bytearray, token: RootToken, *, replace: bool, custodian: str, where: str
+) -> bool:
+    """Whether ``held`` is ``token`` already (a retry: nothing to write). Another token is a
+    conflict unless ``replace``. ``held`` is wiped either way."""
+    try:
+        if _same(held, token):
+            log.info("custody.root_token.already_stored", custodian=custodian)
+            return True
+    finally:
+        zero(held)
+    if not replace:
+        raise _conflict(custodian, where)
+    return False
+
+
 class FileRootTokenStore:
     """The token alone in a 0600 file of ours (written beside and renamed: atomic)."""
 
@@ -168,15 +184,9 @@ class FileRootTokenStore:
 
     async def store(self, token: RootToken, *, replace: bool = False) -> bool:
         held = await self._read()
-        if held:
-            try:
-                if _same(held, token):
-                    log.info("custody.root_token.already_stored", custodian=self.custodian)
-                    return False
-            finally:
-                zero(held)
-            if not replace:
-                raise _conflict(self.custodian, str(self.path))
+        if held and _already_held(held, token, replace=replace, custodian=self.custodian,
+                                  where=str(self.path)):
+            return False
         content = bytearray(token.reveal().encode("ascii") + b"\n")
         try:
             await asyncio.to_thread(write_private_file, self.path, content, overwrite=True)
@@ -235,16 +245,9 @@ class SecretRootTokenStore:
     async def store(self, token: RootToken, *, replace: bool = False) -> bool:
         secret = await self._get()
         value = ((secret or {}).get("data") or {}).get(self.key)
-        if value:
-            held = self._decode(value)
-            try:
-                if _same(held, token):
-                    log.info("custody.root_token.already_stored", custodian=self.custodian)
-                    return False
-            finally:
-                zero(held)
-            if not replace:
-                raise _conflict(self.custodian, self.describe())
+        if value and _already_held(self._decode(value), token, replace=replace,
+                                   custodian=self.custodian, where=self.describe()):
+            return False
         encoded = base64.b64encode(token.reveal().encode("ascii")).decode("ascii")
         try:
             if secret is None:
