@@ -202,6 +202,7 @@ async def main() -> None:
         say("3. syncd run: a VaultStaticSecret mirrors secret/webapp/config into Secret app/web")
         kube.admin.apply({"apiVersion": "v1", "kind": "Secret",
                           "metadata": {"name": "vault-token", "namespace": "app"},
+                          "type": "secrets.vault-syncd.dev/vault-token",
                           "stringData": {"token": syncd_token}})
         kube.admin.apply({"apiVersion": GROUP_VERSION, "kind": "VaultConnection",
                           "metadata": {"name": "default", "namespace": "vault-syncd"},

@@ -26,6 +26,7 @@ from syncd.durations import parse_duration
 from syncd.health import parse_address
 from syncd.leadership import LeadershipLost
 from syncd.operator import Settings, run
+from syncd.vault_addresses import parse_patterns
 
 PROG = "syncd"
 
@@ -102,6 +103,12 @@ def build_parser() -> OptionParser:
         "--health-address", type=_address, default="0.0.0.0:8080",
         help="host:port of /healthz and /readyz; empty to serve no probes",
     )
+    run.option(
+        "--allowed-vault-addresses", type=_addresses, default=None,
+        help="comma-separated Vault addresses VaultConnections may use: exact URLs, or globs "
+        "on the host or port (https://vault-*.vault.svc:8200, http://127.0.0.1:*); default: "
+        "the addresses of the VaultConnections in --namespace",
+    )
     add_telemetry_options(run)
     return parser
 
@@ -117,6 +124,13 @@ def _duration(text: str) -> float:
 def _bool(text: str) -> bool:
     try:
         return parse_bool(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _addresses(text: str) -> tuple[str, ...]:
+    try:
+        return tuple(p.text for p in parse_patterns(text))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -149,6 +163,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         renew_deadline_seconds=args.renew_deadline,
         retry_period_seconds=args.retry_period,
         health_address=args.health_address,
+        allowed_vault_addresses=args.allowed_vault_addresses,
     )
 
 

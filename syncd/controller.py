@@ -165,6 +165,7 @@ class Controller:
                 source = await sources.read(
                     self._pool, client, kv_type=spec.kv_type, mount=spec.mount,
                     path=spec.path, version=spec.version,
+                    namespace=spec.vault_namespace or auth.vault_namespace,
                 )
             except sources.SourceError as exc:
                 span.set_attribute("syncd.error.reason", exc.reason)

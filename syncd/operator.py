@@ -61,7 +61,8 @@ from syncd.specs import (
     parse_vault_static_secret,
 )
 from syncd.status import StatusWriter
-from syncd.vault_clients import VaultClients
+from syncd.vault_addresses import AddressPattern, AllowedAddresses
+from syncd.vault_clients import VaultClients, api_server_audiences
 
 COMPONENT = "vault-syncd"
 
@@ -91,6 +92,9 @@ class Settings:
     #: ``host:port`` of /healthz and /readyz; empty: no probe server (``syncd run`` defaults to
     #: ``0.0.0.0:8080``; the library default stays off so embedding needs no port).
     health_address: str = ""
+    #: The Vault addresses VaultConnections may use (exact URLs or globs, see
+    #: :mod:`syncd.vault_addresses`); None: those of the VaultConnections in :attr:`namespace`.
+    allowed_vault_addresses: tuple[str, ...] | None = None
 
     def lease(self) -> LeaseSettings:
         return LeaseSettings(
@@ -208,8 +212,15 @@ async def run(
         )
         informers = (caches.auths, caches.connections, caches.secrets, caches.static_secrets)
         recorder = EventRecorder(kube=kube, component=COMPONENT, instance=socket.gethostname())
+        addresses = AllowedAddresses(
+            patterns=None if settings.allowed_vault_addresses is None else tuple(
+                AddressPattern.parse(p) for p in settings.allowed_vault_addresses),
+            operator_namespace=settings.namespace, connections=lambda: caches.connections,
+        )
+        clients = VaultClients(kube=kube, pool=pool, addresses=addresses,
+                               api_audiences=await asyncio.to_thread(api_server_audiences))
         controller = Controller(
-            caches=caches, clients=VaultClients(kube=kube, pool=pool), pool=pool,
+            caches=caches, clients=clients, pool=pool,
             recorder=recorder, status=StatusWriter(kube=kube), kube=kube,
             hmac_key=hmac_key, operator_namespace=settings.namespace,
             debounce_seconds=settings.debounce_seconds,

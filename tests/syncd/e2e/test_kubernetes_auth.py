@@ -20,6 +20,7 @@ import yaml
 from plumbing.kube import connect
 from plumbing.vault import VaultPool
 from syncd.specs import parse_vault_auth, parse_vault_connection
+from syncd.vault_addresses import AllowedAddresses
 from syncd.vault_clients import AuthError, VaultClients
 from tests.syncd.e2e.world import APP_NS, GROUP_VERSION, OPERATOR_NS, ROOT, World
 
@@ -178,7 +179,11 @@ async def test_client_lifetime_on_an_injected_clock(world: World) -> None:
     connection = parse_vault_connection(world.kube.admin.get(
         GROUP_VERSION, "VaultConnection", "default", OPERATOR_NS) or {})
     kube, pool, clock = await connect(kubeconfig=str(world.kubeconfig)), VaultPool(), _Clock()
-    clients = VaultClients(kube=kube, pool=pool, clock=clock)
+    addresses = AllowedAddresses(patterns=None, operator_namespace=OPERATOR_NS,
+                                 connections=lambda: [world.kube.admin.get(
+                                     GROUP_VERSION, "VaultConnection", "default", OPERATOR_NS)
+                                     or {}])
+    clients = VaultClients(kube=kube, pool=pool, addresses=addresses, clock=clock)
     where = {"namespace": APP_NS, "auth": auth, "connection": connection}
     try:
         first = await clients.get(**where)

@@ -134,6 +134,7 @@ class World:
         self.apply({
             "apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": "vault-token", "namespace": APP_NS},
+            "type": "secrets.vault-syncd.dev/vault-token",
             "stringData": {"token": token},
         })
         return token
