@@ -52,6 +52,9 @@ def make_client(
     deleted kv-v2 version can still be read: hvac's JSON adapter raises and drops the body.
     """
     session = requests.Session()
+    # hvac takes ``verify`` from a session it is given (and drops its own argument), so the
+    # session must carry it: else a CA bundle or verify=False would be silently ignored.
+    session.verify = verify
     if headers:
         session.headers.update(headers)
     return hvac.Client(

@@ -451,7 +451,6 @@ def _pin(client: hvac.Client, *, origin: Origin, server_name: str | None) -> Non
     session: requests.Session = client.session
     session.mount("http://", adapter)
     session.mount("https://", adapter)
-    session.max_redirects = 0
     client.allow_redirects = False
 
 
