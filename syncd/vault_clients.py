@@ -48,6 +48,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import hvac
 import requests
@@ -58,6 +59,8 @@ from plumbing.kube import JSON, SECRETS, Kube, KubeError, Resource
 from plumbing.vault import VaultPool, make_client
 from syncd.specs import KubernetesAuth, VaultAuth, VaultConnection
 from syncd.vault_addresses import AllowedAddresses, Origin, parse_address
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 SERVICE_ACCOUNTS = Resource("", "v1", "serviceaccounts", kind="ServiceAccount")
 #: The only Secret type ``method: token`` sends to Vault.
@@ -436,11 +439,12 @@ class _PinnedAdapter(HTTPAdapter):
     def send(self, request: requests.PreparedRequest, *args: Any,
              **kwargs: Any) -> requests.Response:
         try:
-            target = parse_address(request.url or "")
-        except ValueError:
+            url = urlsplit(request.url or "")
+            scheme = url.scheme.lower()
+            target = (scheme, (url.hostname or "").lower(), url.port or _DEFAULT_PORTS[scheme])
+        except (ValueError, KeyError):
             target = None
-        if target is None or (target.scheme, target.host, target.port) != (
-                self._origin.scheme, self._origin.host, self._origin.port):
+        if target != (self._origin.scheme, self._origin.host, self._origin.port):
             raise ForeignAddress("the request is not for the VaultConnection's address")
         return super().send(request, *args, **kwargs)
 

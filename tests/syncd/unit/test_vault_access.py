@@ -135,3 +135,22 @@ def test_tls_server_name_is_a_dns_name() -> None:
             parse_vault_connection(_connection(tlsServerName=bad))
         assert [p.path for p in info.value.problems] == ["spec.tlsServerName"]
         assert message in str(info.value)
+
+
+def test_a_client_sends_only_to_its_own_origin() -> None:
+    import requests
+
+    from plumbing.vault import make_client
+    from syncd.vault_clients import ForeignAddress, _pin
+
+    client = make_client(address="http://127.0.0.1:1", timeout=1.0)
+    _pin(client, origin=parse_address("http://127.0.0.1:1"), server_name=None)
+    with pytest.raises(ForeignAddress):
+        client.session.get("http://127.0.0.2:1/v1/secret/data/x")
+    with pytest.raises(ForeignAddress):
+        client.session.get("https://127.0.0.1:1/v1/secret/data/x")
+    # Its own origin, with a query (a pinned kv-v2 version): sent (and refused: nothing listens).
+    with pytest.raises(requests.ConnectionError) as refused:
+        client.session.get("http://127.0.0.1:1/v1/secret/data/x?version=3")
+    assert not isinstance(refused.value, ForeignAddress)
+    assert client.allow_redirects is False
