@@ -264,8 +264,9 @@ class VaultClients:
         """
         account = f"{namespace}/{spec.service_account}"
         where = f"VaultAuth {auth.namespace}/{auth.name}"
+        api_audiences = {a.rstrip("/").lower() for a in self._api_audiences}
         for i, audience in enumerate(spec.audiences):
-            if audience in self._api_audiences:
+            if audience.strip().rstrip("/").lower() in api_audiences:
                 raise AuthError(
                     f"{where}: spec.kubernetes.audiences[{i}]: {audience!r} is the Kubernetes"
                     " API server's own audience; a token for it would let whoever reads it at"

@@ -334,9 +334,13 @@ async def test_spec_namespace_is_sent_as_the_vault_namespace_header(world: World
         await tenant.create(auth)
         # No spec.namespace: the VaultAuth's.
         await tenant.create(_vss("in-team-b", auth="team-b"))
+        # A pinned version (a query string) passes the client's pin to its own address.
+        await tenant.create(_vss("pinned", auth="team-b", version=1))
     world.start_syncd()
     await world.synced("in-team-a")
     await world.synced("in-team-b")
+    await world.synced("pinned")
+    assert world.status("pinned")["sourceVersion"] == 1
 
     path = "/v1/secret/data/kv-secret/info"
     count = world.vault.admin.request_count
