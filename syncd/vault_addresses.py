@@ -42,6 +42,17 @@ class Origin:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.scheme}://{host}:{self.port}{self.path}"
 
+    def serves(self, url: str) -> bool:
+        """Whether ``url`` (any path and query) goes to this scheme, host and port."""
+        try:
+            parts = urlsplit(url)
+            scheme = parts.scheme.lower()
+            port = parts.port or _DEFAULT_PORTS.get(scheme)
+        except ValueError:
+            return False
+        return (scheme, (parts.hostname or "").lower(), port) == (
+            self.scheme, self.host, self.port)
+
 
 def _split(text: str, *, glob: bool) -> Origin:
     try:

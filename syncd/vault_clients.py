@@ -26,10 +26,10 @@ VaultStaticSecret's namespace is requested from the TokenRequest API, for the Va
 for ten minutes at most, and traded for a Vault token at ``auth/<mount>/login``. Stolen from
 Vault's side, such a token is worth nothing against the API server, and not for long.
 
-The Vault token of a login has a lease, so such a client is also made
-again when two thirds of the lease have passed: the next use logs in anew (a new TokenRequest,
-a new login) while the old token still works, rather than waiting for a 403 at expiry. The JWT
-and the Vault token live only in the hvac client; no message, log line or span carries them.
+The Vault token of a login has a lease, so such a client is also made again when two thirds of
+the lease have passed: the next use logs in anew (a new TokenRequest, a new login) while the
+old token still works, rather than waiting for a 403 at expiry. The JWT and the Vault token
+live only in the hvac client; no message, log line or span carries them.
 
 A CA certificate from ``caCertSecretRef`` is written to a file under the temporary directory
 (the only writable place in the container), because requests verifies against a file.
@@ -48,7 +48,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import hvac
 import requests
@@ -59,8 +58,6 @@ from plumbing.kube import JSON, SECRETS, Kube, KubeError, Resource
 from plumbing.vault import VaultPool, make_client
 from syncd.specs import KubernetesAuth, VaultAuth, VaultConnection
 from syncd.vault_addresses import AllowedAddresses, Origin, parse_address
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 SERVICE_ACCOUNTS = Resource("", "v1", "serviceaccounts", kind="ServiceAccount")
 #: The only Secret type ``method: token`` sends to Vault.
@@ -439,13 +436,7 @@ class _PinnedAdapter(HTTPAdapter):
 
     def send(self, request: requests.PreparedRequest, *args: Any,
              **kwargs: Any) -> requests.Response:
-        try:
-            url = urlsplit(request.url or "")
-            scheme = url.scheme.lower()
-            target = (scheme, (url.hostname or "").lower(), url.port or _DEFAULT_PORTS[scheme])
-        except (ValueError, KeyError):
-            target = None
-        if target != (self._origin.scheme, self._origin.host, self._origin.port):
+        if not self._origin.serves(request.url or ""):
             raise ForeignAddress("the request is not for the VaultConnection's address")
         return super().send(request, *args, **kwargs)
 
