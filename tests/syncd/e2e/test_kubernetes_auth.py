@@ -12,6 +12,7 @@ syncd writes or logs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -207,7 +208,15 @@ async def test_client_lifetime_on_an_injected_clock(world: World) -> None:
             await clients.get(**where)
         assert refused.value.reason == "VaultUnavailable"
         world.vault.admin.clear_faults()
-        assert await clients.get(**where) is not second
+        third = await clients.get(**where)
+        assert third is not second
+
+        # The VaultAuth deleted and created again: generation 1 again, but a new uid.
+        logins = world.logins()
+        recreated = dataclasses.replace(auth, uid="uid-of-the-new-object")
+        assert await clients.get(namespace=APP_NS, auth=recreated,
+                                 connection=connection) is not third
+        assert world.logins() == logins + 1
     finally:
         await kube.close()
         pool.shutdown()
