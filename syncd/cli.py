@@ -102,6 +102,19 @@ def build_parser() -> OptionParser:
         "--health-address", type=_address, default="0.0.0.0:8080",
         help="host:port of /healthz and /readyz; empty to serve no probes",
     )
+    run.option(
+        "--template-deadline", type=_duration, default="1s",
+        help="how long the templates of one VaultStaticSecret may take to render; the render "
+        "is then stopped and reported (TemplateTooExpensive)",
+    )
+    run.option(
+        "--template-memory-mib", type=positive_int, default=32,
+        help="memory (MiB) one render may use in its worker process, beyond the idle worker's",
+    )
+    run.option(
+        "--template-workers", type=positive_int, default=2,
+        help="worker processes rendering templates at once (each about 10 MiB once started)",
+    )
     add_telemetry_options(run)
     return parser
 
@@ -149,6 +162,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         renew_deadline_seconds=args.renew_deadline,
         retry_period_seconds=args.retry_period,
         health_address=args.health_address,
+        template_deadline_seconds=args.template_deadline,
+        template_memory_bytes=args.template_memory_mib * 1024 * 1024,
+        template_workers=args.template_workers,
     )
 
 
