@@ -108,7 +108,7 @@ def build_parser() -> OptionParser:
         "is then stopped and reported (TemplateTooExpensive)",
     )
     run.option(
-        "--template-memory-mib", type=positive_int, default=32,
+        "--template-memory-mib", type=positive_int, default=24,
         help="memory (MiB) one render may use in its worker process, beyond the idle worker's",
     )
     run.option(

@@ -96,7 +96,7 @@ class Settings:
     #: space beyond an idle worker's) they may use, and how many render at once; see
     #: :mod:`syncd.template_pool`.
     template_deadline_seconds: float = 1.0
-    template_memory_bytes: int = 32 * MIB
+    template_memory_bytes: int = 24 * MIB
     template_workers: int = 2
 
     def lease(self) -> LeaseSettings:

@@ -125,7 +125,7 @@ class TemplatePool:
     """Renders templates in up to ``workers`` processes, each render within ``deadline`` s
     and ``memory`` bytes (of address space beyond an idle worker's)."""
 
-    def __init__(self, *, workers: int = 2, deadline: float = 1.0, memory: int = 32 * MIB) -> None:
+    def __init__(self, *, workers: int = 2, deadline: float = 1.0, memory: int = 24 * MIB) -> None:
         self.deadline = deadline
         self._all = [_Worker(memory=memory) for _ in range(workers)]
         self._free = list(self._all)
