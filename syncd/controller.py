@@ -190,7 +190,7 @@ class Controller:
             rendered = await render(
                 kv_type=spec.kv_type, data=source.raw, templates=self._templates,
                 transformation=destination.transformation, labels=spec.labels,
-                annotations=spec.annotations, secret_type=secret_type,
+                annotations=spec.annotations, secret_type=secret_type, tenant=namespace,
             )
         except RenderError as exc:
             await self._fail(obj, reason=exc.reason, message=str(exc))

@@ -153,7 +153,7 @@ class Templates(Protocol):
     """What renders templates: :class:`syncd.template_pool.TemplatePool`."""
 
     async def render(
-        self, *, templates: Sequence[SecretTemplate], context: Mapping[str, Any]
+        self, *, templates: Sequence[SecretTemplate], context: Mapping[str, Any], tenant: str
     ) -> dict[str, bytes]: ...
 
 
@@ -176,13 +176,14 @@ async def render(
     labels: Mapping[str, str] | None = None,
     annotations: Mapping[str, str] | None = None,
     secret_type: str = "Opaque",
+    tenant: str = "",
 ) -> SecretData:
     """The Secret data for ``data``, the ``data`` object of a Vault KV read response.
 
-    ``templates`` runs the templates; ``labels`` and ``annotations`` are the
-    VaultStaticSecret's, offered to templates; ``secret_type`` is the destination Secret's type,
-    whose required keys are checked. Raises :class:`RenderError` for anything Kubernetes would
-    refuse, and for template failures.
+    ``templates`` runs the templates, on behalf of ``tenant`` (the namespace); ``labels`` and
+    ``annotations`` are the VaultStaticSecret's, offered to templates; ``secret_type`` is the
+    destination Secret's type, whose required keys are checked. Raises :class:`RenderError` for
+    anything Kubernetes would refuse, and for template failures.
     """
     transformation = transformation or Transformation()
     secrets, metadata = _source(kv_type=kv_type, data=data)
@@ -193,6 +194,7 @@ async def render(
             templates=list(transformation.templates.values()),
             context={"secrets": secrets, "metadata": metadata,
                      "labels": dict(labels or {}), "annotations": dict(annotations or {})},
+            tenant=tenant,
         ))
     source = {k: v for k, v in secrets.items() if _selected(k, transformation)}
     if not transformation.exclude_raw:

@@ -121,6 +121,14 @@ class _Worker:
         await self.kill()
 
 
+class _Turns:
+    """How many renders of one tenant may run at once, and how many want to."""
+
+    def __init__(self, limit: int) -> None:
+        self.semaphore = asyncio.Semaphore(limit)
+        self.users = 0
+
+
 class TemplatePool:
     """Renders templates in up to ``workers`` processes, each render within ``deadline`` s
     and ``memory`` bytes (of address space beyond an idle worker's)."""
@@ -130,6 +138,10 @@ class TemplatePool:
         self._all = [_Worker(memory=memory) for _ in range(workers)]
         self._free = list(self._all)
         self._slots = asyncio.Semaphore(workers)
+        #: One tenant (namespace) renders in at most all workers but one: however many
+        #: expensive templates it has, the other tenants find a worker.
+        self._per_tenant = max(1, workers - 1)
+        self._tenants: dict[str, _Turns] = {}
         self._closed = False
         self._log = structlog.get_logger("syncd.templates")
 
@@ -138,21 +150,35 @@ class TemplatePool:
         return [w.process.pid for w in self._all if w.alive and w.process is not None]
 
     async def render(
-        self, *, templates: Sequence[SecretTemplate], context: Mapping[str, Any]
+        self, *, templates: Sequence[SecretTemplate], context: Mapping[str, Any],
+        tenant: str = "",
     ) -> dict[str, bytes]:
-        """The output of each template, by key. Raises :class:`RenderError` naming the key."""
+        """The output of each template, by key. Raises :class:`RenderError` naming the key.
+
+        ``tenant`` (the namespace) shares its workers with no one else's renders: see
+        ``_per_tenant``.
+        """
         if not templates:
             return {}
         if self._closed:
             raise TemplateWorkerError("syncd is stopping: templates are no longer rendered")
-        async with self._slots:
-            # The most recently used worker that is running: the others may never start.
-            worker = max(self._free, key=lambda w: w.alive)
-            self._free.remove(worker)
-            try:
-                return await self._render(worker, templates, context)
-            finally:
-                self._free.append(worker)
+        turns = self._tenants.get(tenant)
+        if turns is None:
+            turns = self._tenants[tenant] = _Turns(self._per_tenant)
+        turns.users += 1
+        try:
+            async with turns.semaphore, self._slots:
+                # The most recently used worker that is running: the others may never start.
+                worker = max(self._free, key=lambda w: w.alive)
+                self._free.remove(worker)
+                try:
+                    return await self._render(worker, templates, context)
+                finally:
+                    self._free.append(worker)
+        finally:
+            turns.users -= 1
+            if not turns.users:
+                del self._tenants[tenant]
 
     async def _render(
         self, worker: _Worker, templates: Sequence[SecretTemplate], context: Mapping[str, Any]

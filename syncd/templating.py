@@ -179,27 +179,30 @@ class Compiled:
     literals: frozenset[str]
 
 
-@functools.lru_cache(maxsize=512)
 def compile_text(text: str) -> Compiled:
-    """``text`` compiled in the sandbox; :class:`TemplateSyntaxProblem` if it does not compile.
+    """``text`` compiled in the sandbox; :class:`TemplateSyntaxProblem` if it does not compile."""
+    compiled = _compile(text)
+    if isinstance(compiled, str):
+        raise TemplateSyntaxProblem(compiled)
+    return compiled
 
-    Cached: specs are parsed on every watch event, and the same texts come back again and again.
-    """
+
+@functools.lru_cache(maxsize=512)
+def _compile(text: str) -> Compiled | str:
+    # Cached, failures too: specs are parsed on every watch event (syncd's own status writes
+    # included), and the same texts come back again and again.
     if len(text) > MAX_TEMPLATE_LENGTH:
-        raise TemplateSyntaxProblem(
-            f"the template is {len(text)} characters long; at most {MAX_TEMPLATE_LENGTH} "
-            "are accepted")
+        return (f"the template is {len(text)} characters long; at most {MAX_TEMPLATE_LENGTH} "
+                "are accepted")
     try:
         tree = ENVIRONMENT.parse(text)
         template = ENVIRONMENT.from_string(tree)
     except TemplateSyntaxError as exc:
         # Not str(exc): with the source at hand Jinja appends the offending line.
-        problem = f"template syntax error on line {exc.lineno}: {exc.message}"
-    except (RecursionError, MemoryError):
-        problem = "the template is nested too deeply to compile"
-    else:
-        return Compiled(template=template, literals=frozenset(_literals(tree)))
-    raise TemplateSyntaxProblem(problem)
+        return f"template syntax error on line {exc.lineno}: {exc.message}"
+    except (RecursionError, MemoryError, SyntaxError):  # SyntaxError: Python's own limits
+        return "the template is nested too deeply to compile"
+    return Compiled(template=template, literals=frozenset(_literals(tree)))
 
 
 def _literals(tree: nodes.Node) -> Iterator[str]:

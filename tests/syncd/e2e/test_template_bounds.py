@@ -35,6 +35,9 @@ LIMIT_KIB = 192 * 1024
 REFRESH = 1.0
 HOSTILE = {
     "spin": "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+    # More than there are workers: A still holds only one of them.
+    "spin-2": "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+    "spin-3": "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}",
     "balloon": "{{ 'x' | center(100000000) }}",
 }
 
@@ -213,7 +216,8 @@ async def test_a_hostile_template_stalls_no_one(world: World, tmp_path: Path) ->
             assert found["status"] == "False" and found["reason"] == "TemplateTooExpensive"
             assert found["message"].startswith("key 'out': "), found
             assert world.secret(name, TENANT_NS) is None
-        assert "longer than 1 s" in world.condition("spin", "Ready", TENANT_NS)["message"]
+        for name in ("spin", "spin-2", "spin-3"):
+            assert "longer than 1 s" in world.condition(name, "Ready", TENANT_NS)["message"]
         assert "more memory than allowed" in \
             world.condition("balloon", "Ready", TENANT_NS)["message"]
 

@@ -370,6 +370,7 @@ def test_compiling_computes_nothing() -> None:
         ("x" * (MAX_TEMPLATE_LENGTH + 1), f"at most {MAX_TEMPLATE_LENGTH} are accepted"),
         ("{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}", "nested too deeply"),
         ("{% if 1 %}" * 400 + "{% endif %}" * 400, "nested too deeply"),
+        ("{% for a in b %}" * 30 + "{% endfor %}" * 30, "nested too deeply"),  # Python's limit
     ],
 )
 def test_templates_too_large_to_compile_are_refused(text: str, problem: str) -> None:

@@ -29,8 +29,10 @@ async def pool() -> AsyncIterator[TemplatePool]:
     assert templates.pids() == []
 
 
-async def render(pool: TemplatePool, text: str, key: str = "k") -> dict[str, bytes]:
-    return await pool.render(templates=[compile_template(key=key, text=text)], context=CONTEXT)
+async def render(pool: TemplatePool, text: str, key: str = "k",
+                 tenant: str = "app") -> dict[str, bytes]:
+    return await pool.render(templates=[compile_template(key=key, text=text)], context=CONTEXT,
+                             tenant=tenant)
 
 
 def _rss_kib(pid: int) -> int:
@@ -90,7 +92,7 @@ async def test_a_template_over_its_memory_fails_fast_and_the_worker_stays_small(
 
 
 async def test_a_hostile_render_does_not_hold_up_the_others(pool: TemplatePool) -> None:
-    hostile = asyncio.create_task(render(pool, SPIN))
+    hostile = asyncio.create_task(render(pool, SPIN, tenant="hostile"))
     await asyncio.sleep(0)  # the hostile render takes the first worker
     started = time.monotonic()
     for _ in range(5):
@@ -99,6 +101,25 @@ async def test_a_hostile_render_does_not_hold_up_the_others(pool: TemplatePool) 
     assert not hostile.done()
     with pytest.raises(TemplateTooExpensive):
         await hostile
+
+
+async def test_a_tenant_with_many_hostile_templates_holds_one_worker() -> None:
+    pool = TemplatePool(workers=2, deadline=0.8)
+    try:
+        hostile = [asyncio.create_task(pool.render(
+            templates=[compile_template(key=f"spin{i}", text=SPIN)], context=CONTEXT,
+            tenant="a")) for i in range(3)]
+        await asyncio.sleep(0.05)
+        started = time.monotonic()
+        for _ in range(3):
+            out = await pool.render(templates=[compile_template(key="k", text="{{ 1 }}")],
+                                    context=CONTEXT, tenant="b")
+            assert out == {"k": b"1"}
+        assert time.monotonic() - started < 0.5  # not behind any of a's renders
+        results = await asyncio.gather(*hostile, return_exceptions=True)
+        assert all(isinstance(r, TemplateTooExpensive) for r in results)
+    finally:
+        await pool.close()
 
 
 @pytest.mark.parametrize("delay", [0.01, 0.3])  # while the worker starts; while it renders
