@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import resource
+import signal
 import struct
 import sys
 from typing import Any, BinaryIO
@@ -60,6 +61,24 @@ def _limit_address_space(budget: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (size + budget, size + budget))
 
 
+def _end_with_parent() -> None:
+    """Exit when syncd does, even in the middle of a template (which reads no stdin).
+
+    In a pod syncd is PID 1 and its end ends the worker; elsewhere, a syncd that was killed
+    would leave a worker spinning on a hostile template. A timer signal, not a thread: Python
+    runs the handler between two bytecodes of the template, and a thread would reserve a malloc
+    arena (64 MiB of address space).
+    """
+    parent = os.getppid()
+
+    def check(signum: int, frame: object) -> None:
+        if os.getppid() != parent:
+            os._exit(1)
+
+    signal.signal(signal.SIGALRM, check)
+    signal.setitimer(signal.ITIMER_REAL, 0.5, 0.5)
+
+
 def _handle(request: Any) -> dict[str, Any]:
     try:
         return {"output": render_template(str(request["text"]), request["context"])}
@@ -89,6 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--memory", type=int, required=True,
                         help="bytes of address space a render may use beyond the idle worker's")
     args = parser.parse_args(argv)
+    _end_with_parent()
     _limit_address_space(args.memory)
     stdout = sys.stdout.buffer
     stdout.write(encode_frame({"ready": True}))

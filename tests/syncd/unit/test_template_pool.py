@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -165,3 +166,51 @@ def test_the_worker_imports_only_what_rendering_needs() -> None:
              "requests", "asyncio", "yaml", "syncd.rendering", "syncd.controller"}
     assert not {m.split(".")[0] for m in modules} & heavy - {"syncd"}
     assert not modules & heavy
+
+
+def test_a_worker_ends_with_syncd_even_mid_template(tmp_path: Path) -> None:
+    # syncd killed (SIGKILL: no clean-up) while a worker spins on a hostile template.
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import asyncio\n"
+        "from syncd.rendering import compile_template\n"
+        "from syncd.template_pool import TemplatePool\n"
+        "async def main():\n"
+        "    pool = TemplatePool(workers=1, deadline=60)\n"
+        "    await pool.render(templates=[compile_template(key='k', text='warm')],\n"
+        "                      context={})\n"
+        "    print(pool.pids()[0], flush=True)\n"
+        "    await pool.render(templates=[compile_template(\n"
+        f"        key='k', text={SPIN!r})], context={{}})\n"
+        "asyncio.run(main())\n")
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        worker = int(parent.stdout.readline())
+        # Spinning: a fifth of a second of CPU time spent on the template.
+        spent = _cpu_ticks(worker)
+        deadline = time.monotonic() + 5
+        while _cpu_ticks(worker) < spent + 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _cpu_ticks(worker) >= spent + 20
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 5
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(worker)
+
+
+def _cpu_ticks(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().split()[2] != "Z"  # a zombie has ended (init reaps it)
+    except OSError:
+        return False
