@@ -15,7 +15,6 @@ import contextlib
 import itertools
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -28,10 +27,9 @@ import yaml
 from syncd.leadership import LEASES
 from tests.syncd.e2e.tenant import create_vss, tenant
 from tests.syncd.e2e.world import OPERATOR_NS, ROOT, World
+from tests.unsealer.e2e.world import free_port
 
 TENANT_NS = "tenant-a"
-#: The container's memory limit in manifests/syncd/deployment.yaml, in KiB.
-LIMIT_KIB = 192 * 1024
 REFRESH = 1.0
 HOSTILE = {
     "spin": "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
@@ -43,11 +41,12 @@ HOSTILE = {
 
 
 def _memory_limit_kib() -> int:
+    """The container's memory limit in manifests/syncd/deployment.yaml (192Mi), in KiB."""
     deployment = next(d for d in yaml.safe_load_all(
         (ROOT / "manifests/syncd/deployment.yaml").read_text()) if d["kind"] == "Deployment")
     limit = deployment["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
-    assert limit["memory"] == "192Mi"
-    return LIMIT_KIB
+    assert str(limit["memory"]).endswith("Mi"), limit
+    return int(str(limit["memory"])[:-2]) * 1024
 
 
 def _status(pid: int) -> dict[str, str]:
@@ -73,12 +72,6 @@ def _children(pid: int) -> list[int]:
                 if int(_status(int(entry))["PPid"]) == pid:
                     found.append(int(entry))
     return found
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -167,7 +160,7 @@ async def test_a_hostile_template_stalls_no_one(world: World, tmp_path: Path) ->
         "transformation": {"excludeRaw": True,
                            "templates": {"dsn": {"text": "db://app:{{ secrets.password }}@db"}}}})
 
-    port = _free_port()
+    port = free_port()
     async with _syncd_process(world, tmp_path, port=port) as (process, log):
         await world.synced("rotating", deadline=30)
         assert world.secret_data("rotating") == {"password": value,
