@@ -113,7 +113,8 @@ def build_parser() -> OptionParser:
     )
     run.option(
         "--template-workers", type=positive_int, default=2,
-        help="worker processes rendering templates at once (each about 10 MiB once started)",
+        help="worker processes rendering templates at once (each about 11 MiB once started); "
+        "one namespace uses all but one of them at most",
     )
     add_telemetry_options(run)
     return parser
