@@ -200,8 +200,10 @@ def _compile(text: str) -> Compiled | str:
     except TemplateSyntaxError as exc:
         # Not str(exc): with the source at hand Jinja appends the offending line.
         return f"template syntax error on line {exc.lineno}: {exc.message}"
-    except (RecursionError, MemoryError, SyntaxError):  # SyntaxError: Python's own limits
+    except (RecursionError, SyntaxError):  # SyntaxError: Python's own limits on nesting
         return "the template is nested too deeply to compile"
+    # MemoryError is not the text's fault (in the worker, its cache may have filled the
+    # address space): raised, uncached, it ends in a fresh worker.
     return Compiled(template=template, literals=frozenset(_literals(tree)))
 
 
