@@ -109,6 +109,20 @@ def build_parser() -> OptionParser:
         "on the host or port (https://vault-*.vault.svc:8200, http://127.0.0.1:*); default: "
         "the addresses of the VaultConnections in --namespace",
     )
+    run.option(
+        "--template-deadline", type=_duration, default="1s",
+        help="how long the templates of one VaultStaticSecret may take to render; the render "
+        "is then stopped and reported (TemplateTooExpensive)",
+    )
+    run.option(
+        "--template-memory-mib", type=positive_int, default=24,
+        help="memory (MiB) one render may use in its worker process, beyond the idle worker's",
+    )
+    run.option(
+        "--template-workers", type=positive_int, default=2,
+        help="worker processes rendering templates at once (each about 11 MiB once started); "
+        "one namespace uses all but one of them at most",
+    )
     add_telemetry_options(run)
     return parser
 
@@ -164,6 +178,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         retry_period_seconds=args.retry_period,
         health_address=args.health_address,
         allowed_vault_addresses=args.allowed_vault_addresses,
+        template_deadline_seconds=args.template_deadline,
+        template_memory_bytes=args.template_memory_mib * 1024 * 1024,
+        template_workers=args.template_workers,
     )
 
 

@@ -61,6 +61,7 @@ from syncd.specs import (
     parse_vault_static_secret,
 )
 from syncd.status import StatusWriter
+from syncd.template_pool import MIB, TemplatePool
 from syncd.vault_addresses import AddressPattern, AllowedAddresses
 from syncd.vault_clients import VaultClients, api_server_audiences
 
@@ -95,6 +96,12 @@ class Settings:
     #: The Vault addresses VaultConnections may use (exact URLs or globs, see
     #: :mod:`syncd.vault_addresses`); None: those of the VaultConnections in :attr:`namespace`.
     allowed_vault_addresses: tuple[str, ...] | None = None
+    #: Templates: how long one VaultStaticSecret's may take, how much memory (bytes of address
+    #: space beyond an idle worker's) they may use, and how many render at once; see
+    #: :mod:`syncd.template_pool`.
+    template_deadline_seconds: float = 1.0
+    template_memory_bytes: int = 24 * MIB
+    template_workers: int = 2
 
     def lease(self) -> LeaseSettings:
         return LeaseSettings(
@@ -172,6 +179,10 @@ async def run(
     metrics_token = None
     lost = False
     informers: tuple[Informer, ...] = ()
+    templates = TemplatePool(
+        workers=settings.template_workers, deadline=settings.template_deadline_seconds,
+        memory=settings.template_memory_bytes,
+    )
     try:
         def alive() -> str | None:
             if stop.is_set():
@@ -222,7 +233,7 @@ async def run(
         controller = Controller(
             caches=caches, clients=clients, pool=pool,
             recorder=recorder, status=StatusWriter(kube=kube), kube=kube,
-            hmac_key=hmac_key, operator_namespace=settings.namespace,
+            hmac_key=hmac_key, operator_namespace=settings.namespace, templates=templates,
             debounce_seconds=settings.debounce_seconds,
         )
         rollouts = controller.rollouts
@@ -277,6 +288,7 @@ async def run(
                                    - lease.retry_period))
         if queue is not None:
             await queue.close(grace=grace)
+        await templates.close()  # after the queue: no render is running any more
         if rollouts is not None:
             await rollouts.close()
         if refreshes is not None:
