@@ -25,7 +25,6 @@ import aiohttp
 import yaml
 
 from syncd.leadership import LEASES
-from tests.syncd.e2e.tenant import create_vss, tenant
 from tests.syncd.e2e.world import OPERATOR_NS, ROOT, World
 from tests.unsealer.e2e.world import free_port
 
@@ -172,9 +171,9 @@ async def test_a_hostile_template_stalls_no_one(world: World, tmp_path: Path) ->
         observed = Observed()
         watcher = asyncio.create_task(_watch(world, process.pid, port, observed, identity))
         try:
-            async with tenant(world, namespace=TENANT_NS) as kube:
+            async with world.tenant(namespace=TENANT_NS) as tenant:
                 for name, text in HOSTILE.items():
-                    await create_vss(kube, name, namespace=TENANT_NS, destination={
+                    await tenant.create_vss(name, destination={
                         "name": name, "create": True,
                         "transformation": {"templates": {"out": {"text": text}}}})
             for name in HOSTILE:
