@@ -19,6 +19,7 @@ import asyncio
 import functools
 from collections.abc import Sequence
 
+from plumbing.hardening import disable_core_dumps
 from plumbing.lifecycle import serve
 from plumbing.options import OptionParser, add_telemetry_options
 from plumbing.version import VERSION
@@ -159,5 +160,6 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    disable_core_dumps()  # every command may hold shares or a root token in memory
     args: argparse.Namespace = build_parser().parse_args(argv)
     raise SystemExit(args.entry(args))

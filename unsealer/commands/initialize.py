@@ -57,6 +57,7 @@ from unsealer.custody import (
 )
 from unsealer.custody.custodian import StoredCustodian, wipe_all_entries
 from unsealer.custody.distribution import plan
+from unsealer.custody.invariant import require_configured
 from unsealer.custody.root_token import RootTokenStore
 from unsealer.init_output import RootToken
 from unsealer.shares import Share, wipe_all
@@ -134,6 +135,7 @@ async def initialize(args: argparse.Namespace, clients: Clients) -> int:
     config = await asyncio.to_thread(load_custody, args, require_files=False)
     token_custodian = check_destination(args, config, required=True, doing="initialise")
     count, threshold = seal_shape(args, config)
+    require_configured(config, threshold=threshold, allow_unsafe=args.allow_unsafe_custody)
     try:
         plan(count, threshold=threshold, config=config, allow_unsafe=args.allow_unsafe_custody)
     except ValueError as exc:
@@ -262,7 +264,7 @@ async def check_custodians_empty(
     ``--replace`` a custodian that holds shares is overwritten; one that cannot be read is
     refused either way.
     """
-    for spec in config.custodians:
+    for spec in config.share_custodians:
         custodian = custodians[spec.name]
         # Only the custodians distribution writes to: writable, with a 'shares' count.
         if not spec.writable or not spec.shares or not isinstance(custodian, StoredCustodian):
