@@ -126,7 +126,9 @@ def custody_config(port: int) -> Path:
             {"name": "kube-secret", "kind": "kubernetesSecret", "namespace": "vault-custody",
              "secretName": "unseal-shares", "shares": 2},
             {"name": "disk-a", "kind": "file", "path": str(shares_a), "shares": 2},
-            {"name": "disk-b", "kind": "file", "path": str(shares_b), "shares": 1},
+            # Two files on one node are one place: this one stands for a removable disk.
+            {"name": "disk-b", "kind": "file", "path": str(shares_b), "shares": 1,
+             "place": "usb-key"},
         ],
     }
     path = WORK / "custody.yaml"
