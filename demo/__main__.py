@@ -114,7 +114,7 @@ def prepare_cluster(kube: Kube, port: int) -> None:
     })
     for path in sorted((ROOT / "manifests" / "crds").glob("*.yaml")):
         kube.admin.apply_yaml(path.read_text())
-    for manifest in ("syncd/rbac.yaml", "unsealer/rbac.yaml"):
+    for manifest in ("syncd/rbac.yaml", "unsealer/rbac.yaml", "unsealer/custody-rbac.yaml"):
         kube.admin.apply_yaml((ROOT / "manifests" / manifest).read_text())
 
 

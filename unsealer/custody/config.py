@@ -76,6 +76,7 @@ import os
 import re
 import socket
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -89,6 +90,8 @@ from unsealer.custody.file import private_file_problem
 
 log = structlog.get_logger("unsealer.custody")
 
+#: Whether local files are checked (see parse_config's ``local_files``).
+_LOCAL_FILES: ContextVar[bool] = ContextVar("custody_local_files", default=True)
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]+")
@@ -219,7 +222,12 @@ def this_node(environ: Mapping[str, str] | None = None) -> str:
 
 
 def load_config(
-    path: Path, *, vault_namespace: str, require_files: bool = True, node: str | None = None
+    path: Path,
+    *,
+    vault_namespace: str,
+    require_files: bool = True,
+    node: str | None = None,
+    local_files: bool = True,
 ) -> CustodyConfig:
     """Read and validate the custody config at ``path``.
 
@@ -240,7 +248,7 @@ def load_config(
         raise CustodyConfigError(f"custody config {path}: not valid YAML{where}") from None
     return parse_config(
         document, source=str(path), vault_namespace=vault_namespace, require_files=require_files,
-        node=node,
+        node=node, local_files=local_files,
     )
 
 
@@ -251,9 +259,25 @@ def parse_config(
     vault_namespace: str,
     require_files: bool = True,
     node: str | None = None,
+    local_files: bool = True,
 ) -> CustodyConfig:
-    """Validate an already-parsed config document (see :func:`load_config`)."""
+    """Validate an already-parsed config document (see :func:`load_config`).
+
+    ``local_files=False`` skips every check of a local file (share files, TLS files): for a
+    config read away from the node it describes (``unsealer custody rbac``).
+    """
     node = node or this_node()
+    token = _LOCAL_FILES.set(local_files)
+    try:
+        return _parse_config(document, source=source, vault_namespace=vault_namespace,
+                             require_files=require_files, node=node)
+    finally:
+        _LOCAL_FILES.reset(token)
+
+
+def _parse_config(
+    document: Any, *, source: str, vault_namespace: str, require_files: bool, node: str
+) -> CustodyConfig:
     top = _Fields(document, where=f"custody config {source}")
     threshold = top.optional("threshold", _count)
     total = top.optional("shares", _count)
@@ -477,6 +501,8 @@ def _peer_server(
 
 
 def _check_private(fields: _Fields, key: str, path: Path, *, require: bool) -> None:
+    if not _LOCAL_FILES.get():
+        return
     problem = private_file_problem(path)
     if problem:
         fields.fail(key, f"refusing to start: {problem}")
@@ -486,7 +512,7 @@ def _check_private(fields: _Fields, key: str, path: Path, *, require: bool) -> N
 
 def _readable(fields: _Fields, key: str) -> Path:
     path = fields.require(key, _path)
-    if not os.access(path, os.R_OK):
+    if _LOCAL_FILES.get() and not os.access(path, os.R_OK):
         fields.fail(key, f"{path} does not exist or is not readable")
     return path
 
