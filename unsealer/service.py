@@ -274,7 +274,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                 await peer.close()
         await session.close()
         await kube.close()
-        log.info("stopped")
+        if service is not None:  # a refusal before serving is one line, not a log (cli.py)
+            log.info("stopped")
 
 
 async def _poll(service: Service) -> None:
