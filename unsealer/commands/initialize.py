@@ -236,6 +236,12 @@ async def _initialize(
             print(f"unsealer init: error: {placed.problem}", file=sys.stderr, flush=True)
         token.wipe()
     print("\n".join(placement_lines(distribution, count=count, threshold=threshold)))
+    missing = [f"{key}: {value}" for key, value, configured in (
+        ("threshold", threshold, config.threshold), ("shares", count, config.shares))
+        if configured is None]
+    if missing:  # the record unsealer run and verify check Vault and custody against
+        print(f"Record the seal in {config.source}: {', '.join(missing)} (unsealer run checks "
+              "custody, and Vault's seal-status, against it)")
     print("Vault is still sealed: `unsealer run` unseals it from the custodians.")
     if placed.problem is not None:
         raise CommandError(f"every share is at its custodians, but {placed.problem}")

@@ -1,7 +1,8 @@
 """Split custody of the unseal shares: custodians, their config, and the invariant.
 
-No single custodian holds enough shares to unseal Vault, and no encrypted custodian sits beside
-the key that decrypts it (:mod:`.invariant`). The unseal procedure needs only the
+No single place (a namespace, a node, a peer: custodians that fail or leak together) holds
+enough shares to unseal Vault, nor does one together with the place of the key that decrypts
+its encrypted shares (:mod:`.invariant`). The unseal procedure needs only the
 :class:`Custodian` protocol; the CLI loads a config (:func:`load_config`), builds the
 custodians (:func:`build_custodians`), checks the invariant before serving, and uses
 :func:`distribute` for ``init``/``import``. The config format is documented in :mod:`.config`.

@@ -487,6 +487,8 @@ def _peer_server(
             fields.fail("releases", f"no custodian is named {name!r}")
         if isinstance(released, PeerConfig):
             fields.fail("releases", f"{name!r} is a peer; a peer server does not relay")
+        if released is not None and not released.holds_shares:
+            fields.fail("releases", f"{name!r} holds no shares (shares: 0)")
     config = PeerServerConfig(
         ca_file=_readable(fields, "caFile"),
         cert_file=_readable(fields, "certFile"),

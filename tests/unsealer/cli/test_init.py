@@ -68,6 +68,17 @@ async def test_without_a_place_for_the_root_token_init_refuses_to_start(world: A
     assert (await world.seal_status())["initialized"] is False
 
 
+async def test_init_says_to_record_a_seal_the_config_does_not_state(world: Any) -> None:
+    config = world.custody_config(threshold=None, shares=None)
+    run = await world.cli(*_init_args(world, "--shares", "5", "--threshold", "3",
+                                      "--print-root-token", config=config))
+    world.register_shares(s for shares in world.held_everywhere().values() for s in shares)
+    world.root_tokens.update(re.findall(r"^Initial Root Token: (\S+)$", run.out, re.MULTILINE))
+    assert run.rc == 0, run
+    assert (f"Record the seal in {config}: threshold: 3, shares: 5 (unsealer run checks "
+            "custody, and Vault's seal-status, against it)") in run.out.splitlines()
+
+
 async def test_print_root_token_prints_it_once(world: Any) -> None:
     run = await world.cli(*_init_args(world, "--print-root-token"))
     world.register_shares(s for shares in world.held_everywhere().values() for s in shares)

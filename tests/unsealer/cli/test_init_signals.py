@@ -25,20 +25,22 @@ def _slow_sys_init(world: Any) -> Callable[[], bool]:
     return lambda: world.vault.admin.request_count(method="PUT", path="/v1/sys/init") > 0
 
 
-def _slow_share_custodian(world: Any) -> Callable[[], bool]:
-    world.kube.faults.latency(SLOW, verbs=["create", "patch", "update"], resource="secrets",
-                              namespace="vault-custody-b")
-    return lambda: any(r.resource == "secrets" and r.namespace == "vault-custody-b"
-                       and r.verb in ("create", "patch", "update")
-                       for r in world.kube.requests.log)
+def _slow_secret_writes(namespace: str) -> Callable[[Any], Callable[[], bool]]:
+    """Slow Secret writes in ``namespace``; the condition: one of them has arrived."""
+    writes = ("create", "patch", "update")
+
+    def slow(world: Any) -> Callable[[], bool]:
+        world.kube.faults.latency(SLOW, verbs=list(writes), resource="secrets",
+                                  namespace=namespace)
+        return lambda: any(r.resource == "secrets" and r.namespace == namespace
+                           and r.verb in writes for r in world.kube.requests.log)
+
+    return slow
 
 
-def _slow_token_custodian(world: Any) -> Callable[[], bool]:
-    world.kube.faults.latency(SLOW, verbs=["create", "patch", "update"], resource="secrets",
-                              namespace="vault-root")
-    return lambda: any(r.resource == "secrets" and r.namespace == "vault-root"
-                       and r.verb in ("create", "patch", "update")
-                       for r in world.kube.requests.log)
+#: kube-b's Secret: shares; vault-root: the root token's custodian.
+_slow_share_custodian = _slow_secret_writes("vault-custody-b")
+_slow_token_custodian = _slow_secret_writes("vault-root")
 
 
 STEPS = {"sys/init": _slow_sys_init, "shares": _slow_share_custodian,

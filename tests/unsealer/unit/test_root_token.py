@@ -277,3 +277,14 @@ def test_a_root_token_rescue_file_is_a_fallback_file(tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     fallback = parse_fallback(path.read_bytes())
     assert fallback.root_tokens["kube-a"].reveal() == TOKEN
+
+
+def test_a_peer_server_does_not_release_a_custodian_without_shares() -> None:
+    with pytest.raises(CustodyConfigError, match=r"peerServer: field 'releases': 'token' holds "
+                                                 r"no shares \(shares: 0\)"):
+        parse_config({"custodians": [
+            {"name": "token", "kind": "kubernetesSecret", "namespace": "root",
+             "secretName": "t", "rootTokenKey": "root-token", "shares": 0}],
+            "peerServer": {"releases": ["token"], "caFile": "/x/ca", "certFile": "/x/c",
+                           "keyFile": "/x/k"}},
+            source="c", vault_namespace="vault", local_files=False)
