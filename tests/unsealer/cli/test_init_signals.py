@@ -101,3 +101,12 @@ async def test_a_signal_at_any_step_of_init_loses_no_share(
         assert re.fullmatch(
             rf"unsealer init: error: {signum.name} while the shares were being stored; all 5 "
             rf"shares were written to {re.escape(str(rescue))} \(mode 0600\): .*", line), line
+        # As the error says: import stores them, beside what the custodians already took.
+        world.kube.faults.clear()
+        world.vault.admin.clear_faults()
+        imported = await world.cli("custody", "import", "--custody-config", str(config),
+                                   "--kubeconfig", str(world.kubeconfig),
+                                   stdin=rescue.read_bytes())
+        assert imported.rc == 0, imported
+        assert {name: len(shares) for name, shares in world.held_everywhere().items()} == {
+            "kube-a": 2, "kube-b": 2, "disk": 2}
