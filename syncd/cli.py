@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import structlog
 
+from plumbing.hardening import disable_core_dumps
 from plumbing.lifecycle import serve
 from plumbing.options import (
     OptionParser,
@@ -197,6 +198,7 @@ async def _run(settings: Settings, stop: asyncio.Event) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    disable_core_dumps()  # tokens and secret values live in this process's memory
     args: argparse.Namespace = build_parser().parse_args(argv)
     if args.command == "run":
         settings = _settings(args)
