@@ -240,7 +240,7 @@ async def run(
             return
         if elector is not None:
             log.info("caches synced, electing a leader", lease=elector.path,
-                     identity=elector.settings.identity)
+                     replica=elector.settings.identity)
             electing = asyncio.create_task(elector.run(), name="leader-election")
             if not await _first(elector.leading.wait(), stop, electing):
                 if electing.done() and not stop.is_set():

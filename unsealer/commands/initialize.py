@@ -179,7 +179,7 @@ async def initialize(args: argparse.Namespace, clients: Clients) -> int:
         placed = await keep_root_token(token, store, token_file, fallback_dir, args)
         failing = False
     finally:
-        log.info("vault.initialized", pod=target.pod, shares=count, threshold=threshold)
+        log.info("vault.initialized", pod=target.pod, share_count=count, threshold=threshold)
         print(f"Vault initialised at {target.pod} ({target.address}): {count} shares, "
               f"threshold {threshold}")
         if placed.note:
