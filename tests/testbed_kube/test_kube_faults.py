@@ -94,3 +94,21 @@ async def test_connection_dropped_mid_watch(kube: Kube) -> None:
         with pytest.raises(aiohttp.ClientPayloadError):
             await asyncio.wait_for(resp.content.read(), 5)
     await kube.wait_for(lambda: kube.cluster.open_watches == 0, message="watch closed server-side")
+
+
+async def test_watch_closed_cleanly_and_raw_events(kube: Kube) -> None:
+    kube.faults.watch_events({"type": "ADDED", "object": {"metadata": {}}}, "raw",
+                             resource="configmaps", times=1)
+    kube.faults.close_watch(after_events=1, resource="configmaps", times=1)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            f"{kube.url}{CMS}?watch=true&resourceVersion={kube.admin.resource_version}"
+        ) as resp,
+    ):
+        kube.admin.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}})
+        rest = await asyncio.wait_for(resp.content.read(), 5)  # a clean end: no payload error
+    lines = [json.loads(line) for line in rest.splitlines()]
+    assert lines[:2] == [{"type": "ADDED", "object": {"metadata": {}}}, "raw"]
+    assert lines[2]["object"]["metadata"]["name"] == "a" and len(lines) == 3
+    await kube.wait_for(lambda: kube.cluster.open_watches == 0, message="watch closed server-side")
