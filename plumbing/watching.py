@@ -19,7 +19,7 @@ opened, cleanly or not, is reopened after a growing delay instead of at once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -64,11 +64,26 @@ def _int(value: object, default: int) -> int:
     return value if isinstance(value, int) else default
 
 
+class _Scope:
+    """What one list+watch follows: a namespace (None: all of them) and how far it got."""
+
+    def __init__(self, namespace: str | None) -> None:
+        self.namespace = namespace
+        self.resource_version = ""
+
+    def holds(self, key: Key) -> bool:
+        return self.namespace is None or key[0] == self.namespace
+
+
 class Informer:
-    """A list+watch cache of one resource, optionally narrowed by namespace and selectors.
+    """A list+watch cache of one resource, narrowed by namespaces and selectors.
+
+    ``namespaces`` (or one ``namespace``) limits the cache to those namespaces, with one list
+    and one watch per namespace: what a controller holding only Roles there may do. None or
+    empty: the whole cluster, with one list and one watch.
 
     ``on_change`` is called synchronously, in order, for every change; it should only record or
-    enqueue work. :attr:`synced` is set once the first list has been loaded.
+    enqueue work. :attr:`synced` is set once every namespace has been listed.
     """
 
     def __init__(
@@ -77,6 +92,7 @@ class Informer:
         kube: Kube,
         resource: Resource,
         namespace: str | None = None,
+        namespaces: Sequence[str] = (),
         label_selector: str | None = None,
         field_selector: str | None = None,
         on_change: Handler | None = None,
@@ -85,9 +101,12 @@ class Informer:
         backoff_cap: float = 30.0,
         healthy_after: float = 10.0,
     ) -> None:
+        if namespace is not None and namespaces:
+            raise ValueError("give namespace or namespaces, not both")
         self._kube = kube
         self.resource = resource
-        self._namespace = namespace
+        wanted = list(dict.fromkeys(namespaces)) if namespaces else [namespace]
+        self._scopes = [_Scope(n) for n in wanted]
         self._label_selector = label_selector
         self._field_selector = field_selector
         self._handlers: list[Handler] = [on_change] if on_change else []
@@ -96,9 +115,14 @@ class Informer:
         self._backoff_cap = backoff_cap
         self._healthy_after = healthy_after
         self._store: dict[Key, JSON] = {}
-        self.resource_version = ""
+        self._listed: set[str | None] = set()
         self.synced = asyncio.Event()
         self._log = structlog.get_logger("watching").bind(resource=resource.plural)
+
+    @property
+    def namespaces(self) -> tuple[str, ...]:
+        """The namespaces followed; empty for the whole cluster."""
+        return tuple(s.namespace for s in self._scopes if s.namespace is not None)
 
     def add_handler(self, handler: Handler) -> None:
         self._handlers.append(handler)
@@ -113,7 +137,17 @@ class Informer:
         return len(self._store)
 
     async def run(self) -> None:
-        """List and watch until cancelled; nothing the server sends ends it.
+        """List and watch every namespace until cancelled; see :meth:`_follow`."""
+        if len(self._scopes) == 1:
+            await self._follow(self._scopes[0])
+            return
+        async with asyncio.TaskGroup() as group:
+            for scope in self._scopes:
+                group.create_task(self._follow(scope),
+                                  name=f"{self.resource.plural}/{scope.namespace}")
+
+    async def _follow(self, scope: _Scope) -> None:
+        """List and watch one namespace until cancelled; nothing the server sends ends it.
 
         Errors are retried after a jittered, exponential, capped delay. So is a watch that the
         server closed cleanly, or answered 410, soon after it was opened: a proxy that ends
@@ -122,6 +156,7 @@ class Informer:
         ``timeoutSeconds``) is followed by the next one at once.
         """
         loop = asyncio.get_running_loop()
+        log = self._log.bind(namespace=scope.namespace) if scope.namespace else self._log
         must_list = True
         early_ends = failures = 0
         while True:
@@ -130,12 +165,12 @@ class Informer:
             hint: str | None = None
             try:
                 if must_list:
-                    await self._list()
+                    await self._list(scope)
                     must_list = False
                     opened = loop.time()
-                await self._watch()
+                await self._watch(scope)
             except Expired:
-                self._log.info("watch expired, listing again", since=self.resource_version)
+                log.info("watch expired, listing again", since=scope.resource_version)
                 must_list = True
             except (KubeError, aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 problem = str(exc)
@@ -143,15 +178,15 @@ class Informer:
                     hint = "the API server does not serve this resource: is its CRD installed?"
             except Exception as exc:  # a bug of ours on odd input: say so, keep following
                 problem = f"unexpected {type(exc).__name__}"
-                self._log.error("informer error", exc_info=exc)
+                log.error("informer error", exc_info=exc)
             healthy = loop.time() - opened >= self._healthy_after
             if healthy:
                 early_ends = failures = 0
             if problem is not None:
                 failures += 1
                 delay = self._backoff(failures)
-                self._log.warning("watch failed, retrying", error=problem, hint=hint,
-                                  retry_in=round(delay, 2))
+                log.warning("watch failed, retrying", error=problem, hint=hint,
+                            retry_in=round(delay, 2))
                 await asyncio.sleep(delay)
             elif not healthy:
                 # Closed cleanly, or expired, soon after opening. The first time is retried at
@@ -159,8 +194,8 @@ class Informer:
                 early_ends += 1
                 if early_ends > 1:
                     delay = self._backoff(early_ends - 1)
-                    self._log.warning("watch ended early, reopening after a delay",
-                                      retry_in=round(delay, 2))
+                    log.warning("watch ended early, reopening after a delay",
+                                retry_in=round(delay, 2))
                     await asyncio.sleep(delay)
 
     def _backoff(self, failures: int) -> float:
@@ -174,10 +209,10 @@ class Informer:
             query.append(("fieldSelector", self._field_selector))
         return query
 
-    async def _list(self) -> None:
+    async def _list(self, scope: _Scope) -> None:
         items: dict[Key, JSON] = {}
         token = ""
-        path = self.resource.path(namespace=self._namespace)
+        path = self.resource.path(namespace=scope.namespace)
         while True:
             query = [*self._query(), ("limit", "500")]
             if token:
@@ -201,38 +236,44 @@ class Informer:
             metadata = page.get("metadata") or {}
             token = metadata.get("continue") or ""
             if not token:
-                self.resource_version = str(metadata.get("resourceVersion") or "")
+                scope.resource_version = str(metadata.get("resourceVersion") or "")
                 break
-        self._replace(items)
-        self.synced.set()
+        self._replace(scope, items)
+        self._listed.add(scope.namespace)
+        if len(self._listed) == len(self._scopes):
+            self.synced.set()
 
-    def _replace(self, items: dict[Key, JSON]) -> None:
-        old_store, self._store = self._store, items
+    def _replace(self, scope: _Scope, items: dict[Key, JSON]) -> None:
+        """Make the scope's part of the cache ``items``, emitting what changed."""
+        old_part = {key: obj for key, obj in self._store.items() if scope.holds(key)}
+        for key in old_part:
+            del self._store[key]
+        self._store.update(items)
         for key, obj in items.items():
-            old = old_store.get(key)
+            old = old_part.get(key)
             if old is None:
                 self._emit(Change("ADDED", obj, None))
             elif _rv(old) != _rv(obj):
                 self._emit(Change("MODIFIED", obj, old))
-        for key, old in old_store.items():
+        for key, old in old_part.items():
             if key not in items:
                 self._emit(Change("DELETED", old, old))
 
-    async def _watch(self) -> None:
+    async def _watch(self, scope: _Scope) -> None:
         query = [
             *self._query(),
             ("watch", "true"),
             ("allowWatchBookmarks", "true"),
-            ("resourceVersion", self.resource_version),
+            ("resourceVersion", scope.resource_version),
             ("timeoutSeconds", str(self._watch_seconds)),
         ]
-        path = self.resource.path(namespace=self._namespace)
+        path = self.resource.path(namespace=scope.namespace)
         # The request timeout is a backstop for a connection that died silently.
         stream = self._kube.stream(path, query=query, request_timeout=self._watch_seconds + 30)
         async for event in stream:
-            self._apply(event)
+            self._apply(scope, event)
 
-    def _apply(self, event: object) -> None:
+    def _apply(self, scope: _Scope, event: object) -> None:
         kind = event.get("type") if isinstance(event, dict) else None
         obj = event.get("object") if isinstance(event, dict) else None
         if kind not in EVENT_TYPES or not isinstance(obj, dict):
@@ -248,15 +289,15 @@ class Informer:
             raise KubeError(
                 status=_int(obj.get("code"), 500), reason=str(obj.get("reason") or "Unknown"),
                 message=str(obj.get("message") or ""), method="WATCH",
-                path=self.resource.path(namespace=self._namespace),
+                path=self.resource.path(namespace=scope.namespace),
             )
         if kind == "BOOKMARK":
-            self.resource_version = _rv(obj) or self.resource_version
+            scope.resource_version = _rv(obj) or scope.resource_version
             return
         key = self._key_or_warn(f"{kind} event", obj)
         if key is None:
             return
-        self.resource_version = _rv(obj) or self.resource_version
+        scope.resource_version = _rv(obj) or scope.resource_version
         old = self._store.get(key)
         if kind == "DELETED":
             self._store.pop(key, None)

@@ -165,3 +165,41 @@ async def test_the_backoff_resets_after_a_healthy_stream(
         await kube.wait_for(lambda: _watches(kube) == 6, timeout=3,
                             message="reopened at once after the healthy one, twice")
         assert len(_lines(logs, delayed)) == 2, "after a healthy stream, no delay again"
+
+
+async def test_an_informer_of_some_namespaces_follows_each_and_nothing_else(
+    kube: Kube, client: KubeClient
+) -> None:
+    for namespace in ("a", "b", "c"):
+        kube.admin.apply({"apiVersion": "v1", "kind": "Namespace",
+                          "metadata": {"name": namespace}})
+        kube.admin.apply({"apiVersion": "v1", "kind": "ConfigMap",
+                          "metadata": {"name": "first", "namespace": namespace}})
+    # The first watch of "a" is told its history is gone: "a" is listed again, "b" is not.
+    kube.faults.expire_watch(verbs=["watch"], resource="configmaps", namespace="a")
+    informer = Informer(kube=client, resource=CONFIGMAPS, namespaces=["a", "b", "a"])
+    assert informer.namespaces == ("a", "b")
+
+    def lists(namespace: str) -> int:
+        return len([r for r in kube.requests.log if r.verb == "list" and r.namespace == namespace
+                    and r.resource == "configmaps"])
+
+    async with _running(informer) as task:
+        await kube.wait_for(informer.synced.is_set, message="both namespaces listed")
+        assert {key for key in ((o["metadata"]["namespace"], o["metadata"]["name"])
+                                for o in informer) if key[1] == "first"} == {
+            ("a", "first"), ("b", "first")}
+        kube.admin.apply({"apiVersion": "v1", "kind": "ConfigMap",
+                          "metadata": {"name": "later", "namespace": "b"}})
+        kube.admin.apply({"apiVersion": "v1", "kind": "ConfigMap",
+                          "metadata": {"name": "later", "namespace": "c"}})
+        await kube.wait_for(lambda: informer.get("b", "later"), message="b followed")
+        await kube.wait_for(lambda: lists("a") == 2, message="a listed again")
+        assert lists("b") == 1
+        assert informer.get("b", "first") is not None, "a's relist kept b's part of the cache"
+        kube.admin.delete("v1", "ConfigMap", "first", "a")
+        await kube.wait_for(lambda: informer.get("a", "first") is None, message="a followed")
+        assert informer.get("b", "first") is not None and informer.get("c", "later") is None
+        assert not task.done()
+    requests = [r for r in kube.requests.log if r.resource == "configmaps"]
+    assert {r.namespace for r in requests} == {"a", "b"}, "one list+watch per namespace only"

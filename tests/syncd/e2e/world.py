@@ -404,6 +404,35 @@ class World:
             **{**LEASE_TIMINGS, **changes},
         )
 
+    def namespaced(self, name: str, *, watch: Iterable[str], **changes: Any) -> Settings:
+        """Settings of syncd in namespaced mode (``--watch-namespace``), talking to Kubernetes
+        as the ServiceAccount ``name`` bound only by the Roles of manifests/syncd/namespaced/:
+        those of its own namespace, and a copy of watched-namespace.yaml per namespace of
+        ``watch``. Leader election on, with the tests' timings."""
+        watched = tuple(watch)
+        directory = ROOT / "manifests" / "syncd" / "namespaced"
+        documents = [d for d in yaml.safe_load_all((directory / "rbac.yaml").read_text()) if d]
+        template = [d for d in yaml.safe_load_all(
+            (directory / "watched-namespace.yaml").read_text()) if d]
+        for namespace in watched:
+            for document in template:
+                copy = json.loads(json.dumps(document))
+                copy["metadata"]["namespace"] = namespace
+                documents.append(copy)
+        for document in documents:
+            if document["kind"] == "ServiceAccount":
+                document["metadata"]["name"] = name
+            if document["kind"] == "RoleBinding":
+                document["subjects"] = [{"kind": "ServiceAccount", "name": name,
+                                         "namespace": OPERATOR_NS}]
+            self.kube.admin.apply(document)
+        token = self.kube.admin.mint_token(OPERATOR_NS, name)
+        kubeconfig = self.kube.write_kubeconfig(self.kubeconfig.with_name(name), token=token)
+        return dataclasses.replace(
+            self.settings, kubeconfig=str(kubeconfig), identity=name, leader_elect=True,
+            watch_namespaces=watched, **{**LEASE_TIMINGS, **changes},
+        )
+
     def lease_holder(self) -> str | None:
         lease = self.kube.admin.get(f"{LEASES.group}/{LEASES.version}", "Lease", "vault-syncd",
                                     OPERATOR_NS)
