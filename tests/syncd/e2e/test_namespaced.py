@@ -13,14 +13,13 @@ watched is neither read nor synced.
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 import pytest
 import yaml
 
 from syncd.cli import _settings, build_parser, main
-from tests.syncd.e2e.test_rbac import ARGO_CRD, _argo_rollout, _try_apply
+from tests.syncd.e2e.test_rbac import exercise_every_request, prepare_every_request
 from tests.syncd.e2e.world import APP_NS, OPERATOR_NS, ROOT, World
 
 Triple = tuple[str, str, str]  # (API group, resource[/subresource], verb)
@@ -95,62 +94,16 @@ def _namespace_with_a_token(world: World, namespace: str) -> None:
 async def test_namespaced_roles_grant_exactly_what_syncd_uses_and_nothing_outside(
     world: World,
 ) -> None:
-    world.apply(ARGO_CRD)
-    await world.eventually(lambda: _try_apply(world, _argo_rollout("canary", {"tier": "web"})),
-                           message="the Argo Rollout CRD served")
+    await prepare_every_request(world)
     for namespace in (SECOND_NS, OUTSIDE_NS):
         _namespace_with_a_token(world, namespace)
-    await world.write_kv("kv-secret/info", {"password": world.value("namespaced")})
-    for kind in ("Deployment", "StatefulSet", "DaemonSet"):
-        world.workload(kind, f"by-name-{kind.lower()}")
-        world.workload(kind, f"by-auto-{kind.lower()}", secret="everything")
-    world.workload("Deployment", "by-selector", labels={"tier": "web"})
-    world.vss("everything", rolloutRestartTargets=[
-        {"kind": "Deployment", "name": "by-name-deployment"},
-        {"kind": "StatefulSet", "name": "by-name-statefulset"},
-        {"kind": "DaemonSet", "name": "by-name-daemonset"},
-        {"kind": "argo.Rollout", "name": "canary"},
-        {"kind": "Deployment", "selector": {"matchLabels": {"tier": "web"}}},
-        {"kind": "argo.Rollout", "selector": {"matchLabels": {"tier": "web"}}},
-        {"auto": True},
-    ])
-    world.vss("missing", destination={"name": "missing", "create": False})
-    await world.kubernetes_auth()
-    world.vss("via-kubernetes-auth", vaultAuthRef="k8s")
     world.vss("second", namespace=SECOND_NS)
     world.vss("not-watched", namespace=OUTSIDE_NS)
 
     watched = (APP_NS, SECOND_NS)
     world.start_syncd(world.namespaced("vault-syncd-namespaced", watch=watched))
-    await world.synced("everything")
-    await world.synced("via-kubernetes-auth")
-    await world.wait_condition("missing", "Ready", status="False", reason="DestinationError")
     await world.eventually(lambda: world.secret_data("second", SECOND_NS), message="app2 synced")
-
-    # Rotation: every kind of restart. Drift: an update. Type change: a delete.
-    await world.write_kv("kv-secret/info", {"password": world.value("namespaced-rotated")})
-    await world.wait_condition("everything", "RolloutRestart", status="True")
-    world.kube.admin.patch("v1", "Secret", "everything",
-                           {"data": {"password": base64.b64encode(b"edited").decode()}},
-                           namespace=APP_NS)
-    await world.eventually(lambda: world.events("SecretRestored", about="everything"))
-    world.vss("everything", destination={"name": "everything", "create": True,
-                                         "type": "kubernetes.io/basic-auth"})
-    await world.eventually(
-        lambda: (world.secret("everything") or {}).get("type") == "kubernetes.io/basic-auth")
-    await world.wait_condition("everything", "Ready", status="True")
-    argo = world.kube.admin.get("argoproj.io/v1alpha1", "Rollout", "canary", APP_NS) or {}
-    assert argo["spec"].get("restartAt"), "the Argo Rollout was restarted"
-
-    def renewals() -> int:
-        return len([r for r in world.requests_of(USER, leases=True)
-                    if r.verb == "update" and r.resource.startswith("leases.")])
-
-    seen = renewals()
-    await world.eventually(lambda: renewals() > seen, message="a Lease renewal")
-    await world.stop_syncd()  # releases the Lease
-    assert world.lease_holder() == ""
-    assert "Forbidden" not in world.logs.getvalue()
+    await exercise_every_request(world, user=USER)
 
     # The namespace not watched: nothing read, nothing written, nothing synced there.
     assert world.secret("not-watched", OUTSIDE_NS) is None
