@@ -154,4 +154,8 @@ def _one(error: BaseException, tb: TracebackType | None) -> str:
         line = f"{name}: (message withheld: it may quote data; the frames show where)"
     frames = "".join(traceback.format_list(traceback.extract_tb(tb))) if tb else ""
     head = "Traceback (most recent call last):\n" if frames else ""
+    if isinstance(error, BaseExceptionGroup):  # a TaskGroup's: what each task raised
+        for index, inner in enumerate(error.exceptions, 1):
+            nested = describe_exception(inner).replace("\n", "\n  | ")
+            line += f"\n  +-- {index} --\n  | {nested}"
     return f"{head}{frames}{line}\n"

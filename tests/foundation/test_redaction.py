@@ -110,6 +110,18 @@ def test_a_foreign_exception_message_is_withheld(log_format: str) -> None:
     assert "test_redaction.py" in out and "int(SECRET)" in out  # the frame and its source line
 
 
+def test_an_exception_group_shows_each_exception_without_foreign_messages() -> None:
+    stream = _configure()
+    try:
+        raise ExceptionGroup("tasks", [ValueError(SECRET), KubeError(
+            status=403, reason="Forbidden", message="no", method="GET", path="/api/v1/x")])
+    except ExceptionGroup as group:
+        structlog.get_logger().error("tasks failed", exc_info=group)
+    rendered = json.loads(stream.getvalue())["exception"]
+    assert SECRET not in rendered
+    assert "ValueError: (message withheld" in rendered and "403 Forbidden" in rendered
+
+
 def test_exception_text_is_rendered_before_redaction() -> None:
     # A sensitive field inside an exception's rendering cannot come back after the redactor:
     # the exception is rendered first, and the redactor then sees every field there is.
