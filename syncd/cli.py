@@ -116,6 +116,9 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
 def _namespaces(text: str) -> tuple[str, ...]:
     """``a,b`` -> ("a", "b"); empty: all namespaces."""
     names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
@@ -123,9 +126,6 @@ def _namespaces(text: str) -> tuple[str, ...]:
         if not _NAMESPACE.fullmatch(name):
             raise argparse.ArgumentTypeError(f"{name!r} is not a namespace name (RFC 1123 label)")
     return names
-
-
-_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 def _bool(text: str) -> bool:

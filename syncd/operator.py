@@ -255,6 +255,7 @@ async def run(
         refreshes.start()
         tasks.append(asyncio.create_task(queue.run(), name="queue"))
         log.info("ready", objects=len(caches.static_secrets), namespace=settings.namespace,
+                 watching=list(watch) or "all namespaces",
                  leader=elector.settings.identity if elector else None)
         await _first(stop.wait(), stop, *([electing] if electing else []))
         lost = not stop.is_set()
