@@ -281,7 +281,7 @@ class Controller:
             await self._recorder.post(obj, type="Normal", reason=reason, message=message)
         log.info(
             "synced", outcome=reason, written=written or "no", version=source.version,
-            data_keys=sorted(rendered),
+            data_key_names=sorted(rendered),
         )
         return reason
 

@@ -180,7 +180,7 @@ class Service:
         log = self._log.bind(pod=name, outcome=attempt.outcome,
                              custodians=list(attempt.custodians),
                              unreachable=list(attempt.unreachable),
-                             bad_shares=list(attempt.bad_shares))
+                             inconsistent=list(attempt.bad_shares))
         if attempt.outcome == "Unsealed":
             since = self._sealed_since.pop(name, started)
             self.metrics.time_to_unseal.record(now - since)

@@ -225,7 +225,7 @@ async def _initialize(
         placed = await keep_root_token(token, store, token_file, fallback_dir, args)
         failing = False
     finally:
-        log.info("vault.initialized", pod=target.pod, shares=count, threshold=threshold)
+        log.info("vault.initialized", pod=target.pod, share_count=count, threshold=threshold)
         print(f"Vault initialised at {target.pod} ({target.address}): {count} shares, "
               f"threshold {threshold}")
         if placed.note:
