@@ -74,7 +74,10 @@ class Settings:
 
     kubeconfig: str | None = None
     namespace: str = "vault-syncd"
-    watch_namespace: str | None = None
+    #: Namespaces whose VaultStaticSecrets are synced; empty: all. syncd then reads and writes
+    #: only there and in :attr:`namespace` (its VaultAuths and VaultConnections too), so Roles
+    #: in those namespaces are all the rights it needs (manifests/syncd/namespaced/).
+    watch_namespaces: tuple[str, ...] = ()
     concurrency: int = 4
     vault_threads: int = 4
     debounce_seconds: float = 2.0
@@ -212,13 +215,15 @@ async def run(
         hmac_key = await _fingerprint_key(kube, namespace=settings.namespace, stop=stop)
         if hmac_key is None:
             return
-        watch = settings.watch_namespace
+        watch = settings.watch_namespaces
+        # The default VaultAuth and VaultConnection live in syncd's own namespace.
+        referable = (*watch, settings.namespace) if watch else ()
         caches = Caches(
-            static_secrets=Informer(kube=kube, resource=VAULT_STATIC_SECRET, namespace=watch),
-            auths=Informer(kube=kube, resource=VAULT_AUTH),
-            connections=Informer(kube=kube, resource=VAULT_CONNECTION),
+            static_secrets=Informer(kube=kube, resource=VAULT_STATIC_SECRET, namespaces=watch),
+            auths=Informer(kube=kube, resource=VAULT_AUTH, namespaces=referable),
+            connections=Informer(kube=kube, resource=VAULT_CONNECTION, namespaces=referable),
             secrets=Informer(
-                kube=kube, resource=SECRETS, namespace=watch, label_selector=MANAGED_SELECTOR
+                kube=kube, resource=SECRETS, namespaces=watch, label_selector=MANAGED_SELECTOR
             ),
         )
         informers = (caches.auths, caches.connections, caches.secrets, caches.static_secrets)
@@ -262,7 +267,7 @@ async def run(
             return
         if elector is not None:
             log.info("caches synced, electing a leader", lease=elector.path,
-                     identity=elector.settings.identity)
+                     replica=elector.settings.identity)
             electing = asyncio.create_task(elector.run(), name="leader-election")
             if not await _first(elector.leading.wait(), stop, electing):
                 if electing.done() and not stop.is_set():
@@ -272,6 +277,7 @@ async def run(
         refreshes.start()
         tasks.append(asyncio.create_task(queue.run(), name="queue"))
         log.info("ready", objects=len(caches.static_secrets), namespace=settings.namespace,
+                 watching=list(watch) or "all namespaces",
                  leader=elector.settings.identity if elector else None)
         await _first(stop.wait(), stop, *([electing] if electing else []))
         lost = not stop.is_set()
