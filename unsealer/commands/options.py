@@ -64,6 +64,20 @@ def address_template(text: str) -> str:
     return text
 
 
+def server_name_template(text: str) -> str:
+    """A DNS name template with ``{pod}``, ``{service}``, ``{namespace}`` (argparse ``type``)."""
+    try:
+        example = text.format(pod="vault-0", service="vault-internal", namespace="vault")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(
+            f"invalid template {text!r}: only {{pod}}, {{service}} and {{namespace}} may be used"
+            f" ({type(exc).__name__}: {exc})"
+        ) from None
+    if not example or "/" in example or ":" in example:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a DNS name, not a URL")
+    return text
+
+
 def address(text: str) -> str:
     """One Vault server's base URL (argparse ``type``)."""
     if not text.startswith(("http://", "https://")):

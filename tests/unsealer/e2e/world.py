@@ -1,8 +1,11 @@
 """The unsealer's end-to-end world: a 3-node Vault (vault-0..2), its pods, split custody.
 
 Each Vault node of the emulation is bound to its own loopback address on one port, and the
-StatefulSet's pods in the Kubernetes emulation are given those addresses, so the unsealer finds
-``vault-1`` by watching pods and talks to 127.0.0.3 exactly as it would to a pod IP. Custody is
+StatefulSet's pods in the Kubernetes emulation are given those addresses
+(:class:`testbed.statefulset.VaultPods`), so the unsealer finds ``vault-1`` by watching pods
+and talks to 127.0.0.3 exactly as it would to a pod IP, over TLS: each node presents a
+certificate from the emulation's CA for its own pod's names (``vault-1.vault-internal.vault.svc``),
+which is what the unsealer checks by default. Custody is
 5 shares, threshold 3: two in a Kubernetes Secret in another namespace, two in a 0600 file, one
 in an environment variable. The unsealer runs in the test's event loop with the token of the
 ``vault-unsealer`` ServiceAccount bound by ``manifests/unsealer/rbac.yaml``.
@@ -21,10 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import hvac
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from testbed.kube import Kube
+from testbed.statefulset import VaultPods
 from testbed.vault import RunningVault
 from unsealer.service import run
 from unsealer.settings import Settings
@@ -46,12 +51,15 @@ def free_port() -> int:
 class World:
     kube: Kube
     vault: RunningVault
+    pods: VaultPods
     keys: list[bytes]
     logs: io.StringIO
     spans: InMemorySpanExporter
     metrics: InMemoryMetricReader
     settings: Settings
     share_file: Path
+    port: int
+    directory: Path
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     stops: list[asyncio.Event] = field(default_factory=list)
 
@@ -78,8 +86,11 @@ class World:
 
     async def restart_vault(self, node: int) -> None:
         """vault-N's container restarts: the process comes back sealed, restartCount+1."""
-        await self.vault.admin.restart(node)
-        self.kube.kubelet.restart(VAULT_NS, f"vault-{node}")
+        self.pods.restart(f"vault-{node}")
+
+    def vault_client(self, node: int = 0) -> hvac.Client:
+        """An hvac client of vault-N (verifying its certificate with the emulation's CA)."""
+        return hvac.Client(url=self.vault.addresses[node], verify=str(self.vault.ca_file))
 
     def events(self, reason: str) -> list[dict[str, Any]]:
         return [e for e in self.kube.admin.list("v1", "Event", VAULT_NS)
