@@ -59,8 +59,8 @@ from unsealer.unsealing import Attempt, Unsealer, UnsealFailed, VaultShape
 from unsealer.vault_sys import VaultNode
 
 COMPONENT = "vault-unsealer"
-#: How long an attempt waits for the StatefulSet cache before retrying later.
-_STATEFULSET_WAIT_SECONDS = 10.0
+#: How long an attempt waits for the StatefulSet and pod caches before retrying later.
+_CACHE_WAIT_SECONDS = 10.0
 
 
 class NotACandidate(LookupError):
@@ -147,10 +147,12 @@ class Service:
             self.queue.add(obj["metadata"]["name"])
 
     async def _statefulset(self) -> StatefulSet:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.statefulsets.synced.wait(), _STATEFULSET_WAIT_SECONDS)
-        if not self.statefulsets.synced.is_set():
-            raise NotACandidate(f"StatefulSet {self._settings.statefulset!r} not read yet")
+        for cache in (self.statefulsets, self.pods):  # a fresh peer server may be asked early
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(cache.synced.wait(), _CACHE_WAIT_SECONDS)
+        if not (self.statefulsets.synced.is_set() and self.pods.synced.is_set()):
+            raise NotACandidate(f"StatefulSet {self._settings.statefulset!r} or its pods"
+                                " not read yet")
         obj = self.statefulsets.get(self._settings.namespace, self._settings.statefulset)
         if obj is None:
             raise NotACandidate(
@@ -165,10 +167,10 @@ class Service:
         Raises :class:`NotACandidate` (with the reason) for a pod that is not one of the
         StatefulSet's, or has no IP yet.
         """
+        statefulset = await self._statefulset()
         obj = self.pods.get(self._settings.namespace, name)
         if obj is None:
             raise NotACandidate(f"no Vault pod {name!r}")
-        statefulset = await self._statefulset()
         problem = statefulset.why_not_member(obj)
         if problem is not None:
             raise NotACandidate(

@@ -31,13 +31,18 @@ from unsealer.settings import Settings
 
 
 @pytest.fixture
-async def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[World]:
+async def world(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> AsyncIterator[World]:
+    """TLS by default; ``@pytest.mark.parametrize("world", ["plain-http"], indirect=True)``
+    gives a Vault that speaks plain http and an unsealer run with ``allow_plain_http``."""
+    tls = getattr(request, "param", "tls") != "plain-http"
     logs, spans, metrics = io.StringIO(), InMemorySpanExporter(), InMemoryMetricReader()
     telemetry.configure(service_name="unsealer", service_version="test", log_level="debug",
                         stream=logs, span_exporter=spans, metric_reader=metrics)
     port = free_port()
     async with running_kube(pod_ready_delay=0.05) as kube, \
-            running_vault(nodes=3, hosts=HOSTS, port=port, tls=True,
+            running_vault(nodes=3, hosts=HOSTS, port=port, tls=tls,
                           tls_dir=tmp_path / "vault-tls") as vault, \
             vault_pods(kube, vault, namespace=VAULT_NS) as pods:
         init = vault.admin.initialize(shares=5, threshold=3)
@@ -57,10 +62,10 @@ async def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
         kube.admin.apply_yaml((ROOT / "manifests" / "unsealer" / "rbac.yaml").read_text())
         token = kube.admin.mint_token(VAULT_NS, "vault-unsealer")
         kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig", token=token)
-        assert vault.ca_file is not None
         settings = Settings(
             custody_config=str(config), kubeconfig=str(kubeconfig), namespace=VAULT_NS,
-            address_template=f"https://{{ip}}:{port}", ca_file=str(vault.ca_file),
+            address_template=f"{'https' if tls else 'http'}://{{ip}}:{port}",
+            ca_file=str(vault.ca_file) if tls else None, allow_plain_http=not tls,
             poll_seconds=1.0, backoff_max_seconds=1.0, grace_seconds=3.0,
         )
         world = World(kube=kube, vault=vault, pods=pods, keys=keys, logs=logs, spans=spans,

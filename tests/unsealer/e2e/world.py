@@ -90,7 +90,7 @@ class World:
 
     def vault_client(self, node: int = 0) -> hvac.Client:
         """An hvac client of vault-N (verifying its certificate with the emulation's CA)."""
-        return hvac.Client(url=self.vault.addresses[node], verify=str(self.vault.ca_file))
+        return hvac.Client(url=self.vault.addresses[node], verify=self.vault.verify)
 
     def events(self, reason: str) -> list[dict[str, Any]]:
         return [e for e in self.kube.admin.list("v1", "Event", VAULT_NS)
