@@ -32,7 +32,6 @@ from unsealer.commands.runner import (
     failure_message,
     report,
 )
-from unsealer.discovery import DEFAULT_SERVER_NAME, DEFAULT_STATEFULSET
 from unsealer.settings import Settings
 
 
@@ -94,17 +93,6 @@ def _add_run(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     run.option(
         "--max-retry-subsets", type=options.non_negative_int, default=8, metavar="N",
         help="after a wrong share set, how many other consistent subsets to try at most",
-    )
-    run.option(
-        "--statefulset", default=DEFAULT_STATEFULSET, metavar="NAME",
-        help="the StatefulSet whose pods are Vault: other pods with Vault's labels are "
-        "reported (Warning Event NotAVaultPod) and never spoken to",
-    )
-    run.option(
-        "--server-name", type=options.server_name_template, default=DEFAULT_SERVER_NAME,
-        metavar="TEMPLATE",
-        help="the DNS name each pod's certificate must carry; {pod}, {service} (the "
-        "StatefulSet's serviceName) and {namespace} are filled in",
     )
     run.switch(
         "--allow-plain-http",

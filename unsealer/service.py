@@ -41,7 +41,7 @@ from plumbing.events import EventRecorder
 from plumbing.kube import JSON, PODS, STATEFULSETS, Kube, connect
 from plumbing.queueing import WorkQueue
 from plumbing.telemetry import meter, tracer
-from plumbing.watching import Informer
+from plumbing.watching import Change, Informer
 from unsealer.custody import (
     CustodyConfigError,
     PeerServer,
@@ -115,7 +115,7 @@ class Service:
         self.statefulsets = Informer(
             kube=kube, resource=STATEFULSETS, namespace=settings.namespace,
             field_selector=f"metadata.name={settings.statefulset}",
-            on_change=lambda _change: self.poll(),
+            on_change=self._statefulset_changed,
         )
         self._warned: set[str] = set()
         self.transport = "https" if settings.address_template.startswith("https://") \
@@ -145,6 +145,13 @@ class Service:
             return
         for obj in self.pods:
             self.queue.add(obj["metadata"]["name"])
+
+    def _statefulset_changed(self, change: Change) -> None:
+        # Identity changed (new uid, size, Service): every pod deserves a new look. Status
+        # updates (readyReplicas...) do not.
+        before = StatefulSet.from_object(change.old) if change.old else None
+        if change.type == "DELETED" or before != StatefulSet.from_object(change.object):
+            self.poll()
 
     async def _statefulset(self) -> StatefulSet:
         for cache in (self.statefulsets, self.pods):  # a fresh peer server may be asked early

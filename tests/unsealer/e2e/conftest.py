@@ -70,7 +70,7 @@ async def world(
         )
         world = World(kube=kube, vault=vault, pods=pods, keys=keys, logs=logs, spans=spans,
                       metrics=metrics, settings=settings, share_file=share_file, port=port,
-                      directory=tmp_path)
+                      directory=tmp_path, root_token=init.root_token)
         try:
             yield world
         finally:

@@ -186,3 +186,37 @@ async def test_over_plain_http_a_wrong_set_costs_the_threshold_and_then_the_budg
     assert all(world.sealed(n) for n in range(3))
     assert "looking for the odd one out" not in world.logs.getvalue()
     assert "only on a Vault whose identity is verified" in world.logs.getvalue()
+
+
+async def test_status_says_who_proved_what(world: Any) -> None:
+    # unsealer status, as a person runs it: every real pod's answer comes from a server that
+    # proved the pod's name; a rogue pod is listed and never asked; a server at vault-1's
+    # address with vault-0's certificate is refused at the handshake.
+    import asyncio
+    import sys
+
+    assert world.vault.tls is not None and world.vault.ca_file is not None
+    await world.vault.nodes[1].stop()
+    stolen = world.vault.tls.issue(
+        "stolen", names=["vault-0.vault-internal.vault.svc"], ips=["127.0.0.3"])
+    async with RogueVault("127.0.0.3", world.port, stolen.server_context()) as impostor, \
+            RogueVault(ROGUE_IP, world.port) as rogue:
+        await create_rogue_pod(world)
+        kubeconfig = world.kube.write_kubeconfig(world.directory / "admin-kubeconfig")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "unsealer", "status", "--output", "json",
+            "--kubeconfig", str(kubeconfig), "--namespace", VAULT_NS,
+            "--address-template", f"https://{{ip}}:{world.port}",
+            "--ca-file", str(world.vault.ca_file),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+        assert impostor.requests == [] and rogue.requests == []
+    assert process.returncode == 1, err
+    pods = {pod["pod"]: pod for pod in json.loads(out)["pods"]}
+    assert pods["vault-0"]["identity"] == "verified vault-0.vault-internal.vault.svc"
+    assert pods["vault-0"]["server_name"] == "vault-0.vault-internal.vault.svc"
+    assert pods["vault-0"]["state"] == "sealed"
+    assert pods["vault-1"]["state"] == "unreachable"
+    assert "TLS refused, no valid certificate for vault-1.vault-internal.vault.svc" in (
+        pods["vault-1"]["error"])
+    assert pods["vault-3"]["state"] == "not Vault's" and pods["vault-3"]["address"] == ""

@@ -60,6 +60,7 @@ class World:
     share_file: Path
     port: int
     directory: Path
+    root_token: str = ""
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     stops: list[asyncio.Event] = field(default_factory=list)
 
@@ -114,7 +115,8 @@ class World:
     # --- secrecy ------------------------------------------------------------------------
 
     def share_forms(self) -> list[str]:
-        forms = []
+        """Every share (hex, base64) and the root token: what no captured output may hold."""
+        forms = [self.root_token] if self.root_token else []
         for key in self.keys:
             forms += [key.hex(), base64.b64encode(key).decode()]
         return forms
