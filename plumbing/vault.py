@@ -52,6 +52,10 @@ def make_client(
     deleted kv-v2 version can still be read: hvac's JSON adapter raises and drops the body.
     """
     session = requests.Session()
+    # hvac takes a given session's ``verify`` over its own ``verify`` argument (hvac#991's
+    # fix), and a new session's is True (the system CAs): set it here, or a custom CA (and
+    # skipTLSVerify) would be silently ignored.
+    session.verify = verify
     if headers:
         session.headers.update(headers)
     return hvac.Client(
