@@ -79,10 +79,10 @@ async def test_a_rogue_pod_with_a_valid_certificate_of_its_own_gets_no_request(
         world.start_unsealer()
         await world.eventually(lambda: not any(world.sealed(n) for n in range(3)),
                                message="the real pods unsealed")
-        [warning] = await world.eventually(lambda: warnings_about(world, "vault-3"),
-                                           message="a Warning Event on vault-3")
         await two_more_polls(world)
         assert rogue.requests == [] and rogue.keys == []
+        [warning] = await world.eventually(lambda: warnings_about(world, "vault-3"),
+                                           message="a Warning Event on vault-3")
     assert warning["type"] == "Warning"
     assert "not a pod of StatefulSet 'vault'" in warning["message"]
     assert "no controller" in warning["message"]
@@ -98,10 +98,10 @@ async def test_a_rogue_pod_gets_no_request_over_plain_http_either(world: World) 
         world.start_unsealer()
         await world.eventually(lambda: not any(world.sealed(n) for n in range(3)),
                                message="the real pods unsealed over plain http")
-        await world.eventually(lambda: warnings_about(world, "vault-3"),
-                               message="a Warning Event on vault-3")
         await two_more_polls(world)
         assert rogue.requests == [] and rogue.keys == []
+        await world.eventually(lambda: warnings_about(world, "vault-3"),
+                               message="a Warning Event on vault-3")
     # Plain http is announced: at start, on every attempt (log, span, metric) .
     [announced] = log_records(world, "plain http: Vault's identity is not verified")
     assert announced["level"] == "warning"
