@@ -122,7 +122,7 @@ class VaultShape:
                 f" custody config records {recorded}: no share is sent to it")
 
 
-class _Budget:
+class ShareBudget:
     """Per pod: the attempts that sent shares without unsealing, within a sliding window."""
 
     def __init__(self, *, attempts: int, seconds: float) -> None:
@@ -176,7 +176,7 @@ class Unsealer:
         self._key = fingerprint_key
         self._shape = shape
         self._max_retry_subsets = max_retry_subsets
-        self._budget = _Budget(attempts=share_attempt_budget, seconds=share_budget_seconds)
+        self._budget = ShareBudget(attempts=share_attempt_budget, seconds=share_budget_seconds)
         self._nonces: dict[str, str] = {}
         self._log = structlog.get_logger("unsealer")
 
