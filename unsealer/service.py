@@ -64,7 +64,14 @@ _CACHE_WAIT_SECONDS = 10.0
 
 
 class NotACandidate(LookupError):
-    """The pod is not one the unsealer may speak to (or not yet: no IP, no StatefulSet)."""
+    """The pod is not one the unsealer may speak to (or not yet: no IP, no StatefulSet).
+
+    ``foreign``: it wears Vault's labels but the StatefulSet does not control it.
+    """
+
+    def __init__(self, reason: str, *, foreign: bool = False) -> None:
+        super().__init__(reason)
+        self.foreign = foreign
 
 
 class Metrics:
@@ -182,7 +189,7 @@ class Service:
         if problem is not None:
             raise NotACandidate(
                 f"pod {name!r} has Vault's labels but is not a pod of StatefulSet"
-                f" {statefulset.name!r}: {problem}"
+                f" {statefulset.name!r}: {problem}", foreign=True,
             )
         pod = VaultPod.from_object(obj)
         if not pod.ip:
@@ -213,7 +220,7 @@ class Service:
             obj, pod, node = await self._target(name)
         except NotACandidate as exc:
             self._sealed_since.pop(name, None)
-            await self._refuse(name, str(exc))
+            await self._refuse(name, exc)
             return None
         started = time.monotonic()
         with tracer("unsealer").start_as_current_span(
@@ -228,10 +235,11 @@ class Service:
             span.set_attribute("unsealer.custodians", list(attempt.custodians))
         return await self._report(obj, name, attempt, started=started)
 
-    async def _refuse(self, name: str, reason: str) -> None:
+    async def _refuse(self, name: str, refusal: NotACandidate) -> None:
         """A labelled pod that is not Vault's: one log line and one Warning Event per pod."""
         obj = self.pods.get(self._settings.namespace, name)
-        if obj is None or "not a pod of StatefulSet" not in reason:
+        reason = str(refusal)
+        if obj is None or not refusal.foreign:
             self._log.info("not unsealing", pod=name, reason=reason)
             return
         uid = str((obj.get("metadata") or {}).get("uid") or name)
