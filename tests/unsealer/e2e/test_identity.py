@@ -45,18 +45,6 @@ def warnings_about(world: World, pod: str) -> list[dict[str, Any]]:
     return [e for e in world.events("NotAVaultPod") if e["involvedObject"]["name"] == pod]
 
 
-def log_records(world: World, event: str) -> list[dict[str, Any]]:
-    records = []
-    for line in world.logs.getvalue().splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and record.get("event") == event:
-            records.append(record)
-    return records
-
-
 async def two_more_polls(world: World, node: int = 0) -> None:
     """Wait until the unsealer has read vault-N's seal-status twice more (its poll ran)."""
     before = world.vault.admin.request_count(method="GET", path="/v1/sys/seal-status", node=node)
@@ -86,7 +74,7 @@ async def test_a_rogue_pod_with_a_valid_certificate_of_its_own_gets_no_request(
     assert warning["type"] == "Warning"
     assert "not a pod of StatefulSet 'vault'" in warning["message"]
     assert "no controller" in warning["message"]
-    [logged] = [r for r in log_records(world, "not a vault pod: never spoken to")
+    [logged] = [r for r in world.log_records("not a vault pod: never spoken to")
                 if r["pod"] == "vault-3"]
     assert logged["level"] == "warning"
 
@@ -103,9 +91,9 @@ async def test_a_rogue_pod_gets_no_request_over_plain_http_either(world: World) 
         await world.eventually(lambda: warnings_about(world, "vault-3"),
                                message="a Warning Event on vault-3")
     # Plain http is announced: at start, on every attempt (log, span, metric) .
-    [announced] = log_records(world, "plain http: Vault's identity is not verified")
+    [announced] = world.log_records("plain http: Vault's identity is not verified")
     assert announced["level"] == "warning"
-    unsealed = log_records(world, "unsealed")
+    unsealed = world.log_records("unsealed")
     assert len(unsealed) == 3 and all(r["transport"] == "plain-http" for r in unsealed)
     attempts = [s for s in world.spans.get_finished_spans() if s.name == "unseal"]
     assert attempts and all(
@@ -157,7 +145,7 @@ async def test_a_vault_reporting_another_threshold_gets_no_share(world: World) -
         assert rogue.requests  # it was asked (it proved vault-2's name), and refused
     assert ("vault-2 reports threshold 5 of 5 shares, but the custody config records 3 of 5"
             in failed[0]["message"])
-    assert any(r["outcome"] == "VaultMismatch" for r in log_records(world, "unseal failed"))
+    assert any(r["outcome"] == "VaultMismatch" for r in world.log_records("unseal failed"))
 
 
 @pytest.mark.parametrize("world", ["plain-http"], indirect=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,15 +75,7 @@ class Pair:
         )
 
     def log_events(self, event: str) -> list[dict[str, Any]]:
-        found = []
-        for line in self.world.logs.getvalue().splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and record.get("event") == event:
-                found.append(record)
-        return found
+        return self.world.log_records(event)
 
     def releases(self, pod: str | None = None) -> list[dict[str, Any]]:
         return [r for r in self.log_events("custody.peer.released")

@@ -102,6 +102,18 @@ class World:
     ) -> Any:
         return await self.kube.wait_for(predicate, timeout=deadline, message=message)
 
+    def log_records(self, event: str) -> list[dict[str, Any]]:
+        """The JSON log lines (both services, if two run) whose ``event`` is ``event``."""
+        found = []
+        for line in self.logs.getvalue().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("event") == event:
+                found.append(record)
+        return found
+
     def metric_points(self, name: str) -> list[Any]:
         data = self.metrics.get_metrics_data()
         points: list[Any] = []
