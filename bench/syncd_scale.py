@@ -117,6 +117,7 @@ async def main() -> None:
         kube.admin.apply_yaml((ROOT / "manifests" / "syncd" / "rbac.yaml").read_text())
         kube.admin.apply({"apiVersion": "v1", "kind": "Secret",
                           "metadata": {"name": "vault-token", "namespace": "bench"},
+                          "type": "secrets.vault-syncd.dev/vault-token",
                           "stringData": {"token": init.root_token}})
         kube.admin.apply({"apiVersion": GROUP_VERSION, "kind": "VaultConnection",
                           "metadata": {"name": "default", "namespace": "vault-syncd"},

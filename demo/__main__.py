@@ -114,7 +114,7 @@ def prepare_cluster(kube: Kube, vault: RunningVault) -> None:
                       "stringData": {"ca.crt": vault.ca_file.read_text()}})
     for path in sorted((ROOT / "manifests" / "crds").glob("*.yaml")):
         kube.admin.apply_yaml(path.read_text())
-    for manifest in ("syncd/rbac.yaml", "unsealer/rbac.yaml"):
+    for manifest in ("syncd/rbac.yaml", "unsealer/rbac.yaml", "unsealer/custody-rbac.yaml"):
         kube.admin.apply_yaml((ROOT / "manifests" / manifest).read_text())
 
 
@@ -126,7 +126,9 @@ def custody_config(port: int) -> Path:
             {"name": "kube-secret", "kind": "kubernetesSecret", "namespace": "vault-custody",
              "secretName": "unseal-shares", "shares": 2},
             {"name": "disk-a", "kind": "file", "path": str(shares_a), "shares": 2},
-            {"name": "disk-b", "kind": "file", "path": str(shares_b), "shares": 1},
+            # Two files on one node are one place: this one stands for a removable disk.
+            {"name": "disk-b", "kind": "file", "path": str(shares_b), "shares": 1,
+             "place": "usb-key"},
         ],
     }
     path = WORK / "custody.yaml"
@@ -206,6 +208,7 @@ async def main() -> None:
         say("3. syncd run: a VaultStaticSecret mirrors secret/webapp/config into Secret app/web")
         kube.admin.apply({"apiVersion": "v1", "kind": "Secret",
                           "metadata": {"name": "vault-token", "namespace": "app"},
+                          "type": "secrets.vault-syncd.dev/vault-token",
                           "stringData": {"token": syncd_token}})
         kube.admin.apply({"apiVersion": GROUP_VERSION, "kind": "VaultConnection",
                           "metadata": {"name": "default", "namespace": "vault-syncd"},

@@ -52,9 +52,8 @@ def make_client(
     deleted kv-v2 version can still be read: hvac's JSON adapter raises and drops the body.
     """
     session = requests.Session()
-    # hvac takes a given session's ``verify`` over its own ``verify`` argument (hvac#991's
-    # fix), and a new session's is True (the system CAs): set it here, or a custom CA (and
-    # skipTLSVerify) would be silently ignored.
+    # hvac takes ``verify`` from a session it is given (and drops its own argument), so the
+    # session must carry it: else a CA bundle or verify=False would be silently ignored.
     session.verify = verify
     if headers:
         session.headers.update(headers)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import structlog
 
+from plumbing.hardening import disable_core_dumps
 from plumbing.lifecycle import serve
 from plumbing.options import (
     OptionParser,
@@ -26,6 +27,7 @@ from syncd.durations import parse_duration
 from syncd.health import parse_address
 from syncd.leadership import LeadershipLost
 from syncd.operator import Settings, run
+from syncd.vault_addresses import parse_patterns
 
 PROG = "syncd"
 
@@ -102,6 +104,26 @@ def build_parser() -> OptionParser:
         "--health-address", type=_address, default="0.0.0.0:8080",
         help="host:port of /healthz and /readyz; empty to serve no probes",
     )
+    run.option(
+        "--allowed-vault-addresses", type=_addresses, default=None,
+        help="comma-separated Vault addresses VaultConnections may use: exact URLs, or globs "
+        "on the host or port (https://vault-*.vault.svc:8200, http://127.0.0.1:*); default: "
+        "the addresses of the VaultConnections in --namespace",
+    )
+    run.option(
+        "--template-deadline", type=_duration, default="1s",
+        help="how long the templates of one VaultStaticSecret may take to render; the render "
+        "is then stopped and reported (TemplateTooExpensive)",
+    )
+    run.option(
+        "--template-memory-mib", type=positive_int, default=24,
+        help="memory (MiB) one render may use in its worker process, beyond the idle worker's",
+    )
+    run.option(
+        "--template-workers", type=positive_int, default=2,
+        help="worker processes rendering templates at once (each about 11 MiB once started); "
+        "one namespace uses all but one of them at most",
+    )
     add_telemetry_options(run)
     return parser
 
@@ -117,6 +139,13 @@ def _duration(text: str) -> float:
 def _bool(text: str) -> bool:
     try:
         return parse_bool(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _addresses(text: str) -> tuple[str, ...]:
+    try:
+        return tuple(p.text for p in parse_patterns(text))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -149,6 +178,10 @@ def _settings(args: argparse.Namespace) -> Settings:
         renew_deadline_seconds=args.renew_deadline,
         retry_period_seconds=args.retry_period,
         health_address=args.health_address,
+        allowed_vault_addresses=args.allowed_vault_addresses,
+        template_deadline_seconds=args.template_deadline,
+        template_memory_bytes=args.template_memory_mib * 1024 * 1024,
+        template_workers=args.template_workers,
     )
 
 
@@ -165,6 +198,7 @@ async def _run(settings: Settings, stop: asyncio.Event) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    disable_core_dumps()  # tokens and secret values live in this process's memory
     args: argparse.Namespace = build_parser().parse_args(argv)
     if args.command == "run":
         settings = _settings(args)

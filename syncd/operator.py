@@ -61,7 +61,9 @@ from syncd.specs import (
     parse_vault_static_secret,
 )
 from syncd.status import StatusWriter
-from syncd.vault_clients import VaultClients
+from syncd.template_pool import MIB, TemplatePool
+from syncd.vault_addresses import AddressPattern, AllowedAddresses
+from syncd.vault_clients import VaultClients, api_server_audiences
 
 COMPONENT = "vault-syncd"
 
@@ -91,6 +93,15 @@ class Settings:
     #: ``host:port`` of /healthz and /readyz; empty: no probe server (``syncd run`` defaults to
     #: ``0.0.0.0:8080``; the library default stays off so embedding needs no port).
     health_address: str = ""
+    #: The Vault addresses VaultConnections may use (exact URLs or globs, see
+    #: :mod:`syncd.vault_addresses`); None: those of the VaultConnections in :attr:`namespace`.
+    allowed_vault_addresses: tuple[str, ...] | None = None
+    #: Templates: how long one VaultStaticSecret's may take, how much memory (bytes of address
+    #: space beyond an idle worker's) they may use, and how many render at once; see
+    #: :mod:`syncd.template_pool`.
+    template_deadline_seconds: float = 1.0
+    template_memory_bytes: int = 24 * MIB
+    template_workers: int = 2
 
     def lease(self) -> LeaseSettings:
         return LeaseSettings(
@@ -168,6 +179,10 @@ async def run(
     metrics_token = None
     lost = False
     informers: tuple[Informer, ...] = ()
+    templates = TemplatePool(
+        workers=settings.template_workers, deadline=settings.template_deadline_seconds,
+        memory=settings.template_memory_bytes,
+    )
     try:
         def alive() -> str | None:
             if stop.is_set():
@@ -208,10 +223,17 @@ async def run(
         )
         informers = (caches.auths, caches.connections, caches.secrets, caches.static_secrets)
         recorder = EventRecorder(kube=kube, component=COMPONENT, instance=socket.gethostname())
+        addresses = AllowedAddresses(
+            patterns=None if settings.allowed_vault_addresses is None else tuple(
+                AddressPattern.parse(p) for p in settings.allowed_vault_addresses),
+            operator_namespace=settings.namespace, connections=lambda: caches.connections,
+        )
+        clients = VaultClients(kube=kube, pool=pool, addresses=addresses,
+                               api_audiences=await asyncio.to_thread(api_server_audiences))
         controller = Controller(
-            caches=caches, clients=VaultClients(kube=kube, pool=pool), pool=pool,
+            caches=caches, clients=clients, pool=pool,
             recorder=recorder, status=StatusWriter(kube=kube), kube=kube,
-            hmac_key=hmac_key, operator_namespace=settings.namespace,
+            hmac_key=hmac_key, operator_namespace=settings.namespace, templates=templates,
             debounce_seconds=settings.debounce_seconds,
         )
         rollouts = controller.rollouts
@@ -266,6 +288,7 @@ async def run(
                                    - lease.retry_period))
         if queue is not None:
             await queue.close(grace=grace)
+        await templates.close()  # after the queue: no render is running any more
         if rollouts is not None:
             await rollouts.close()
         if refreshes is not None:

@@ -25,6 +25,7 @@ import requests
 
 from plumbing.vault import VaultPool
 from syncd.rendering import KVType
+from syncd.vault_clients import REDIRECT_REFUSED, namespace_header
 
 
 class SourceError(Exception):
@@ -88,14 +89,22 @@ def _errors(response: requests.Response) -> str:
 
 
 def read_blocking(
-    client: hvac.Client, *, kv_type: KVType, mount: str, path: str, version: int = 0
+    client: hvac.Client, *, kv_type: KVType, mount: str, path: str, version: int = 0,
+    namespace: str | None = None,
 ) -> SourceData:
-    """Read the secret (blocking: call it through :class:`VaultPool`)."""
+    """Read the secret (blocking: call it through :class:`VaultPool`).
+
+    ``namespace`` is the Vault (Enterprise) namespace of the mount, sent as
+    ``X-Vault-Namespace``; None for the root namespace.
+    """
     where = f"{kv_type} {mount.strip('/')}/{path.strip('/')}"
+    if namespace:
+        where = f"{where} in Vault namespace {namespace}"
     params = {"version": str(version)} if kv_type == "kv-v2" and version else None
     try:
         response: requests.Response = client.adapter.request(
-            "GET", _location(kv_type, mount, path), params=params, raise_exception=False
+            "GET", _location(kv_type, mount, path), params=params, raise_exception=False,
+            headers=namespace_header(namespace),
         )
     except requests.RequestException as exc:
         raise VaultUnavailable(f"{where}: Vault unreachable: {type(exc).__name__}") from None
@@ -112,6 +121,8 @@ def read_blocking(
         raise VaultUnavailable(f"{where}: Vault answered 503: {_errors(response)}")
     if status >= 500 or status == 429:
         raise VaultUnavailable(f"{where}: Vault answered {status}: {_errors(response)}")
+    if 300 <= status < 400:
+        raise VaultUnavailable(f"{where}: {REDIRECT_REFUSED.format(status=status)}")
     raise SourceError(f"{where}: Vault answered {status}: {_errors(response)}")
 
 
@@ -165,8 +176,10 @@ async def read(
     mount: str,
     path: str,
     version: int = 0,
+    namespace: str | None = None,
 ) -> SourceData:
     """Read the secret without blocking the event loop."""
     return await pool.run(
-        read_blocking, client, kv_type=kv_type, mount=mount, path=path, version=version
+        read_blocking, client, kv_type=kv_type, mount=mount, path=path, version=version,
+        namespace=namespace,
     )

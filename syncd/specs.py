@@ -16,6 +16,7 @@ always come through an API server that applies them (tests, the testbed).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from syncd.rendering import (
     compile_template,
     key_problem,
 )
+from syncd.vault_addresses import parse_address
 
 GROUP = "secrets.vault-syncd.dev"
 VERSION = "v1beta1"
@@ -47,8 +49,15 @@ VAULT_STATIC_SECRET = Resource(
 
 #: ``refreshAfter`` when a VaultStaticSecret does not set it (VSO's drift-check interval).
 DEFAULT_REFRESH_AFTER = "60s"
-#: Vault login token lifetimes below this are refused by VSO's schema, and so by ours.
+#: ServiceAccount token lifetimes below this are refused by VSO's schema (and by the
+#: TokenRequest API), and so by ours.
 MIN_TOKEN_EXPIRATION_SECONDS = 600
+#: ...and longer ones are cut to this: the token is used once, at login, within seconds, so a
+#: longer life only serves whoever steals it. A VSO manifest asking for more keeps working.
+MAX_TOKEN_EXPIRATION_SECONDS = 600
+#: The audience of the ServiceAccount tokens syncd requests when a VaultAuth names none (not
+#: the API server's: such a token, stolen from Vault's side, would be a key to the cluster).
+DEFAULT_TOKEN_AUDIENCES = ("vault",)
 
 AuthMethod = Literal["token", "kubernetes", "jwt", "appRole"]
 TargetKind = Literal["Deployment", "StatefulSet", "DaemonSet", "argo.Rollout"]
@@ -115,9 +124,12 @@ class VaultConnection:
     namespace: str
     name: str
     generation: int
+    #: A deleted and re-created VaultConnection starts at generation 1 again; the uid tells.
+    uid: str
     address: str
     #: A Secret in this VaultConnection's namespace holding ``ca.crt``.
     ca_cert_secret_ref: str | None
+    #: The name for SNI and the certificate check, instead of the address's host.
     tls_server_name: str | None
     skip_tls_verify: bool
     timeout_seconds: float | None
@@ -167,6 +179,7 @@ class VaultAuth:
     namespace: str
     name: str
     generation: int
+    uid: str
     #: None: the ``default`` VaultConnection of syncd's own namespace.
     vault_connection_ref: ObjectRef | None
     method: AuthMethod
@@ -587,7 +600,7 @@ def _raise(r: _Reader, kind: Resource, namespace: str, name: str) -> None:
 def parse_vault_connection(obj: Mapping[str, Any]) -> VaultConnection:
     """A VaultConnection from its API object; raises :class:`SpecError`."""
     r = _Reader()
-    namespace, name, generation, _, _ = _metadata(r, obj, VAULT_CONNECTION)
+    namespace, name, generation, uid, _ = _metadata(r, obj, VAULT_CONNECTION)
     spec = r.mapping(obj, "spec", "", required=True) or {}
 
     address = r.string(spec, "address", "spec", required=True,
@@ -599,13 +612,17 @@ def parse_vault_connection(obj: Mapping[str, Any]) -> VaultConnection:
     timeout = _duration(r, spec, "timeout", "spec", default=None)
     headers = r.string_map(spec, "headers", "spec")
     _check_headers(r, headers, "spec.headers")
+    server_name = r.string(spec, "tlsServerName", "spec")
+    if server_name is not None and _host_name_problem(server_name):
+        r.fail("spec.tlsServerName", _host_name_problem(server_name) or "")
     connection = VaultConnection(
         namespace=namespace,
         name=name,
         generation=generation,
+        uid=uid,
         address=address.rstrip("/"),
         ca_cert_secret_ref=_name(r, spec, "caCertSecretRef", "spec"),
-        tls_server_name=r.string(spec, "tlsServerName", "spec"),
+        tls_server_name=server_name,
         skip_tls_verify=r.boolean(spec, "skipTLSVerify", "spec", default=False),
         timeout_seconds=timeout,
         headers=_frozen(headers),
@@ -626,7 +643,23 @@ def _address_problem(address: str) -> str | None:
         return "must not hold credentials; a VaultAuth supplies them"
     if url.query or url.fragment:
         return f"{address!r} must not have a query or a fragment"
+    try:
+        parse_address(address)  # the host: a DNS name or an IP address, nothing else
+    except ValueError as exc:
+        return str(exc)
     return None
+
+
+def _host_name_problem(name: str) -> str | None:
+    """What is wrong with a TLS server name (a DNS name: SNI carries no IP address)."""
+    if name != name.lower() or _subdomain_problem(name.rstrip(".")):
+        return (f"{name!r} is not a DNS name: use lowercase letters, digits, '-' and '.' (the"
+                " name in Vault's certificate)")
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return None
+    return f"{name!r} is an IP address; a TLS server name is a DNS name (SNI)"
 
 
 def _duration(r: _Reader, parent: Mapping[str, Any], key: str, path: str, *,
@@ -651,7 +684,7 @@ def _duration(r: _Reader, parent: Mapping[str, Any], key: str, path: str, *,
 def parse_vault_auth(obj: Mapping[str, Any]) -> VaultAuth:
     """A VaultAuth from its API object; raises :class:`SpecError`."""
     r = _Reader()
-    namespace, name, generation, _, _ = _metadata(r, obj, VAULT_AUTH)
+    namespace, name, generation, uid, _ = _metadata(r, obj, VAULT_AUTH)
     spec = r.mapping(obj, "spec", "", required=True) or {}
 
     method = cast(AuthMethod | None, r.choice(spec, "method", "spec", AUTH_METHODS))
@@ -674,6 +707,7 @@ def parse_vault_auth(obj: Mapping[str, Any]) -> VaultAuth:
         namespace=namespace,
         name=name,
         generation=generation,
+        uid=uid,
         vault_connection_ref=_ref(r, spec, "vaultConnectionRef", "spec", namespace=namespace),
         method=method or "token",
         mount=(mount or _DEFAULT_MOUNTS[method or "token"]).strip("/"),
@@ -715,11 +749,24 @@ def _kubernetes_auth(r: _Reader, spec: Mapping[str, Any]) -> KubernetesAuth:
         role=r.string(block, "role", where, required=True, hint="the Vault role") or "",
         service_account=_name(r, block, "serviceAccount", where, required=True,
                               hint="a ServiceAccount in the secret's namespace") or "",
-        audiences=r.string_list(block, "audiences", where) or (),
-        token_expiration_seconds=r.integer(block, "tokenExpirationSeconds", where,
-                                           default=MIN_TOKEN_EXPIRATION_SECONDS,
-                                           minimum=MIN_TOKEN_EXPIRATION_SECONDS),
+        audiences=_audiences(r, block, where),
+        token_expiration_seconds=_token_expiration(r, block, where),
     )
+
+
+def _audiences(r: _Reader, block: Mapping[str, Any], where: str) -> tuple[str, ...]:
+    audiences = r.string_list(block, "audiences", where) or ()
+    for i, audience in enumerate(audiences):
+        if not audience.strip():
+            r.fail(f"{where}.audiences[{i}]", "must not be empty")
+    return audiences or DEFAULT_TOKEN_AUDIENCES
+
+
+def _token_expiration(r: _Reader, block: Mapping[str, Any], where: str) -> int:
+    seconds = r.integer(block, "tokenExpirationSeconds", where,
+                        default=MIN_TOKEN_EXPIRATION_SECONDS,
+                        minimum=MIN_TOKEN_EXPIRATION_SECONDS)
+    return min(seconds, MAX_TOKEN_EXPIRATION_SECONDS)
 
 
 def _jwt_auth(r: _Reader, spec: Mapping[str, Any]) -> JWTAuth:
@@ -732,10 +779,8 @@ def _jwt_auth(r: _Reader, spec: Mapping[str, Any]) -> JWTAuth:
         role=r.string(block, "role", where, required=True, hint="the Vault role") or "",
         secret_ref=secret_ref,
         service_account=service_account,
-        audiences=r.string_list(block, "audiences", where) or (),
-        token_expiration_seconds=r.integer(block, "tokenExpirationSeconds", where,
-                                           default=MIN_TOKEN_EXPIRATION_SECONDS,
-                                           minimum=MIN_TOKEN_EXPIRATION_SECONDS),
+        audiences=_audiences(r, block, where),
+        token_expiration_seconds=_token_expiration(r, block, where),
     )
 
 

@@ -2,17 +2,34 @@
 
 ESO's users brought a Vault cluster down with a login per reconcile (ESO #376): every login
 makes a token and a lease. Here a client is made once per authentication configuration and
-kept until that configuration changes (a new generation of the VaultAuth or VaultConnection)
-or Vault refuses its token (403), which is how a rotated token Secret is picked up.
+kept until that configuration changes (a new generation of the VaultAuth or VaultConnection,
+or a new object under the same name: the uid is part of the key, because a re-created object
+starts at generation 1 again) or Vault refuses its token (403), which is how a rotated token
+Secret is picked up.
+
+Credentials go only where the operator allows (:mod:`syncd.vault_addresses`): the address is
+checked before anything is read or sent, and every client's session sends only to that one
+origin and follows no redirect (requests would re-send ``X-Vault-Token`` to wherever a
+redirect points, and a 307 re-sends a login's JWT too). ``tlsServerName`` is the name for SNI
+and for the certificate check when the address is an IP or another name.
 
 Credentials are read from the Kubernetes API only when a client is made, never per reconcile.
 
-``method: kubernetes`` (VSO's): a short-lived token of ``spec.kubernetes.serviceAccount`` in the
-VaultStaticSecret's namespace is requested from the TokenRequest API and traded for a Vault
-token at ``auth/<mount>/login``. That Vault token has a lease, so such a client is also made
-again when two thirds of the lease have passed: the next use logs in anew (a new TokenRequest,
-a new login) while the old token still works, rather than waiting for a 403 at expiry. The JWT
-and the Vault token live only in the hvac client; no message, log line or span carries them.
+``method: token`` sends the value of a Secret as the Vault token, and only of a Secret of type
+:data:`TOKEN_SECRET_TYPE`: otherwise any Secret of the namespace (a ServiceAccount token, an
+application's password) could be sent to Vault by whoever may write a VaultAuth. The type is
+set at creation and immutable, so no one turns an existing Secret into one by an edit.
+
+``method: kubernetes`` (VSO's): a token of ``spec.kubernetes.serviceAccount`` in the
+VaultStaticSecret's namespace is requested from the TokenRequest API, for the Vault audience
+(``vault`` unless ``spec.kubernetes.audiences`` says otherwise, never the API server's own) and
+for ten minutes at most, and traded for a Vault token at ``auth/<mount>/login``. Stolen from
+Vault's side, such a token is worth nothing against the API server, and not for long.
+
+The Vault token of a login has a lease, so such a client is also made again when two thirds of
+the lease have passed: the next use logs in anew (a new TokenRequest, a new login) while the
+old token still works, rather than waiting for a 403 at expiry. The JWT and the Vault token
+live only in the hvac client; no message, log line or span carries them.
 
 A CA certificate from ``caCertSecretRef`` is written to a file under the temporary directory
 (the only writable place in the container), because requests verifies against a file.
@@ -22,10 +39,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import hashlib
+import json
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,12 +52,26 @@ from typing import Any
 import hvac
 import requests
 import structlog
+from requests.adapters import HTTPAdapter
 
 from plumbing.kube import JSON, SECRETS, Kube, KubeError, Resource
 from plumbing.vault import VaultPool, make_client
 from syncd.specs import KubernetesAuth, VaultAuth, VaultConnection
+from syncd.vault_addresses import AllowedAddresses, Origin, parse_address
 
 SERVICE_ACCOUNTS = Resource("", "v1", "serviceaccounts", kind="ServiceAccount")
+#: The only Secret type ``method: token`` sends to Vault.
+TOKEN_SECRET_TYPE = "secrets.vault-syncd.dev/vault-token"
+NAMESPACE_HEADER = "X-Vault-Namespace"
+#: Audiences API servers commonly accept (their issuer): a token for one of them is refused.
+#: The audiences of syncd's own in-cluster token are added at start-up
+#: (:func:`api_server_audiences`), which covers an API server with other ``--api-audiences``.
+KNOWN_API_AUDIENCES = frozenset({
+    "https://kubernetes.default.svc", "https://kubernetes.default.svc.cluster.local",
+    "kubernetes.default.svc", "kubernetes.default.svc.cluster.local",
+    "https://kubernetes.default", "kubernetes", "k3s", "rke2",
+})
+IN_CLUSTER_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 #: Log in again once this share of the Vault token's lease has passed (the rest is the margin
 #: for a slow login and a refresh interval longer than the remainder).
 RELOGIN_AT = 2 / 3
@@ -80,22 +113,27 @@ class _Entry:
 @dataclass(frozen=True)
 class _Key:
     namespace: str  # the VaultStaticSecret's: credentials are read from its namespace
-    auth: tuple[str, str, int]
-    connection: tuple[str, str, int]
+    auth: tuple[str, str, str, int]  # namespace, name, uid, generation
+    connection: tuple[str, str, str, int]
 
 
 class VaultClients:
     """Make and cache logged-in hvac clients.
 
-    ``clock`` (monotonic seconds) is injectable so the re-login before a lease ends can be
-    tested without waiting for it.
+    ``addresses`` is the operator's allow-list; ``api_audiences`` the audiences no requested
+    ServiceAccount token may carry. ``clock`` (monotonic seconds) is injectable so the re-login
+    before a lease ends can be tested without waiting for it.
     """
 
     def __init__(
-        self, *, kube: Kube, pool: VaultPool, clock: Callable[[], float] = time.monotonic
+        self, *, kube: Kube, pool: VaultPool, addresses: AllowedAddresses,
+        api_audiences: frozenset[str] = KNOWN_API_AUDIENCES,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._kube = kube
         self._pool = pool
+        self._addresses = addresses
+        self._api_audiences = api_audiences
         self._clock = clock
         self._clients: dict[_Key, _Entry] = {}
         #: One login at a time per configuration: VaultStaticSecrets reconciled together share
@@ -108,13 +146,18 @@ class VaultClients:
     def _key(namespace: str, auth: VaultAuth, connection: VaultConnection) -> _Key:
         return _Key(
             namespace,
-            (auth.namespace, auth.name, auth.generation),
-            (connection.namespace, connection.name, connection.generation),
+            (auth.namespace, auth.name, auth.uid, auth.generation),
+            (connection.namespace, connection.name, connection.uid, connection.generation),
         )
 
     async def get(
         self, *, namespace: str, auth: VaultAuth, connection: VaultConnection
     ) -> hvac.Client:
+        # Checked at every use, cached client or not: the operator may narrow the list.
+        problem = self._addresses.problem(namespace=connection.namespace,
+                                          name=connection.name, address=connection.address)
+        if problem:
+            raise AuthError(problem, reason="VaultAddressNotAllowed")
         key = self._key(namespace, auth, connection)
         entry = self._usable(key)
         if entry is not None:
@@ -173,17 +216,22 @@ class VaultClients:
         if connection.ca_cert_secret_ref and not connection.skip_tls_verify:
             verify = await self._ca_file(connection)
         headers = {**connection.headers, **auth.headers}
+        # The Vault namespace goes with each request (the login: the VaultAuth's; a read: the
+        # VaultStaticSecret's, else the VaultAuth's), not with the client.
         client = make_client(
             address=connection.address,
             verify=verify,
             timeout=connection.timeout_seconds or 10.0,
-            namespace=auth.vault_namespace,
             headers=headers,
         )
+        _pin(client, origin=parse_address(connection.address),
+             server_name=connection.tls_server_name)
         if auth.method == "token" and auth.token is not None:
             reference = auth.token.secret_ref
             client.token = await self._secret_value(
-                namespace, reference.name, reference.key, what="spec.token.secretRef"
+                namespace, reference.name, reference.key,
+                what=f"VaultAuth {auth.namespace}/{auth.name}: spec.token.secretRef",
+                secret_type=TOKEN_SECRET_TYPE,
             )
             return _Entry(client, relogin_at=None)
         if auth.method == "kubernetes" and auth.kubernetes is not None:
@@ -212,13 +260,21 @@ class VaultClients:
         fresh one per login means a leaked Vault token is the only thing that outlives it.
         """
         account = f"{namespace}/{spec.service_account}"
-        what = f"VaultAuth {auth.namespace}/{auth.name}: spec.kubernetes.serviceAccount"
+        where = f"VaultAuth {auth.namespace}/{auth.name}"
+        api_audiences = {a.rstrip("/").lower() for a in self._api_audiences}
+        for i, audience in enumerate(spec.audiences):
+            if audience.strip().rstrip("/").lower() in api_audiences:
+                raise AuthError(
+                    f"{where}: spec.kubernetes.audiences[{i}]: {audience!r} is the Kubernetes"
+                    " API server's own audience; a token for it would let whoever reads it at"
+                    " Vault act as the ServiceAccount in the cluster. Use the audience of the"
+                    " Vault role (its audience field), e.g. vault", reason="VaultAuthInvalid")
+        what = f"{where}: spec.kubernetes.serviceAccount"
         body: JSON = {
             "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-            "spec": {"expirationSeconds": spec.token_expiration_seconds},
+            "spec": {"expirationSeconds": spec.token_expiration_seconds,
+                     "audiences": list(spec.audiences)},
         }
-        if spec.audiences:
-            body["spec"]["audiences"] = list(spec.audiences)
         path = SERVICE_ACCOUNTS.path(namespace=namespace, name=spec.service_account,
                                      subresource="token")
         try:
@@ -240,13 +296,22 @@ class VaultClients:
                             " token")
         return token
 
-    async def _secret_value(self, namespace: str, name: str, key: str, *, what: str) -> str:
+    async def _secret_value(
+        self, namespace: str, name: str, key: str, *, what: str, secret_type: str | None = None
+    ) -> str:
         try:
             secret = await self._kube.request("GET", SECRETS.path(namespace=namespace, name=name))
         except KubeError as exc:
             raise AuthError(
                 f"{what}: Secret {namespace}/{name} cannot be read: {exc.reason}"
             ) from None
+        found = secret.get("type") or "Opaque"
+        if secret_type is not None and found != secret_type:
+            raise AuthError(
+                f"{what}: Secret {namespace}/{name} is of type {found!r}; only a Secret of type"
+                f" {secret_type} is sent to Vault as a token (kubectl create secret generic"
+                f" NAME --type={secret_type} --from-literal=token=...)",
+                reason="VaultAuthInvalid")
         encoded = (secret.get("data") or {}).get(key)
         if not encoded:
             raise AuthError(f"{what}: Secret {namespace}/{name} has no key {key!r}")
@@ -255,7 +320,8 @@ class VaultClients:
     async def _ca_file(self, connection: VaultConnection) -> str:
         name = connection.ca_cert_secret_ref or ""
         pem = await self._secret_value(
-            connection.namespace, name, "ca.crt", what="spec.caCertSecretRef"
+            connection.namespace, name, "ca.crt",
+            what=f"VaultConnection {connection.namespace}/{connection.name}: spec.caCertSecretRef",
         )
         digest = hashlib.sha256(pem.encode()).hexdigest()[:16]
         path = self._ca_dir / f"{digest}.pem"
@@ -281,7 +347,8 @@ def _login_blocking(
     payload: dict[str, Any] = {**auth.params, "role": role, "jwt": jwt}
     try:
         response: requests.Response = client.adapter.request(
-            "POST", f"v1/{mount}/login", json=payload, raise_exception=False
+            "POST", f"v1/{mount}/login", json=payload, raise_exception=False,
+            headers=namespace_header(auth.vault_namespace),
         )
     except requests.RequestException as exc:
         raise AuthError(f"{where}: login at {mount}: Vault unreachable: {type(exc).__name__}",
@@ -314,6 +381,9 @@ def _login_blocking(
                    " create TokenReviews (system:auth-delegator)")
     elif status == 503 and "sealed" in lowered:
         raise AuthError(f"{where}: login at {mount}: Vault is sealed", reason="VaultSealed")
+    elif 300 <= status < 400:
+        raise AuthError(f"{where}: login at {mount}: {REDIRECT_REFUSED.format(status=status)}",
+                        reason="VaultUnavailable")
     elif status >= 500 or status == 429:
         raise AuthError(f"{where}: login at {mount}: Vault answered {status}: {errors}",
                         reason="VaultUnavailable")
@@ -329,3 +399,72 @@ def _errors(response: requests.Response) -> str:
         return ""
     errors = body.get("errors") if isinstance(body, dict) else None
     return "; ".join(str(e) for e in errors or [])[:300]
+
+
+REDIRECT_REFUSED = ("Vault answered {status}, a redirect; syncd follows none (credentials go"
+                    " only to the VaultConnection's address): use the address of the active"
+                    " node or of a Service that forwards")
+
+
+def namespace_header(vault_namespace: str | None) -> dict[str, str]:
+    """The header that puts a request in a Vault (Enterprise) namespace; none for the root."""
+    return {NAMESPACE_HEADER: vault_namespace} if vault_namespace else {}
+
+
+class ForeignAddress(requests.RequestException):
+    """A request to another origin than the client's VaultConnection (never sent)."""
+
+
+class _PinnedAdapter(HTTPAdapter):
+    """Send to one origin only; with ``server_name``, use it for SNI and the certificate check.
+
+    urllib3 takes ``server_hostname`` for both the SNI and the hostname match, so a Vault
+    reached by IP (or through a name its certificate lacks) is checked against the name given.
+    """
+
+    def __init__(self, *, origin: Origin, server_name: str | None) -> None:
+        self._origin = origin
+        self._server_name = server_name
+        super().__init__()
+
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False,
+                         **pool_kwargs: Any) -> None:
+        if self._server_name:
+            pool_kwargs.update(server_hostname=self._server_name,
+                               assert_hostname=self._server_name)
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+
+    def send(self, request: requests.PreparedRequest, *args: Any,
+             **kwargs: Any) -> requests.Response:
+        if not self._origin.serves(request.url or ""):
+            raise ForeignAddress("the request is not for the VaultConnection's address")
+        return super().send(request, *args, **kwargs)
+
+
+def _pin(client: hvac.Client, *, origin: Origin, server_name: str | None) -> None:
+    """Make ``client`` send only to ``origin``, follow no redirect, and honour the TLS name."""
+    adapter = _PinnedAdapter(origin=origin, server_name=server_name)
+    session: requests.Session = client.session
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    client.allow_redirects = False
+
+
+def api_server_audiences(token_file: Path = IN_CLUSTER_TOKEN) -> frozenset[str]:
+    """:data:`KNOWN_API_AUDIENCES` and the audiences of syncd's own ServiceAccount token.
+
+    The kubelet requests that token for the API server's audiences, so its ``aud`` claim is
+    exactly what the API server accepts. Blocking (a file read): call it at start-up. Outside a
+    cluster there is no such file, and the well-known audiences are all there is.
+    """
+    try:
+        payload = token_file.read_text().strip().split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (OSError, IndexError, ValueError, binascii.Error):
+        return KNOWN_API_AUDIENCES
+    audiences = claims.get("aud") if isinstance(claims, Mapping) else None
+    if isinstance(audiences, str):
+        audiences = [audiences]
+    if not isinstance(audiences, list):
+        return KNOWN_API_AUDIENCES
+    return KNOWN_API_AUDIENCES | {a for a in audiences if isinstance(a, str)}

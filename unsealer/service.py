@@ -52,6 +52,7 @@ from unsealer.custody import (
     require_invariant,
     survey,
 )
+from unsealer.custody.invariant import require_configured
 from unsealer.discovery import StatefulSet, VaultPod, on_pod_change
 from unsealer.settings import Settings
 from unsealer.shares import FingerprintKey
@@ -311,6 +312,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             f"custody config {config.source}: 'threshold' is required by unsealer run, to"
             " check that no custodian alone reaches it"
         )
+    # Refused by place from the config alone, before any connection or log line (exit 2).
+    require_configured(config, allow_unsafe=settings.allow_unsafe_custody)
     kube = await connect(kubeconfig=settings.kubeconfig)
     session = aiohttp.ClientSession()
     tasks: list[asyncio.Task[None]] = []
@@ -374,7 +377,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                 await peer.close()
         await session.close()
         await kube.close()
-        log.info("stopped")
+        if service is not None:  # a refusal before serving is one line, not a log (cli.py)
+            log.info("stopped")
 
 
 async def _poll(service: Service) -> None:

@@ -59,6 +59,7 @@ class Authenticator:
                 + " is invalid for the target audiences "
                 + _go_list(wanted)
             )
+        self.signer.check_times(claims)
         k8s = claims.get("kubernetes.io") or {}
         namespace = k8s.get("namespace", "")
         sa = k8s.get("serviceaccount") or {}

@@ -3,9 +3,14 @@
 The claims follow the real bound service-account tokens (``iss``, ``sub``, ``aud``, ``exp``,
 ``iat``, ``nbf``, ``jti`` and the ``kubernetes.io`` block with namespace, service account and
 optional pod binding), because Vault's kubernetes auth reads the namespace and name out of them
-before asking for a TokenReview. A token stops validating when it expires, when its audience does
-not intersect the requested ones, or when the ServiceAccount (or the bound pod) it names was
-deleted or recreated with another uid.
+before asking for a TokenReview. A token stops validating when its audience does not intersect
+the requested ones (the API server's own, :data:`DEFAULT_AUDIENCES`, for requests to it), when
+it expires (with the minute of leeway go-jose's ``Claims.Validate`` gives the real server), or
+when the ServiceAccount (or the bound pod) it names was deleted or recreated with another uid;
+checked in that order, as kube-apiserver's ``jwtTokenAuthenticator`` does.
+
+The signer has its own clock (:meth:`Signer.advance`), so a test can see a ten-minute token
+expire without waiting ten minutes.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from testbed.kube.meta import Obj, new_uid, rfc3339
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 DEFAULT_AUDIENCES = (ISSUER,)
+#: go-jose's ``jwt.DefaultLeeway``, which kube-apiserver's claim validation uses.
+LEEWAY_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,15 @@ class Signer:
             .decode()
         )
         self.kid = new_uid().replace("-", "")[:43]
+        #: Seconds added to the wall clock: what :meth:`advance` moved the API server's time by.
+        self.offset = 0.0
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        """Move this API server's clock (issuing and validating) ``seconds`` forward."""
+        self.offset += seconds
 
     def issue(
         self,
@@ -92,7 +108,7 @@ class Signer:
         pod: Obj | None = None,
         node: str = "",
     ) -> tuple[str, dt.datetime]:
-        issued = int(time.time())
+        issued = int(self.now())
         expires = issued + seconds
         k8s: dict[str, Any] = {
             "namespace": namespace,
@@ -116,20 +132,28 @@ class Signer:
         return token, dt.datetime.fromtimestamp(expires, dt.UTC)
 
     def verify(self, token: str) -> dict[str, Any]:
-        """Signature and expiry only; audience and liveness are checked by the caller."""
+        """Signature and issuer only; the caller checks the audience, then :meth:`check_times`."""
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
                 self._key.public_key(),
                 algorithms=["RS256"],
-                options={"verify_aud": False, "require": ["exp", "iat", "sub"]},
+                options={"verify_aud": False, "verify_exp": False, "verify_nbf": False,
+                         "verify_iat": False, "require": ["exp", "iat", "sub"]},
                 issuer=ISSUER,
             )
-        except jwt.ExpiredSignatureError as exc:
-            raise TokenError("Token has expired.") from exc
         except jwt.InvalidTokenError as exc:
             raise TokenError(str(exc) or "invalid token") from exc
         return claims
+
+    def check_times(self, claims: dict[str, Any]) -> None:
+        """Expiry and not-before, with the real server's leeway and messages."""
+        now = self.now()
+        if now > float(claims["exp"]) + LEEWAY_SECONDS:
+            raise TokenError("service account token has expired")
+        not_before = claims.get("nbf")
+        if isinstance(not_before, int | float) and now < not_before - LEEWAY_SECONDS:
+            raise TokenError("service account token is not valid yet")
 
 
 def token_request_response(request: Obj, token: str, expires: dt.datetime) -> Obj:

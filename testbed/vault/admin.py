@@ -134,9 +134,12 @@ class VaultAdmin:
             target.faults.clear()
 
     def request_count(
-        self, *, method: str | None = None, path: str | None = None, node: int | None = None
+        self, *, method: str | None = None, path: str | None = None, node: int | None = None,
+        namespace: str | None = None,
     ) -> int:
-        return sum(t.counter.count(method=method, path=path) for t in self._targets(node))
+        """Requests counted; ``namespace``: only those with that X-Vault-Namespace header."""
+        return sum(t.counter.count(method=method, path=path, namespace=namespace)
+                   for t in self._targets(node))
 
     def request_counts(self, *, node: int | None = None) -> dict[str, int]:
         totals: dict[str, int] = {}

@@ -114,26 +114,39 @@ class FaultInjector:
 
 
 class RequestCounter:
-    """Requests seen per (method, path), the query string left out."""
+    """Requests seen per (method, path, X-Vault-Namespace header), the query string left out.
+
+    The namespace header is counted, not acted on: Vault Community Edition ignores it (every
+    request runs in the root namespace), and so does the emulation; tests use the count to see
+    that a client sent it.
+    """
 
     def __init__(self) -> None:
-        self._counts: Counter[tuple[str, str]] = Counter()
+        self._counts: Counter[tuple[str, str, str]] = Counter()
 
-    def record(self, method: str, path: str) -> None:
-        self._counts[method, path] += 1
+    def record(self, method: str, path: str, namespace: str = "") -> None:
+        self._counts[method, path, namespace] += 1
 
-    def count(self, *, method: str | None = None, path: str | None = None) -> int:
-        """Total of the requests matching ``method`` and the fnmatch glob ``path``."""
+    def count(
+        self, *, method: str | None = None, path: str | None = None,
+        namespace: str | None = None,
+    ) -> int:
+        """Total of the requests matching ``method``, the fnmatch glob ``path`` and the
+        namespace header (``""``: sent without one; None: either)."""
         return sum(
             n
-            for (m, p), n in list(self._counts.items())
+            for (m, p, ns), n in list(self._counts.items())
             if (method is None or m == method.upper())
             and (path is None or fnmatch.fnmatchcase(p, path))
+            and (namespace is None or ns == namespace)
         )
 
     def snapshot(self) -> dict[str, int]:
         """``{"GET /v1/secret/data/x": 3, ...}``."""
-        return {f"{m} {p}": n for (m, p), n in sorted(self._counts.items())}
+        totals: Counter[str] = Counter()
+        for (m, p, _), n in self._counts.items():
+            totals[f"{m} {p}"] += n
+        return dict(sorted(totals.items()))
 
     def reset(self) -> None:
         self._counts = Counter()

@@ -141,7 +141,7 @@ def build_server(node: Node) -> web.Server:
         path = request.path
         if path.startswith(admin.PREFIX):
             return await admin.handle(node, request)
-        node.counter.record(method, path)
+        node.counter.record(method, path, request.headers.get("X-Vault-Namespace", ""))
         fault = node.faults.pick(method, path)
         if fault is not None:
             if fault.latency > 0:

@@ -123,22 +123,31 @@ async def test_pod_bound_token_dies_with_the_pod(raw, kube: Kube) -> None:
 
 
 async def test_expired_and_garbage_tokens(raw, kube: Kube) -> None:
-    sa = kube.admin.ensure_service_account("default", "old")
-    expired, _ = kube.cluster.signer.issue(
-        namespace="default",
-        sa_name="old",
-        sa_uid=sa["metadata"]["uid"],
-        audiences=["vault"],
-        seconds=-10,
-    )
-    review = await raw(
-        "POST",
-        "/apis/authentication.k8s.io/v1/tokenreviews",
-        body={"spec": {"token": expired, "audiences": ["vault"]}},
-    )
-    assert "authenticated" not in review.json["status"]
+    kube.admin.ensure_service_account("default", "old")
+    token = kube.admin.mint_token("default", "old", audiences=["vault"],
+                                  expiration_seconds=600)
+    review = {"spec": {"token": token, "audiences": ["vault"]}}
+    path = "/apis/authentication.k8s.io/v1/tokenreviews"
+    # kube-apiserver validates exp with go-jose's default leeway of one minute.
+    kube.cluster.signer.advance(600 + 55)
+    assert (await raw("POST", path, body=review)).json["status"]["authenticated"] is True
+    kube.cluster.signer.advance(10)
+    expired = (await raw("POST", path, body=review)).json["status"]
+    assert "authenticated" not in expired
+    assert expired["error"] == "[invalid bearer token, service account token has expired]"
     unauthorized = await raw("GET", "/api/v1/namespaces", token="garbage")
     assert unauthorized.status == 401 and unauthorized.json["reason"] == "Unauthorized"
+
+
+async def test_a_token_for_another_audience_is_no_key_to_the_api_server(raw, kube: Kube) -> None:
+    """As kube-apiserver: a request's bearer token must be for the API server's audiences."""
+    kube.admin.ensure_service_account("default", "deployer")
+    kube.admin.grant("default", "deployer", "cluster-admin")
+    for_vault = kube.admin.mint_token("default", "deployer", audiences=["vault"])
+    for_api = kube.admin.mint_token("default", "deployer")
+    refused = await raw("GET", "/api/v1/namespaces/default/secrets", token=for_vault)
+    assert refused.status == 401 and refused.json["reason"] == "Unauthorized"
+    assert (await raw("GET", "/api/v1/namespaces/default/secrets", token=for_api)).status == 200
 
 
 async def test_rbac_allows_and_denies_service_account(kube: Kube, tmp_path: Path) -> None:

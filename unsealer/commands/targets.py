@@ -66,21 +66,23 @@ async def find_targets(args: argparse.Namespace, clients: Clients) -> list[Targe
 
 
 async def _statefulset(args: argparse.Namespace, clients: Clients) -> StatefulSet | None:
+    """The StatefulSet, listed by name: the unsealer's Role grants list/watch on that name."""
     kube = await clients.kube()
     try:
-        obj = await kube.request(
-            "GET", STATEFULSETS.path(namespace=args.namespace, name=args.statefulset))
+        body = await kube.request(
+            "GET", STATEFULSETS.path(namespace=args.namespace),
+            query=[("fieldSelector", f"metadata.name={args.statefulset}")],
+        )
     except KubeError as exc:
-        if exc.status == 404:
-            return None
-        hint = " (RBAC: get statefulsets in that namespace)" if exc.status == 403 else ""
+        hint = " (RBAC: list statefulsets in that namespace)" if exc.status == 403 else ""
         raise CommandError(
             f"cannot read StatefulSet {args.statefulset!r} in {args.namespace!r}: {exc.status}"
             f" {exc.reason}: {exc.message}{hint}"
         ) from None
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         raise CommandError(f"cannot reach the Kubernetes API: {_describe(exc)}") from None
-    return StatefulSet.from_object(obj)
+    items: list[dict[str, Any]] = body.get("items") or []
+    return StatefulSet.from_object(items[0]) if items else None
 
 
 async def list_pods(args: argparse.Namespace, clients: Clients) -> list[dict[str, Any]]:

@@ -48,6 +48,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         kube.admin.apply({
             "apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": "vault-token", "namespace": APP_NS},
+            "type": "secrets.vault-syncd.dev/vault-token",
             "stringData": {"token": vault_token},
         })
         kube.admin.apply({

@@ -12,6 +12,7 @@ syncd writes or logs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -20,6 +21,7 @@ import yaml
 from plumbing.kube import connect
 from plumbing.vault import VaultPool
 from syncd.specs import parse_vault_auth, parse_vault_connection
+from syncd.vault_addresses import AllowedAddresses
 from syncd.vault_clients import AuthError, VaultClients
 from tests.syncd.e2e.world import APP_NS, GROUP_VERSION, OPERATOR_NS, ROOT, World
 
@@ -178,7 +180,11 @@ async def test_client_lifetime_on_an_injected_clock(world: World) -> None:
     connection = parse_vault_connection(world.kube.admin.get(
         GROUP_VERSION, "VaultConnection", "default", OPERATOR_NS) or {})
     kube, pool, clock = await connect(kubeconfig=str(world.kubeconfig)), VaultPool(), _Clock()
-    clients = VaultClients(kube=kube, pool=pool, clock=clock)
+    addresses = AllowedAddresses(patterns=None, operator_namespace=OPERATOR_NS,
+                                 connections=lambda: [world.kube.admin.get(
+                                     GROUP_VERSION, "VaultConnection", "default", OPERATOR_NS)
+                                     or {}])
+    clients = VaultClients(kube=kube, pool=pool, addresses=addresses, clock=clock)
     where = {"namespace": APP_NS, "auth": auth, "connection": connection}
     try:
         first = await clients.get(**where)
@@ -202,7 +208,15 @@ async def test_client_lifetime_on_an_injected_clock(world: World) -> None:
             await clients.get(**where)
         assert refused.value.reason == "VaultUnavailable"
         world.vault.admin.clear_faults()
-        assert await clients.get(**where) is not second
+        third = await clients.get(**where)
+        assert third is not second
+
+        # The VaultAuth deleted and created again: generation 1 again, but a new uid.
+        logins = world.logins()
+        recreated = dataclasses.replace(auth, uid="uid-of-the-new-object")
+        assert await clients.get(namespace=APP_NS, auth=recreated,
+                                 connection=connection) is not third
+        assert world.logins() == logins + 1
     finally:
         await kube.close()
         pool.shutdown()

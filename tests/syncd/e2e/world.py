@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import io
 import json
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,13 @@ import yaml
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from plumbing.kube import SECRETS
+from plumbing.kube import Kube as KubeClient
+from plumbing.kube import connect as kube_connect
 from syncd.health import HealthServer
 from syncd.leadership import LEASES
 from syncd.operator import Settings, run
+from syncd.specs import VAULT_AUTH, VAULT_CONNECTION, VAULT_STATIC_SECRET
 from testbed.kube import Kube
 from testbed.vault import RunningVault
 
@@ -50,6 +55,36 @@ FINGERPRINTS = "secrets.vault-syncd.dev/fingerprints"
 #: in the same order as controller-runtime's 15 s / 10 s / 2 s.
 LEASE_TIMINGS = {"lease_duration_seconds": 2.0, "renew_deadline_seconds": 1.5,
                  "retry_period_seconds": 0.25}
+
+
+#: Our kinds in the ``edit`` ClusterRole, aggregated as a cluster would (the manifests ship no
+#: such role yet): what makes a namespace user with ``edit`` able to create them.
+TENANT_EDIT_ROLE = {
+    "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+    "metadata": {"name": "vault-syncd-tests-aggregate-to-edit",
+                 "labels": {"rbac.authorization.k8s.io/aggregate-to-edit": "true"}},
+    "rules": [{"apiGroups": ["secrets.vault-syncd.dev"],
+               "resources": ["vaultconnections", "vaultauths", "vaultstaticsecrets"],
+               "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}],
+}
+_TENANT_KINDS = {"Secret": SECRETS, "VaultConnection": VAULT_CONNECTION,
+                 "VaultAuth": VAULT_AUTH, "VaultStaticSecret": VAULT_STATIC_SECRET}
+
+
+@dataclass
+class Tenant:
+    """A namespace user of ``app`` bound to ``edit`` and nothing else, with its own token."""
+
+    kube: KubeClient
+
+    async def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        resource = _TENANT_KINDS[obj["kind"]]
+        obj = {"apiVersion": resource.api_version, **obj}
+        return await self.kube.request(
+            "POST", resource.path(namespace=obj["metadata"].get("namespace", APP_NS)), body=obj)
+
+    async def delete(self, kind: str, name: str) -> None:
+        await self.kube.request("DELETE", _TENANT_KINDS[kind].path(namespace=APP_NS, name=name))
 
 
 @dataclass
@@ -134,6 +169,7 @@ class World:
         self.apply({
             "apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": "vault-token", "namespace": APP_NS},
+            "type": "secrets.vault-syncd.dev/vault-token",
             "stringData": {"token": token},
         })
         return token
@@ -217,6 +253,22 @@ class World:
         """syncd's TokenRequests (``create`` on ``serviceaccounts/token``)."""
         return [r for r in self.syncd_requests(["create"])
                 if r.resource == "serviceaccounts/token"]
+
+    @contextlib.asynccontextmanager
+    async def tenant(self) -> AsyncIterator[Tenant]:
+        """Act as a namespace user of ``app`` bound to the ``edit`` ClusterRole (a
+        ServiceAccount ``tenant``, through the API server with its own token and RBAC)."""
+        self.kube.admin.apply(TENANT_EDIT_ROLE)
+        self.kube.admin.ensure_service_account(APP_NS, "tenant")
+        self.kube.admin.grant(APP_NS, "tenant", "edit", in_namespace=APP_NS)
+        token = self.kube.admin.mint_token(APP_NS, "tenant")
+        kubeconfig = self.kube.write_kubeconfig(self.kubeconfig.with_name("tenant"),
+                                                token=token, namespace=APP_NS)
+        client = await kube_connect(kubeconfig=str(kubeconfig))
+        try:
+            yield Tenant(client)
+        finally:
+            await client.close()
 
     # --- Kubernetes ---------------------------------------------------------------------
 
