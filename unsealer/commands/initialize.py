@@ -164,7 +164,9 @@ async def initialize(args: argparse.Namespace, clients: Clients) -> int:
     target = await uninitialised_target(args, clients)
 
     token_file = TokenFile.create(Path(args.root_token_file)) if args.root_token_file else None
-    node = clients.vault(target.address, timeout=INIT_TIMEOUT_SECONDS)
+    # Over https, the server that proved the pod's name when probed (None: plain http).
+    node = clients.vault(target.address, timeout=INIT_TIMEOUT_SECONDS,
+                         server_name=target.server_name)
     # SIGTERM, SIGINT, SIGHUP wait from before sys/init is sent until every share and the
     # token are stored or rescued: see DeferredSignals and hand_over.
     with DeferredSignals() as deferred:
