@@ -21,6 +21,7 @@ import functools
 from collections.abc import Sequence
 
 from plumbing.hardening import disable_core_dumps
+from plumbing.health import address_option
 from plumbing.lifecycle import serve
 from plumbing.options import OptionParser, add_telemetry_options
 from plumbing.version import VERSION
@@ -116,6 +117,10 @@ def _add_run(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         help="only serve the peerServer of the custody config (release shares to another "
         "unsealer); never unseal from this process",
     )
+    run.option(
+        "--health-address", type=address_option, default="0.0.0.0:8080",
+        help="host:port of /healthz, /readyz and /metrics; empty to serve none",
+    )
     add_telemetry_options(run)
     run.set_defaults(entry=_run)
 
@@ -156,6 +161,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         allow_unsafe_custody=args.allow_unsafe_custody,
         max_retry_subsets=args.max_retry_subsets,
         peer_only=args.peer_only,
+        health_address=args.health_address,
     )
 
 

@@ -38,6 +38,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from plumbing.events import EventRecorder
+from plumbing.health import HealthServer
 from plumbing.kube import JSON, PODS, STATEFULSETS, Kube, connect
 from plumbing.queueing import WorkQueue
 from plumbing.telemetry import meter, tracer
@@ -78,7 +79,7 @@ class NotACandidate(LookupError):
 class Metrics:
     """The unsealer's instruments (OpenTelemetry; exported as OTEL_METRICS_EXPORTER says)."""
 
-    def __init__(self, *, custodians: int) -> None:
+    def __init__(self, *, custodians: int, sealed_since: dict[str, float]) -> None:
         instruments = meter("unsealer")
         self.attempts = instruments.create_counter(
             "unsealer.attempts", unit="{attempt}", description="unseal attempts by result"
@@ -93,8 +94,25 @@ class Metrics:
             unit="{custodian}", description="custodians that answered the last fetch",
         )
 
+        self._sealed_since = sealed_since
+        instruments.create_observable_gauge(
+            "unsealer.sealed.pods", callbacks=[self._observe_sealed], unit="{pod}",
+            description="Vault pods seen sealed and not unsealed since",
+        )
+        instruments.create_observable_gauge(
+            "unsealer.sealed.duration", callbacks=[self._observe_sealed_for], unit="s",
+            description="how long the pod sealed longest has been (0 when none is)",
+        )
+
     def _observe_reachable(self, options: CallbackOptions) -> Iterable[Observation]:
         yield Observation(self.reachable)
+
+    def _observe_sealed(self, options: CallbackOptions) -> Iterable[Observation]:
+        yield Observation(len(self._sealed_since))
+
+    def _observe_sealed_for(self, options: CallbackOptions) -> Iterable[Observation]:
+        since = min(self._sealed_since.values(), default=None)
+        yield Observation(0.0 if since is None else time.monotonic() - since)
 
 
 class Service:
@@ -136,11 +154,18 @@ class Service:
             kube=kube, component=COMPONENT, instance=socket.gethostname()
         )
         self._sealed_since: dict[str, float] = {}
-        self.metrics = Metrics(custodians=custodian_count)
+        self.metrics = Metrics(custodians=custodian_count, sealed_since=self._sealed_since)
         self._ssl: ssl.SSLContext | bool = (
             ssl.create_default_context(cafile=settings.ca_file) if settings.ca_file else True
         )
         self._log = structlog.get_logger("unsealer")
+
+    def ready(self) -> str | None:
+        """Readiness: None once the pod and StatefulSet caches are listed, else why not."""
+        for cache in (self.statefulsets, self.pods):
+            if not cache.synced.is_set():
+                return "caches not listed yet"
+        return None
 
     def _look(self, pod: str, reason: str) -> None:
         if self._settings.peer_only:
@@ -320,6 +345,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     scheduler = AsyncIOScheduler()
     peer: PeerServer | None = None
     service: Service | None = None
+    probes: HealthServer | None = None
     try:
         custodians = build_custodians(config, kube=kube)
         key = (FingerprintKey(settings.fingerprint_key) if settings.fingerprint_key
@@ -352,6 +378,10 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         tasks.append(asyncio.create_task(service.statefulsets.run(), name="statefulset"))
         tasks.append(asyncio.create_task(service.pods.run(), name="pods"))
         tasks.append(asyncio.create_task(service.queue.run(), name="queue"))
+        if settings.health_address:
+            probes = HealthServer(address=settings.health_address,
+                                  alive=lambda: _dead(tasks), ready=service.ready)
+            await probes.start()
         scheduler.add_job(
             _poll, IntervalTrigger(seconds=settings.poll_seconds,
                                    jitter=min(settings.poll_seconds * 0.1, 5.0)),
@@ -365,6 +395,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         await stop.wait()
         log.info("stopping")
     finally:
+        if probes is not None:
+            await probes.stop()
         if service is not None:
             await service.queue.close(grace=settings.grace_seconds)
         if scheduler.running:
@@ -379,6 +411,14 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         await kube.close()
         if service is not None:  # a refusal before serving is one line, not a log (cli.py)
             log.info("stopped")
+
+
+def _dead(tasks: list[asyncio.Task[None]]) -> str | None:
+    """Liveness: why the unsealer cannot work any more (a cache or the queue ended), or None."""
+    for task in tasks:
+        if task.done():
+            return f"{task.get_name()} stopped"
+    return None
 
 
 async def _poll(service: Service) -> None:

@@ -50,6 +50,9 @@ class Settings:
     #: another unsealer but could never reach the threshold on its own (it would only post
     #: UnsealFailed Events about pods the other unsealer unseals).
     peer_only: bool = False
+    #: ``host:port`` of /healthz, /readyz and /metrics; empty: none (``unsealer run`` defaults
+    #: to ``0.0.0.0:8080``).
+    health_address: str = ""
 
     def __post_init__(self) -> None:
         if not self.address_template.startswith("https://") and not self.allow_plain_http:

@@ -39,6 +39,7 @@ FLAGS: dict[str, tuple[list[str], Any]] = {
     "allow_plain_http": (["--allow-plain-http"], True),
     "share_attempt_budget": (["--share-attempt-budget", "2"], 2),
     "share_budget_seconds": (["--share-budget-window", "10m"], 600.0),
+    "health_address": (["--health-address", "127.0.0.1:9090"], "127.0.0.1:9090"),
 }
 
 
@@ -65,8 +66,10 @@ def test_every_settings_field_has_a_variable(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_defaults_are_the_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("UNSEALER_CUSTODY_CONFIG", "custody.yaml")
+    # The one difference: the CLI serves /healthz, /readyz and /metrics by default (a process
+    # in a pod), Settings() serves none (the tests run several unsealers in one process).
     assert settings_from(build_parser().parse_args(["run"])) == Settings(
-        custody_config="custody.yaml")
+        custody_config="custody.yaml", health_address="0.0.0.0:8080")
 
 
 def test_a_custody_config_is_required() -> None:
