@@ -52,7 +52,7 @@ from opentelemetry.sdk.trace.export import (
 )
 from opentelemetry.util._once import Once
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
 from plumbing.redaction import Redactor, render_exceptions
 
@@ -270,10 +270,11 @@ def configure(
 
 def prometheus_exposition() -> tuple[bytes, str]:
     """The current metrics in Prometheus text format, and its content type (empty before
-    :func:`configure`)."""
+    :func:`configure`). Served as format 0.0.4, which every Prometheus (2.x and 3.x) reads;
+    the text is the same (no UTF-8 metric names here)."""
     if not _PROMETHEUS:
-        return b"", CONTENT_TYPE_LATEST
-    return generate_latest(_PROMETHEUS[0]), CONTENT_TYPE_LATEST
+        return b"", CONTENT_TYPE_PLAIN_0_0_4
+    return generate_latest(_PROMETHEUS[0]), CONTENT_TYPE_PLAIN_0_0_4
 
 
 def _set_providers(tracer_provider: TracerProvider, meter_provider: MeterProvider) -> None:

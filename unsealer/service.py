@@ -18,7 +18,8 @@ after an exponential, jittered, capped delay — never a hot loop. Pod changes (
 
 Observability: one trace per attempt (spans per custodian fetch and per share submitted),
 Events ``Unsealed`` / ``UnsealFailed`` on the pod, and metrics: attempts by result, time from
-"seen sealed" to unsealed, custodians reachable.
+"seen sealed" to unsealed, custodians reachable and configured, pods sealed and for how long
+(also in Prometheus text format at ``/metrics`` on ``--health-address``).
 """
 
 from __future__ import annotations
@@ -94,6 +95,11 @@ class Metrics:
             unit="{custodian}", description="custodians that answered the last fetch",
         )
 
+        instruments.create_observable_gauge(
+            "unsealer.custodians.configured", callbacks=[self._observe_configured],
+            unit="{custodian}", description="custodians in the custody config",
+        )
+        self._configured = custodians
         self._sealed_since = sealed_since
         instruments.create_observable_gauge(
             "unsealer.sealed.pods", callbacks=[self._observe_sealed], unit="{pod}",
@@ -106,6 +112,9 @@ class Metrics:
 
     def _observe_reachable(self, options: CallbackOptions) -> Iterable[Observation]:
         yield Observation(self.reachable)
+
+    def _observe_configured(self, options: CallbackOptions) -> Iterable[Observation]:
+        yield Observation(self._configured)
 
     def _observe_sealed(self, options: CallbackOptions) -> Iterable[Observation]:
         yield Observation(len(self._sealed_since))
