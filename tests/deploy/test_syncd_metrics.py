@@ -5,11 +5,16 @@ or the dashboard uses is in the scrape (so they cannot rot when a metric is rena
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
+
+import aiohttp
 
 from testbed.waiting import until
 from tests.deploy.metrics import referenced, scrape, value
 from tests.syncd.e2e.conftest import world  # noqa: F401  (the fixture)
+from tests.syncd.e2e.test_template_bounds import _syncd_process
 from tests.syncd.e2e.world import LEASE_TIMINGS, World
+from tests.unsealer.e2e.world import free_port
 
 
 async def test_metrics_are_served_in_prometheus_format_and_cover_the_alerts(
@@ -54,3 +59,27 @@ async def test_metrics_are_served_in_prometheus_format_and_cover_the_alerts(
     assert referenced("syncd_"), "the alerts and dashboard use syncd's metrics"
     assert not missing, f"alerts or dashboard use metrics syncd does not export: {missing}"
     assert not world.leaks([text])
+
+
+async def test_a_syncd_process_serves_metrics_by_default(
+    world: World, tmp_path: Path,  # noqa: F811
+) -> None:
+    """``syncd run`` as a process (OTLP off: ``OTEL_METRICS_EXPORTER=none``): /metrics is there
+    anyway, with the sync it made."""
+    await world.write_kv("kv-secret/info", {"SECRET_KEY": world.value("process")})
+    world.vss("info")
+    port = free_port()
+    async with _syncd_process(world, tmp_path, port=port) as (process, log):
+        async def synced() -> bool:
+            assert process.returncode is None, log.read_text()
+            try:
+                _, _, now = await scrape(port)
+            except aiohttp.ClientError:
+                return False  # not listening yet
+            return value(now, "syncd_syncs_total", outcome="SecretSynced") == 1
+
+        await until(synced, deadline=30, every=0.1)
+        _, text, samples = await scrape(port)
+        assert value(samples, "syncd_leader") == 1
+        assert value(samples, "target_info", service_name="syncd") == 1
+        assert not world.leaks([text, log.read_text()])
