@@ -56,6 +56,7 @@ from unsealer.custody import (
 )
 from unsealer.custody.invariant import require_configured
 from unsealer.discovery import StatefulSet, VaultPod, on_pod_change
+from unsealer.notifications import Event, Notice, Notifier
 from unsealer.settings import Settings
 from unsealer.shares import FingerprintKey
 from unsealer.unsealing import Attempt, Unsealer, UnsealFailed, VaultShape
@@ -136,8 +137,12 @@ class Service:
         unsealer: Unsealer,
         custodian_count: int,
         shape: VaultShape,
+        notifier: Notifier,
     ) -> None:
         self._settings = settings
+        self._notifier = notifier
+        #: The failure last notified per pod: a failure is told once per reason, not per retry.
+        self._told_failure: dict[str, str] = {}
         self._session = session
         self._unsealer = unsealer
         self._custodian_count = custodian_count
@@ -299,6 +304,8 @@ class Service:
             return None
         if attempt.outcome != "VaultUnreachable":
             # The pod was seen sealed when this attempt read its seal-status.
+            if name not in self._sealed_since:
+                self._notify("sealed", name, "Sealed", f"seen sealed at {_clock()}")
             self._sealed_since.setdefault(name, started)
             self.metrics.reachable = self._custodian_count - len(attempt.unreachable)
         self.metrics.attempts.add(1, {"result": attempt.outcome, "transport": self.transport})
@@ -310,13 +317,30 @@ class Service:
             since = self._sealed_since.pop(name, started)
             self.metrics.time_to_unseal.record(now - since)
             log.info("unsealed", seconds=round(now - since, 3))
+            self._told_failure.pop(name, None)
+            self._notify("unsealed", name, "Unsealed",
+                         f"{_message(attempt)} ({now - since:.1f} s after it was seen sealed)")
             await self._recorder.post(obj, type="Normal", reason="Unsealed",
                                       message=_message(attempt))
             return None
         log.warning("unseal failed", detail=attempt.detail)
+        # Unreachable is what a restarting Vault looks like; it is not news until it is sealed.
+        if attempt.outcome != "VaultUnreachable" and \
+                self._told_failure.get(name) != attempt.outcome:
+            self._told_failure[name] = attempt.outcome
+            self._notify("unseal_failed", name, attempt.outcome, _message(attempt))
         await self._recorder.post(obj, type="Warning", reason="UnsealFailed",
                                   message=_message(attempt))
         raise UnsealFailed(attempt)
+
+
+    def _notify(self, event: Event, pod: str, reason: str, message: str) -> None:
+        self._notifier.notify(Notice(event=event, namespace=self._settings.namespace, pod=pod,
+                                     reason=reason, message=message))
+
+
+def _clock() -> str:
+    return time.strftime("%H:%M:%S", time.gmtime()) + " UTC"
 
 
 def _message(attempt: Attempt) -> str:
@@ -355,6 +379,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     peer: PeerServer | None = None
     service: Service | None = None
     probes: HealthServer | None = None
+    notifier: Notifier | None = None
     try:
         custodians = build_custodians(config, kube=kube)
         key = (FingerprintKey(settings.fingerprint_key) if settings.fingerprint_key
@@ -367,8 +392,9 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                             max_retry_subsets=settings.max_retry_subsets,
                             share_attempt_budget=settings.share_attempt_budget,
                             share_budget_seconds=settings.share_budget_seconds)
+        notifier = Notifier(targets=settings.notify, session=session)
         service = Service(settings=settings, kube=kube, session=session, unsealer=unsealer,
-                          custodian_count=len(custodians), shape=shape)
+                          custodian_count=len(custodians), shape=shape, notifier=notifier)
         if service.transport == "plain-http":
             log.warning(
                 "plain http: Vault's identity is not verified", transport=service.transport,
@@ -387,6 +413,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         tasks.append(asyncio.create_task(service.statefulsets.run(), name="statefulset"))
         tasks.append(asyncio.create_task(service.pods.run(), name="pods"))
         tasks.append(asyncio.create_task(service.queue.run(), name="queue"))
+        tasks.append(asyncio.create_task(notifier.run(), name="notifications"))
         if settings.health_address:
             probes = HealthServer(address=settings.health_address,
                                   alive=lambda: _dead(tasks), ready=service.ready)
@@ -408,6 +435,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             await probes.stop()
         if service is not None:
             await service.queue.close(grace=settings.grace_seconds)
+        if notifier is not None:  # what the last attempts told, if the targets answer soon
+            await notifier.drain(grace=min(settings.grace_seconds, 5.0))
         if scheduler.running:
             scheduler.shutdown(wait=False)
         for task in tasks:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from unsealer.discovery import (
     DEFAULT_ADDRESS,
@@ -10,6 +10,7 @@ from unsealer.discovery import (
     DEFAULT_SERVER_NAME,
     DEFAULT_STATEFULSET,
 )
+from unsealer.notifications import Target
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,6 +54,9 @@ class Settings:
     #: ``host:port`` of /healthz, /readyz and /metrics; empty: none (``unsealer run`` defaults
     #: to ``0.0.0.0:8080``).
     health_address: str = ""
+    #: Webhooks told when a pod seals, unseals or cannot be unsealed (their URLs are secrets:
+    #: kept out of repr).
+    notify: tuple[Target, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         if not self.address_template.startswith("https://") and not self.allow_plain_http:
