@@ -95,7 +95,7 @@ def check_args(function: Func, name: str, values: list[Any], *,
         }[kind]
         if not ok:
             if literal and kind == "i" and isinstance(value, float):
-                return "expected integer; found a float constant"
+                return f"expected integer; found {sprint_value(value)}"  # written in the text
             return f"wrong type for value; expected {_KIND_NAMES[kind]}; got {type_name(value)}"
         if kind == "f":
             values[i] = float(value)
@@ -292,6 +292,8 @@ def _eq(first: Any, *others: Any) -> bool:
     if not others:
         raise FuncError("missing argument for comparison")
     k1 = _basic(first)
+    if isinstance(first, Mapping | list | tuple):
+        raise FuncError(f"uncomparable type {type_name(first)}")
     for other in others:
         k2 = _basic(other)
         if k1 != k2:
@@ -299,7 +301,7 @@ def _eq(first: Any, *others: Any) -> bool:
                 raise FuncError("incompatible types for comparison")
             continue
         if k1 == "other" and isinstance(first, Mapping | list | tuple):
-            raise FuncError("non-comparable type")
+            raise FuncError(f"uncomparable type {type_name(first)}")
         if first == other:
             return True
     return False

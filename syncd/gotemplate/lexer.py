@@ -206,7 +206,7 @@ class _Lexer:
                 self.emit(T.COMMA, None)
                 self.advance(self.pos + 1)
             else:
-                raise self.fail(f"unrecognized character in action: {c!r}")
+                raise self.fail(f"unrecognized character in action: U+{ord(c):04X} {c!r}")
 
     def quoted(self) -> None:
         text = self.text

@@ -139,7 +139,7 @@ class _Parser:
         self.expect(T.RIGHT, "define clause")
         saved = self.vars
         self.vars = ["$"]
-        body, end = self.item_list(allow_else=False)
+        body, end = self.item_list(allow_else=True)
         self.vars = saved
         if end != "end":
             raise ParseError("unexpected {{else}} in define clause", line=line)
@@ -209,7 +209,10 @@ class _Parser:
                 else_body = [self.branch(keyword, following.line)]
             else:
                 self.expect(T.RIGHT, "else")
-                else_body, _ = self.item_list(allow_else=False)
+                else_line = self.peek().line
+                else_body, end = self.item_list(allow_else=True)
+                if end != "end":
+                    raise ParseError("expected end; found {{else}}", line=else_line)
         del self.vars[mark:]
         return n.Branch(line, keyword, pipe, body, else_body)
 
@@ -231,7 +234,7 @@ class _Parser:
         pipe = self.pipeline("block clause", T.RIGHT)
         saved = self.vars
         self.vars = ["$"]
-        body, end = self.item_list(allow_else=False)
+        body, end = self.item_list(allow_else=True)
         self.vars = saved
         if end != "end":
             raise ParseError("unexpected {{else}} in block clause", line=line)
