@@ -23,6 +23,7 @@ import math
 import posixpath
 import random
 import re
+import time
 import urllib.parse
 import zlib
 from collections.abc import Callable, Mapping
@@ -32,6 +33,7 @@ from typing import Any
 
 from syncd.gotemplate.errors import FuncError
 from syncd.gotemplate.values import (
+    Int64,
     JSONNumber,
     StringList,
     Struct,
@@ -582,7 +584,7 @@ def _round(value: Any, places: int, *options: float) -> float:
     number = to_float(value)
     power = 10 ** places
     digit = number * power
-    _, frac = math.modf(digit)
+    frac, _ = math.modf(digit)
     rounded = math.ceil(digit) if frac >= half else math.floor(digit)
     return float(rounded / power)
 
@@ -771,14 +773,46 @@ def _kind_of(value: Any) -> str:
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, int):
-        return "int"
+        return "int64" if isinstance(value, Int64) else "int"
     if isinstance(value, float):
         return "float64"
     return "func"
 
 
 def _duration(seconds: Any) -> str:
-    return _go_duration(to_int(seconds) * 1_000_000_000)
+    """Sprig's ``duration``: seconds as a string or an int64; anything else (an int constant
+    too) is 0."""
+    if isinstance(seconds, str) and not isinstance(seconds, JSONNumber):
+        n = int(seconds) if re.fullmatch(r"[-+]?\d+", seconds) else 0
+    elif isinstance(seconds, Int64):
+        n = int(seconds)
+    else:
+        n = 0
+    return _go_duration(n * 1_000_000_000)
+
+
+_DURATION_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000,
+                   "s": 1_000_000_000, "m": 60_000_000_000, "h": 3_600_000_000_000}
+
+
+def _parse_duration(text: str) -> int:
+    """``time.ParseDuration`` in nanoseconds; 0 for what it refuses."""
+    match = re.fullmatch(r"([-+]?)((?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+", text)
+    if text in ("0", "+0", "-0"):
+        return 0
+    if match is None:
+        return 0
+    total = 0.0
+    for number, unit in re.findall(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)", text):
+        total += float(number) * _DURATION_UNITS[unit]
+    return int(-total if text.startswith("-") else total)
+
+
+def _ago(date: Any) -> str:
+    """Sprig's ``ago``: the time since a Unix time in seconds, rounded to the second."""
+    if isinstance(date, int) and not isinstance(date, bool):
+        return _go_duration(round(time.time() - date) * 1_000_000_000)
+    return "0s"
 
 
 def _go_duration(nanos: int) -> str:
@@ -807,12 +841,23 @@ def _go_fraction(value: int, unit: int) -> str:
 
 
 def _duration_round(value: Any) -> str:
-    seconds = abs(to_int(value))
-    for unit, size in (("y", 31536000), ("mo", 2592000), ("d", 86400), ("h", 3600),
-                       ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+    """Sprig's ``durationRound``: a duration string or int64 nanoseconds, in its largest
+    unit."""
+    if isinstance(value, str) and not isinstance(value, JSONNumber):
+        nanos = _parse_duration(value)
+    elif isinstance(value, Int64):
+        nanos = int(value)
+    else:
+        nanos = 0
+    sign = "-" if nanos < 0 else ""
+    nanos = abs(nanos)
+    second = 1_000_000_000
+    for unit, size in (("y", 365 * 86400 * second), ("mo", 30 * 86400 * second),
+                       ("d", 86400 * second), ("h", 3600 * second), ("m", 60 * second),
+                       ("s", second)):
+        if nanos > size:
+            return f"{sign}{nanos // size}{unit}"
+    return "0s"
 
 
 def _fail(message: str) -> str:
@@ -933,12 +978,12 @@ _MUST = (
 SPRIG: dict[str, Func] = {
     "abbrev": Func(lambda w, s: _abbrev_full(s, 0, w) if w >= 4 else s, "is"),
     "abbrevboth": Func(lambda left, w, s: _abbrev_full(s, left, w), "iis"),
-    "add": Func(lambda *v: sum(to_int(x) for x in v), "", "a"),
-    "add1": Func(lambda v: to_int(v) + 1, "a"),
+    "add": Func(lambda *v: Int64(sum(to_int(x) for x in v)), "", "a"),
+    "add1": Func(lambda v: Int64(to_int(v) + 1), "a"),
     "add1f": Func(lambda v: float(Decimal(repr(to_float(v))) + 1), "a"),
     "addf": Func(_decimal_op(lambda a, b: a + b), "", "a"),
     "adler32sum": Func(lambda s: str(zlib.adler32(s.encode())), "s"),
-    "ago": Func(lambda v: _go_duration(0), "a"),
+    "ago": Func(_ago, "a"),
     "all": Func(lambda *v: all(not empty(x) for x in v), "", "a"),
     "any": Func(lambda *v: any(not empty(x) for x in v), "", "a"),
     "append": Func(_append, "aa"),
@@ -948,7 +993,7 @@ SPRIG: dict[str, Func] = {
     "b64dec": Func(_b64dec, "s"),
     "b64enc": Func(lambda s: base64.b64encode(s.encode()).decode(), "s"),
     "base": Func(_base, "s"),
-    "biggest": Func(lambda a, *v: max([to_int(a), *map(to_int, v)]), "a", "a"),
+    "biggest": Func(lambda a, *v: Int64(max([to_int(a), *map(to_int, v)])), "a", "a"),
     "camelcase": Func(_camelcase, "s"),
     "cat": Func(_cat, "", "a"),
     "ceil": Func(lambda v: float(math.ceil(to_float(v))), "a"),
@@ -964,7 +1009,7 @@ SPRIG: dict[str, Func] = {
     "dict": Func(_dict, "", "a"),
     "dig": Func(_dig, "", "a"),
     "dir": Func(_dir, "s"),
-    "div": Func(_div, "aa"),
+    "div": Func(lambda a, b: Int64(_div(a, b)), "aa"),
     "divf": Func(_decimal_op(lambda a, b: a / b), "a", "a"),
     "duration": Func(_duration, "a"),
     "durationRound": Func(_duration_round, "a"),
@@ -984,7 +1029,7 @@ SPRIG: dict[str, Func] = {
     "initial": Func(lambda v: _list(v, "find initial")[:-1], "a"),
     "initials": Func(_initials, "s"),
     "int": Func(to_int, "a"),
-    "int64": Func(to_int, "a"),
+    "int64": Func(lambda v: Int64(to_int(v)), "a"),
     "isAbs": Func(lambda p: p.startswith("/"), "s"),
     "join": Func(lambda sep, v: sep.join(_strslice(v)), "sa"),
     "kebabcase": Func(_kebabcase, "s"),
@@ -994,14 +1039,14 @@ SPRIG: dict[str, Func] = {
     "last": Func(_last, "a"),
     "list": Func(lambda *v: list(v), "", "a"),
     "lower": Func(str.lower, "s"),
-    "max": Func(lambda a, *v: max([to_int(a), *map(to_int, v)]), "a", "a"),
+    "max": Func(lambda a, *v: Int64(max([to_int(a), *map(to_int, v)])), "a", "a"),
     "maxf": Func(lambda a, *v: max([to_float(a), *map(to_float, v)]), "a", "a"),
     "merge": Func(_merge(False), "m", "m"),
     "mergeOverwrite": Func(_merge(True), "m", "m"),
-    "min": Func(lambda a, *v: min([to_int(a), *map(to_int, v)]), "a", "a"),
+    "min": Func(lambda a, *v: Int64(min([to_int(a), *map(to_int, v)])), "a", "a"),
     "minf": Func(lambda a, *v: min([to_float(a), *map(to_float, v)]), "a", "a"),
-    "mod": Func(_mod, "aa"),
-    "mul": Func(lambda a, *v: math.prod([to_int(a), *map(to_int, v)]), "a", "a"),
+    "mod": Func(lambda a, b: Int64(_mod(a, b)), "aa"),
+    "mul": Func(lambda a, *v: Int64(math.prod([to_int(a), *map(to_int, v)])), "a", "a"),
     "mulf": Func(_decimal_op(lambda a, b: a * b), "a", "a"),
     "nindent": Func(lambda n, s: "\n" + _indent(n, s), "is"),
     "nospace": Func(lambda s: "".join(s.split()), "s"),
@@ -1021,7 +1066,8 @@ SPRIG: dict[str, Func] = {
     "regexFind": Func(lambda r, s: (m.group(0) if (m := _go_regex(r).search(s)) else ""),
                       "ss"),
     "regexFindAll": Func(_regex_find_all, "ssi"),
-    "regexMatch": Func(lambda r, s: _go_regex(r).search(s) is not None, "ss"),
+    "regexMatch": Func(lambda r, s: _quiet(lambda x: _go_regex(x).search(s) is not None, r)
+                       or False, "ss"),  # Sprig's regexMatch alone fails quietly
     "regexQuoteMeta": Func(lambda s: re.sub(r"([\\.+*?()|\[\]{}^$])", r"\\\1", s), "s"),
     "regexReplaceAll": Func(_regex_replace, "sss"),
     "regexReplaceAllLiteral": Func(
@@ -1045,13 +1091,13 @@ SPRIG: dict[str, Func] = {
     "splitList": Func(lambda sep, s: StringList(_go_split(s, sep)), "ss"),
     "splitn": Func(lambda sep, n, s: _split(sep, s, n), "sis"),
     "squote": Func(_squote, "", "a"),
-    "sub": Func(lambda a, b: to_int(a) - to_int(b), "aa"),
+    "sub": Func(lambda a, b: Int64(to_int(a) - to_int(b)), "aa"),
     "subf": Func(_decimal_op(lambda a, b: a - b), "a", "a"),
     "substr": Func(_substr, "iis"),
     "swapcase": Func(_swapcase, "s"),
     "ternary": Func(_ternary, "aab"),
     "title": Func(_title, "s"),
-    "toDecimal": Func(_to_decimal, "a"),
+    "toDecimal": Func(lambda v: Int64(_to_decimal(v)), "a"),
     "toJson": Func(lambda v: _quiet(go_json, v), "a"),
     "toPrettyJson": Func(lambda v: _quiet(lambda x: go_json(x, indent="  "), v), "a"),
     "toRawJson": Func(lambda v: _quiet(lambda x: go_json(x, escape_html=False), v), "a"),
@@ -1094,7 +1140,9 @@ for _name in _MUST:
     _plain_name = _name[4].lower() + _name[5:]
     _plain_name = {"toJson": "toJson", "fromJson": "fromJson"}.get(_plain_name, _plain_name)
     _base_func = SPRIG[_plain_name]
-    if _plain_name == "fromJson":
+    if _plain_name == "regexMatch":
+        SPRIG[_name] = Func(lambda r, s: _go_regex(r).search(s) is not None, "ss")
+    elif _plain_name == "fromJson":
         SPRIG[_name] = Func(from_json, "s")
     elif _plain_name in ("toJson", "toPrettyJson", "toRawJson"):
         _options: dict[str, dict[str, Any]] = {

@@ -24,6 +24,13 @@ class JSONNumber(str):
     __slots__ = ()
 
 
+class Int64(int):
+    """A Go ``int64`` (what Sprig's arithmetic returns), as opposed to a template's ``int``
+    constants: Sprig's ``duration`` takes the one and ignores the other."""
+
+    __slots__ = ()
+
+
 class Struct:
     """A Go struct value: fields by name (a missing field is an error, unlike a map key)."""
 
@@ -63,6 +70,8 @@ def type_name(value: Any) -> str:
         return "json.Number"
     if isinstance(value, str):
         return "string"
+    if isinstance(value, Int64):
+        return "int64"
     if isinstance(value, int):
         return "int"
     if isinstance(value, float):
