@@ -299,6 +299,8 @@ def _render_go(text: str, context: Mapping[str, Any], *, name: str,
         failure = Failure(kind="the template needed more memory than allowed", expensive=True)
     except RecursionError:
         failure = Failure(kind="recursion deeper than allowed", expensive=True)
+    except Exception as exc:  # a fault of ours, not the template's: still no value shown
+        failure = Failure(kind=f"an internal error of type {type(exc).__name__}")
     # As for Jinja: raised outside the except blocks, so no cause is reachable.
     raise TemplateFailed(failure)
 

@@ -76,7 +76,8 @@ def secret_input(context: Mapping[str, Any]) -> Struct:
         "Metadata": from_json(context.get("metadata") or {}),
         "Annotations": dict(context.get("annotations") or {}),
         "Labels": dict(context.get("labels") or {}),
-    })
+    }, json_names={"Secrets": "secrets", "WrapData": "wrapData,omitempty",
+                   "Metadata": "metadata", "Annotations": "annotations", "Labels": "labels"})
 
 
 def render(text: str, data: Any, *, name: str = "template",

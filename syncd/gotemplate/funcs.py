@@ -180,16 +180,21 @@ def go_json(value: Any, *, escape_html: bool = True, indent: str | None = None) 
         if isinstance(v, JSONNumber):
             return _RawNumber(str.__str__(v))
         if isinstance(v, Struct):
-            return {k: convert(x) for k, x in v.fields.items()}
-        if isinstance(v, Mapping):
-            return {str(k): convert(x) for k, x in v.items()}
+            out = {}
+            for field_name, x in v.fields.items():
+                json_name, _, option = v.json_names.get(field_name, field_name).partition(",")
+                if option != "omitempty" or truth(x):
+                    out[json_name] = convert(x)
+            return out
+        if isinstance(v, Mapping):  # Go sorts map keys; a struct keeps its field order
+            return {str(k): convert(v[k]) for k in sorted(v, key=str)}
         if isinstance(v, list | tuple):
             return [convert(x) for x in v]
         if isinstance(v, float) and not math.isfinite(v):
             raise FuncError("json: unsupported value (NaN or infinity)")
         return v
 
-    text = _GoEncoder(ensure_ascii=False, sort_keys=True, indent=indent,
+    text = _GoEncoder(ensure_ascii=False, sort_keys=False, indent=indent,
                       separators=(",", ": ") if indent is not None else (",", ":"),
                       ).encode(convert(value))
     if escape_html:

@@ -35,7 +35,7 @@ def parse_number(text: str, *, line: int) -> int | float:
             return sign * int(digits)
         value = sign * float(digits)
     except ValueError:
-        raise ParseError(f"bad number syntax: {text!r}", line=line) from None
+        raise ParseError(f'bad number syntax: "{text}"', line=line) from None
     return value
 
 

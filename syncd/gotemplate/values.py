@@ -34,11 +34,14 @@ class Int64(int):
 class Struct:
     """A Go struct value: fields by name (a missing field is an error, unlike a map key)."""
 
-    __slots__ = ("fields", "type_name")
+    __slots__ = ("fields", "json_names", "type_name")
 
-    def __init__(self, type_name: str, fields: Mapping[str, Any]) -> None:
+    def __init__(self, type_name: str, fields: Mapping[str, Any], *,
+                 json_names: Mapping[str, str] | None = None) -> None:
         self.type_name = type_name
         self.fields = dict(fields)
+        #: Field name to its JSON name (its ``json`` tag); "NAME,omitempty" omits it if empty.
+        self.json_names = dict(json_names or {})
 
 
 def from_json(value: Any) -> Any:
@@ -177,7 +180,9 @@ def sprint_value(value: Any, *, top: bool = True) -> str:
         return format_float(value)
     if isinstance(value, Struct):
         inner = " ".join(sprint_value(v, top=False) for v in value.fields.values())
-        return "{" + inner + "}"
+        # fmt prints a pointer to a struct as &{...} at the top, its address when nested.
+        pointer = "&" if value.type_name.startswith("*") and top else ""
+        return pointer + "{" + inner + "}"
     if isinstance(value, Mapping):
         items = " ".join(f"{sprint_value(k, top=False)}:{sprint_value(value[k], top=False)}"
                          for k in sorted(value, key=_sort_key))

@@ -132,6 +132,7 @@ ERRORS: list[tuple[str, type[Exception], str, int | None]] = [
     ("{{if true}}{{$x := 1}}{{end}}{{$x}}", ParseError, 'undefined variable "$x"', 1),
     ("{{/* open", ParseError, "unclosed comment", 1),
     ('{{"open}}', ParseError, "unterminated quoted string", 1),
+    ("{{1e}}", ParseError, 'bad number syntax: "1e"', 1),
     ("{{.a @}}", ParseError, "unrecognized character in action: U+0040 '@'", 1),
     ("{{range $a, $b, $c := .l}}{{end}}", ParseError, "too many declarations in range", 1),
     ('{{bcrypt "x"}}', ParseError, 'function "bcrypt" is not supported by vault-syncd', 1),
@@ -187,6 +188,9 @@ def test_the_input_is_vsos_secret_input() -> None:
         '{"password":"pw","port":5432,"ratio":0.5,"tags":["a"]}')
     assert gotemplate.secret_input(context).type_name == "*helpers.SecretInput"
     assert isinstance(gotemplate.secret_input(context), Struct)
+    assert render_template("{{ . }}|{{ toJson . }}", {"secrets": {"n": 1}}) == (
+        '&{map[n:1] map[] map[] map[] map[]}|'
+        '{"secrets":{"n":1},"metadata":{},"annotations":{},"labels":{}}')
     with pytest.raises(TemplateFailed) as info:
         render_template("{{ .secrets.password }}", context)
     assert info.value.failure.describe() == (
