@@ -244,6 +244,11 @@ class _State:
             if has_args:
                 raise self.error(f"{name} is not a method but has arguments")
             return receiver.get(name)
+        fields = getattr(receiver, "go_fields", None)  # a Go value with methods (semver)
+        if isinstance(fields, Mapping) and name in fields:
+            if has_args:
+                raise self.error(f"{name} has arguments but cannot be invoked as function")
+            return fields[name]
         raise self.error(f"can't evaluate field {name} in type {type_name(receiver)}")
 
     def arg_value(self, dot: Any, node: n.Node) -> Any:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from syncd.gotemplate import semver
 from syncd.gotemplate.errors import FuncError
 from syncd.gotemplate.values import (
     Int64,
@@ -1083,6 +1084,8 @@ SPRIG: dict[str, Func] = {
     "rest": Func(lambda v: _list(v, "find rest")[1:], "a"),
     "reverse": Func(lambda v: _list(v, "find reverse")[::-1], "a"),
     "round": Func(_round, "ai", "f"),
+    "semver": Func(semver.parse, "s"),
+    "semverCompare": Func(semver.satisfies, "ss"),
     "seq": Func(_seq, "", "i"),
     "set": Func(_set, "msa"),
     "sha1sum": Func(_hash("sha1"), "s"),
@@ -1158,8 +1161,7 @@ for _name in _MUST:
         SPRIG[_name] = _base_func
 
 #: On VSO's list, not implemented here: naming one is a parse error that says so.
-UNSUPPORTED = frozenset({"bcrypt", "htpasswd", "buildCustomCert", "semver", "semverCompare",
-                         "mustToDate"})
+UNSUPPORTED = frozenset({"bcrypt", "htpasswd", "buildCustomCert", "mustToDate"})
 
 #: What the parser accepts as a function name.
 FUNCTION_NAMES = frozenset(BUILTINS) | frozenset(SPRIG)

@@ -87,6 +87,8 @@ def type_name(value: Any) -> str:
         return "[]string"
     if isinstance(value, list | tuple):
         return "[]interface {}"
+    if hasattr(value, "go_fields"):
+        return "*semver.Version"
     if callable(value):
         return "func"
     return type(value).__name__
@@ -191,6 +193,9 @@ def sprint_value(value: Any, *, top: bool = True) -> str:
         return "[" + " ".join(sprint_value(v, top=False) for v in value) + "]"
     if isinstance(value, bytes):
         return "[" + " ".join(str(b) for b in value) + "]"
+    stringer = getattr(value, "go_string", None)  # Go's fmt.Stringer
+    if callable(stringer):
+        return str(stringer())
     return f"%!v({type_name(value)})"
 
 

@@ -145,6 +145,18 @@ CASES: list[tuple[str, str]] = [
      "https example.com:8443 example.com /a/b q=1 frag user:pw"),
     ('{{ urlJoin (dict "scheme" "https" "host" "h" "path" "/p" "query" "x=1") }}',
      "https://h/p?x=1"),
+    # Semantic versions (Masterminds/semver v3's rules, as Sprig documents them).
+    ('{{ semver "v1.2" }} {{ (semver "1.2.3-alpha.1+b5").Prerelease }} '
+     '{{ (semver "1.2.3-alpha.1+b5").Metadata }} {{ (semver "4.5.6").Major }}',
+     "1.2.0 alpha.1 b5 4"),
+    ('{{ semverCompare "^1.2.0" "1.2.3" }} {{ semverCompare "~1.2.0" "1.3.0" }} '
+     '{{ semverCompare ">= 1.2.3, < 2" "1.5" }} {{ semverCompare "1.2.x" "1.2.9" }} '
+     '{{ semverCompare "1.2 - 1.4.5" "1.4.6" }} {{ semverCompare "^0.2.3" "0.3.0" }}',
+     "true false true true false false"),
+    ('{{ semverCompare "<1.0 || >=2.0" "2.1" }} {{ semverCompare ">1.0" "1.1.0-beta" }} '
+     '{{ semverCompare ">1.0.0-alpha" "1.0.0-beta" }} {{ semverCompare "*" "3.2.1" }} '
+     '{{ semverCompare "~1" "1.9.0" }} {{ semverCompare ">=1.2.3 <1.3" "1.2.9" }}',
+     "true false true true true true"),
     # Durations: seconds as a string or an int64 (what Sprig's arithmetic returns); an int
     # constant is not an int64 and counts as 0, as in Go.
     ('{{ duration "95" }} {{ duration (add 3600 0) }} {{ duration 95 }} {{ duration "x" }}',
@@ -169,6 +181,8 @@ def test_sprig_functions(text: str, expected: str) -> None:
     ('{{ repeat 2000000 "x" }}',
      "error calling repeat: a result larger than the 1 MiB Secret limit is refused"),
     ("{{ until 2000000 }}", "error calling until: a list larger than 1048576 elements is refused"),
+    ('{{ semver "nope" }}', "error calling semver: Invalid Semantic Version"),
+    ('{{ semverCompare "what" "1.0" }}', "error calling semverCompare: improper constraint"),
     ("{{ get .list 0 }}", "wrong type for value; expected map[string]interface {}; "
                           "got []interface {}"),
 ])
