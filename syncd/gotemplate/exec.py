@@ -227,9 +227,26 @@ class _State:
     def field_chain(self, dot: Any, receiver: Any, names: tuple[str, ...],
                     args: list[n.Node], final: Any) -> Any:
         for name in names[:-1]:
-            receiver = self.field(receiver, name, has_args=False)
+            receiver = self.method(dot, receiver, name, [], _MISSING) \
+                if name in _methods(receiver) else self.field(receiver, name, has_args=False)
+        if names[-1] in _methods(receiver):
+            return self.method(dot, receiver, names[-1], args[1:], final)
         has_args = len(args) > 1 or final is not _MISSING
         return self.field(receiver, names[-1], has_args=has_args)
+
+    def method(self, dot: Any, receiver: Any, name: str, args: list[n.Node],
+               final: Any) -> Any:
+        """A method of a Go value (a time's ``.Format "Jan 2"``), called with its arguments."""
+        values = [self.arg_value(dot, node) for node in args]
+        if final is not _MISSING:
+            values.append(final)
+        function = _methods(receiver)[name]
+        try:
+            return function(*values)
+        except TypeError:
+            raise self.error(f"wrong number of args for {name}") from None
+        except (ValueError, LookupError, ArithmeticError, OverflowError):
+            raise self.error(f"error calling {name}: an invalid argument") from None
 
     def field(self, receiver: Any, name: str, *, has_args: bool) -> Any:
         if receiver is None:
@@ -315,6 +332,11 @@ class _State:
 
 
 _MISSING: Any = object()
+
+
+def _methods(value: Any) -> Mapping[str, Any]:
+    methods = getattr(value, "go_methods", None)
+    return methods if isinstance(methods, Mapping) else {}
 
 
 def execute(trees: Mapping[str, n.Tree], name: str, data: Any, *,

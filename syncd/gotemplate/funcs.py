@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from syncd.gotemplate import semver
+from syncd.gotemplate import gotime, semver
 from syncd.gotemplate.errors import FuncError
 from syncd.gotemplate.values import (
     Int64,
@@ -816,6 +816,8 @@ def _parse_duration(text: str) -> int:
 
 def _ago(date: Any) -> str:
     """Sprig's ``ago``: the time since a Unix time in seconds, rounded to the second."""
+    if isinstance(date, gotime.GoTime):
+        return _go_duration(round(time.time() - date.dt.timestamp()) * 1_000_000_000)
     if isinstance(date, int) and not isinstance(date, bool):
         return _go_duration(round(time.time() - date) * 1_000_000_000)
     return "0s"
@@ -853,6 +855,8 @@ def _duration_round(value: Any) -> str:
         nanos = _parse_duration(value)
     elif isinstance(value, Int64):
         nanos = int(value)
+    elif isinstance(value, gotime.GoTime):
+        nanos = int((time.time() - value.dt.timestamp()) * 1_000_000_000)
     else:
         nanos = 0
     sign = "-" if nanos < 0 else ""
@@ -1084,6 +1088,7 @@ SPRIG: dict[str, Func] = {
     "rest": Func(lambda v: _list(v, "find rest")[1:], "a"),
     "reverse": Func(lambda v: _list(v, "find reverse")[::-1], "a"),
     "round": Func(_round, "ai", "f"),
+    "mustToDate": Func(gotime.parse, "ss"),
     "semver": Func(semver.parse, "s"),
     "semverCompare": Func(semver.satisfies, "ss"),
     "seq": Func(_seq, "", "i"),
@@ -1161,7 +1166,7 @@ for _name in _MUST:
         SPRIG[_name] = _base_func
 
 #: On VSO's list, not implemented here: naming one is a parse error that says so.
-UNSUPPORTED = frozenset({"bcrypt", "htpasswd", "buildCustomCert", "mustToDate"})
+UNSUPPORTED = frozenset({"bcrypt", "htpasswd", "buildCustomCert"})
 
 #: What the parser accepts as a function name.
 FUNCTION_NAMES = frozenset(BUILTINS) | frozenset(SPRIG)

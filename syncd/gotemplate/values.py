@@ -89,6 +89,8 @@ def type_name(value: Any) -> str:
         return "[]interface {}"
     if hasattr(value, "go_fields"):
         return "*semver.Version"
+    if hasattr(value, "go_methods"):
+        return "time.Time"
     if callable(value):
         return "func"
     return type(value).__name__

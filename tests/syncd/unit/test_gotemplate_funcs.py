@@ -157,6 +157,16 @@ CASES: list[tuple[str, str]] = [
      '{{ semverCompare ">1.0.0-alpha" "1.0.0-beta" }} {{ semverCompare "*" "3.2.1" }} '
      '{{ semverCompare "~1" "1.9.0" }} {{ semverCompare ">=1.2.3 <1.3" "1.2.9" }}',
      "true false true true true true"),
+    # Times: Go layouts, Go's printing, and the methods a template calls.
+    ('{{ mustToDate "2006-01-02" "2024-01-02" }}|'
+     '{{ (mustToDate "2006-01-02T15:04:05Z07:00" "2024-03-04T05:06:07+02:00") }}|'
+     '{{ (mustToDate "2006-01-02T15:04:05Z07:00" "2024-03-04T05:06:07+02:00").Unix }}',
+     "2024-01-02 00:00:00 +0000 UTC|2024-03-04 05:06:07 +0200 +0200|1709521567"),
+    ('{{ $t := mustToDate "2006-01-02 15:04:05.000" "2024-03-04 15:06:07.250" }}{{ $t }}|'
+     '{{ $t.Format "Jan 2, 2006 at 3:04pm (MST)" }}|{{ $t.Year }} {{ typeOf $t }}|'
+     '{{ (mustToDate "02/01/06" "31/12/99").Format "Monday 2006-01-02" }}',
+     "2024-03-04 15:06:07.25 +0000 UTC|Mar 4, 2024 at 3:06pm (UTC)|2024 time.Time|"
+     "Friday 1999-12-31"),
     # Durations: seconds as a string or an int64 (what Sprig's arithmetic returns); an int
     # constant is not an int64 and counts as 0, as in Go.
     ('{{ duration "95" }} {{ duration (add 3600 0) }} {{ duration 95 }} {{ duration "x" }}',
@@ -182,6 +192,10 @@ def test_sprig_functions(text: str, expected: str) -> None:
      "error calling repeat: a result larger than the 1 MiB Secret limit is refused"),
     ("{{ until 2000000 }}", "error calling until: a list larger than 1048576 elements is refused"),
     ('{{ semver "nope" }}', "error calling semver: Invalid Semantic Version"),
+    ('{{ mustToDate "2006-01-02" "2024-13-02" }}',
+     "error calling mustToDate: the value is out of range for its layout"),
+    ('{{ mustToDate "2006-01-02" "2024/01/02" }}',
+     "error calling mustToDate: the value does not match the layout"),
     ('{{ semverCompare "what" "1.0" }}', "error calling semverCompare: improper constraint"),
     ("{{ get .list 0 }}", "wrong type for value; expected map[string]interface {}; "
                           "got []interface {}"),
