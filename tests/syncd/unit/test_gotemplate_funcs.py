@@ -4,6 +4,7 @@ network."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
@@ -204,6 +205,28 @@ def test_sprig_errors(text: str, message: str) -> None:
     with pytest.raises(gotemplate.ExecError) as info:
         gotemplate.render(text, DATA)
     assert info.value.message == message
+
+
+CERT = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----\n"
+KEY = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----\n"
+
+
+def test_build_custom_cert_gives_the_decoded_pair() -> None:
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    data = {"cert": b64(CERT), "key": b64(KEY)}
+    text = "{{ $c := buildCustomCert .cert .key }}{{ $c.Cert }}{{ $c.Key }}"
+    assert gotemplate.render(text, data) == CERT + KEY
+    for cert, key, message in [
+        ("%%%", data["key"], "unable to decode base64 certificate"),
+        (data["cert"], "%%%", "unable to decode base64 private key"),
+        (b64("not pem"), data["key"], "unable to decode certificate"),
+        (data["cert"], b64("not pem"), "unable to decode key"),
+    ]:
+        with pytest.raises(gotemplate.ExecError) as info:
+            gotemplate.render(text, {"cert": cert, "key": key})
+        assert info.value.message == f"error calling buildCustomCert: {message}"
 
 
 def test_random_functions_stay_in_their_range() -> None:
