@@ -281,9 +281,6 @@ def _index(item: Any, *indexes: Any) -> Any:
     return item
 
 
-_COMPARABLE = (bool, int, float, str)
-
-
 def _basic(value: Any) -> str:
     if isinstance(value, bool):
         return "bool"
@@ -957,10 +954,6 @@ def _type_is_like(target: str, value: Any) -> bool:
 
 def _initials(text: str) -> str:
     return "".join(word[0] for word in text.split())
-
-
-def _path(fn: Callable[[str], Any]) -> Callable[[str], Any]:
-    return fn
 
 
 def _ext(path: str) -> str:

@@ -305,11 +305,11 @@ def _format_one(verb: str, arg: Any, flags: str, precision: int | None) -> str:
             text = str.__str__(arg)
             if precision is not None:
                 text = text[:precision]
-            return _go_quote(text) if verb == "q" else text
+            return go_quote(text) if verb == "q" else text
         if verb == "s" and isinstance(arg, Mapping | list | tuple):
             return sprint_value(arg)
         if verb == "q" and isinstance(arg, int):
-            return "'" + _go_quote(chr(arg))[1:-1].replace("'", "\\'") + "'"
+            return "'" + go_quote(chr(arg))[1:-1].replace("'", "\\'") + "'"
         return _bad(verb, arg)
     if isinstance(arg, int):
         sign = "+" if "+" in flags and arg >= 0 else (" " if " " in flags and arg >= 0 else "")
@@ -357,7 +357,7 @@ def _format_one(verb: str, arg: Any, flags: str, precision: int | None) -> str:
     return _bad(verb, arg)
 
 
-def _go_quote(text: str) -> str:
+def go_quote(text: str) -> str:
     """``strconv.Quote``."""
     out = ['"']
     for c in text:
@@ -386,5 +386,3 @@ def _go_quote(text: str) -> str:
     out.append('"')
     return "".join(out)
 
-
-go_quote = _go_quote
