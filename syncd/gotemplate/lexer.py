@@ -14,6 +14,9 @@ from syncd.gotemplate.errors import ParseError
 
 LEFT, RIGHT = "{{", "}}"
 _TRIM_SPACE = " \t\r\n"
+#: What follows a backslash in a Go string or character constant, and what it stands for.
+_UNESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "a": "\a",
+              "b": "\b", "f": "\f", "v": "\v"}
 KEYWORDS = frozenset({"block", "break", "continue", "define", "else", "end", "if", "range",
                       "nil", "template", "with"})
 
@@ -212,8 +215,6 @@ class _Lexer:
         text = self.text
         out: list[str] = []
         i = self.pos + 1
-        escapes = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "a": "\a",
-                   "b": "\b", "f": "\f", "v": "\v", "'": "'"}
         while True:
             if i >= len(text) or text[i] == "\n":
                 raise self.fail("unterminated quoted string")
@@ -223,8 +224,8 @@ class _Lexer:
             if c == "\\":
                 i += 1
                 e = text[i:i + 1]
-                if e in escapes:
-                    out.append(escapes[e])
+                if e in _UNESCAPES:
+                    out.append(_UNESCAPES[e])
                     i += 1
                 elif e in ("x", "u", "U"):
                     width = {"x": 2, "u": 4, "U": 8}[e]
@@ -264,10 +265,8 @@ class _Lexer:
             raise self.fail("unterminated character constant")
         body = text[self.pos + 1:close]
         if body.startswith("\\"):
-            simple = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", "a": "\a",
-                      "b": "\b", "f": "\f", "v": "\v", '"': '"'}
-            if body[1:] in simple:
-                value = simple[body[1:]]
+            if body[1:] in _UNESCAPES:
+                value = _UNESCAPES[body[1:]]
             elif body[1:2] in ("x", "u", "U"):
                 try:
                     value = chr(int(body[2:], 16))

@@ -357,26 +357,17 @@ def _format_one(verb: str, arg: Any, flags: str, precision: int | None) -> str:
     return _bad(verb, arg)
 
 
+#: Go's one-letter escapes, by the character they stand for.
+ESCAPES = {"\n": "n", "\t": "t", "\r": "r", "\a": "a", "\b": "b", "\f": "f", "\v": "v",
+           '"': '"', "\\": "\\"}
+
+
 def go_quote(text: str) -> str:
     """``strconv.Quote``."""
     out = ['"']
     for c in text:
-        if c in ('"', "\\"):
-            out.append("\\" + c)
-        elif c == "\n":
-            out.append("\\n")
-        elif c == "\t":
-            out.append("\\t")
-        elif c == "\r":
-            out.append("\\r")
-        elif c == "\a":
-            out.append("\\a")
-        elif c == "\b":
-            out.append("\\b")
-        elif c == "\f":
-            out.append("\\f")
-        elif c == "\v":
-            out.append("\\v")
+        if c in ESCAPES:
+            out.append("\\" + ESCAPES[c])
         elif not c.isprintable():
             code = ord(c)
             out.append(f"\\x{code:02x}" if code < 0x80 else
