@@ -135,11 +135,20 @@ class SecretData(Mapping[str, bytes]):
 
 @dataclass(frozen=True, kw_only=True)
 class SecretTemplate:
-    """One template, checked to compile; ``key`` is the Secret data key it renders."""
+    """One template, checked to compile; ``key`` is the Secret data key it renders.
+
+    ``name`` is the template's ``name`` field: its name in the set of Go templates of one
+    resource, which ``{{template "NAME" .}}`` calls; without one it is ``templates[KEY]``.
+    """
 
     key: str
     # The text is configuration, not secret, but people do paste literals into templates.
     text: str = field(repr=False)
+    name: str | None = None
+
+    @property
+    def set_name(self) -> str:
+        return self.name or f"templates[{self.key}]"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,14 +169,14 @@ class Templates(Protocol):
     ) -> dict[str, bytes]: ...
 
 
-def compile_template(*, key: str, text: str) -> SecretTemplate:
+def compile_template(*, key: str, text: str, name: str | None = None) -> SecretTemplate:
     """Check that ``text`` compiles in the sandbox; a :class:`RenderError` naming ``key`` if
     not."""
     try:
         compile_text(text)
     except TemplateSyntaxProblem as exc:
         raise RenderError(str(exc), key=key) from None
-    return SecretTemplate(key=key, text=text)
+    return SecretTemplate(key=key, text=text, name=name or None)
 
 
 async def render(

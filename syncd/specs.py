@@ -891,7 +891,8 @@ def _transformation(r: _Reader, spec: Mapping[str, Any]) -> Transformation:
         if text is None:
             continue
         try:
-            templates[key] = compile_template(key=key, text=text)
+            templates[key] = compile_template(
+                key=key, text=text, name=r.string(template_spec, "name", at))
         except RenderError as exc:
             hint = _JINJA_HINT if _JINJA_TEMPLATE.search(text) else ""
             r.fail(f"{at}.text", exc.message + hint)

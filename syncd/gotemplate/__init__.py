@@ -8,9 +8,8 @@ and VSO's Sprig subset). Pure Python, standard library only: it runs inside the 
 (:mod:`syncd.template_worker`), which bounds its time and memory.
 
 Templates of one VaultStaticSecret form one set, as in VSO: a ``{{define}}`` in one is
-callable from the others with ``{{template "name" .}}``. The templates themselves are named
-``templates[KEY]`` in the set (VSO names them ``NAMESPACE/NAME/KEY``), so that a definition
-named like a key (``{{define "dsn"}}`` next to a template ``dsn``) does not replace it.
+callable from the others with ``{{template "name" .}}``, and so is each template by its name
+(:attr:`syncd.rendering.SecretTemplate.set_name`).
 """
 
 from __future__ import annotations
@@ -85,21 +84,17 @@ def render(text: str, data: Any, *, name: str = "template",
     """Template ``text`` executed on ``data``; ``siblings`` are the other templates of its set
     (name to text), whose definitions it may call. Raises :class:`TemplateError`, or
     :class:`OutputTooLarge`."""
-    compiled = compile_text(text, name=_set_name(name))
+    compiled = compile_text(text, name=name)
     trees: dict[str, nodes.Tree] = {}
     literals = set(compiled.literals)
     for sibling_name, sibling_text in (siblings or {}).items():
         if sibling_name == name:
             continue
         try:
-            sibling = compile_text(sibling_text, name=_set_name(sibling_name))
+            sibling = compile_text(sibling_text, name=sibling_name)
         except ParseError:
             continue  # reported against its own key
         trees.update(sibling.trees)
         literals |= sibling.literals
     trees.update(compiled.trees)
-    return execute(trees, _set_name(name), data, functions=SPRIG, literals=frozenset(literals))
-
-
-def _set_name(key: str) -> str:
-    return f"templates[{key}]"
+    return execute(trees, name, data, functions=SPRIG, literals=frozenset(literals))

@@ -10,12 +10,13 @@ marker line; a template error is a condition naming the template, the line and t
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 from syncd.templating import JINJA2_MARKER
 from tests.syncd.e2e.world import APP_NS, GROUP_VERSION, World
 
 #: The templates, as a VSO user writes them.
-TEMPLATES = {
+TEMPLATES: dict[str, Any] = {
     # VSO's documented examples, one per input.
     "password": '{{- printf "password=%s" (get .Secrets "password") -}}',
     "host": '{{- printf "host=%s" (get .Annotations "myapp.config/host") -}}',
@@ -34,13 +35,16 @@ TEMPLATES = {
     # A definition in one template is callable from the others of the same resource.
     "helpers": '{{- define "dsn" -}}{{ .Secrets.username }}@{{ .Labels.appType }}{{- end -}}',
     "dsn": '{{ template "dsn" . }}',
+    # A template is callable by its name.
+    "greeting": {"name": "greet", "text": "hello {{ .Labels.appType }}"},
+    "call": '{{ template "greet" . }}!',
     # Go's printing of nested values and of a key that is not there.
     "options": "{{ .Secrets.options }} {{ .Secrets.missing }}",
     "ssl": "{{ if .Secrets.options.ssl }}require{{ else }}disable{{ end }}",
 }
 
 
-def _vso_manifest(name: str, templates: dict[str, str]) -> dict[str, object]:
+def _vso_manifest(name: str, templates: dict[str, Any]) -> dict[str, object]:
     return {
         "apiVersion": GROUP_VERSION,  # the only change from the VSO manifest
         "kind": "VaultStaticSecret",
@@ -54,7 +58,8 @@ def _vso_manifest(name: str, templates: dict[str, str]) -> dict[str, object]:
                 "name": name, "create": True,
                 "transformation": {
                     "excludes": [".*"], "excludeRaw": True,
-                    "templates": {key: {"text": text} for key, text in templates.items()},
+                    "templates": {key: text if isinstance(text, dict) else {"text": text}
+                                  for key, text in templates.items()},
                 },
             },
         },
@@ -81,6 +86,8 @@ async def test_a_vso_manifest_with_go_templates_syncs_as_in_vso(world: World) ->
         "password.b64": base64.b64encode(password.encode()).decode(),
         "helpers": "",
         "dsn": f"{user}@postgres",
+        "greeting": "hello postgres",
+        "call": "hello postgres!",
         "options": "map[ssl:true] <no value>",
         "ssl": "require",
     }

@@ -11,6 +11,7 @@ import pytest
 from syncd import gotemplate
 from syncd.gotemplate import ExecError, ParseError
 from syncd.gotemplate.values import JSONNumber, Struct
+from syncd.rendering import compile_template
 from syncd.templating import JINJA2_MARKER, TemplateFailed, compile_text, render_template
 
 DATA: dict[str, Any] = {
@@ -198,13 +199,23 @@ def test_the_input_is_vsos_secret_input() -> None:
 
 
 def test_templates_of_one_resource_share_their_definitions() -> None:
-    siblings = {"helpers": '{{ define "dsn" }}db://{{ .Secrets.user }}{{ end }}',
-                "dsn": '{{ template "dsn" . }}'}
+    templates = [compile_template(key="helpers",
+                                  text='{{ define "dsn" }}db://{{ .Secrets.user }}{{ end }}'),
+                 compile_template(key="dsn", text='{{ template "dsn" . }}')]
+    siblings = {t.set_name: t.text for t in templates}
     context = {"secrets": {"user": "u"}}
-    assert render_template(siblings["dsn"], context, name="dsn", siblings=siblings) == "db://u"
     # A definition named like a template's key does not replace that template.
-    assert render_template(siblings["helpers"], context, name="helpers",
-                           siblings=siblings) == ""
+    assert [render_template(t.text, context, name=t.set_name, siblings=siblings)
+            for t in templates] == ["", "db://u"]
+
+
+def test_a_template_is_called_by_its_name() -> None:
+    named = compile_template(key="greeting", text="hi {{ .Labels.app }}", name="greet")
+    unnamed = compile_template(key="call", text='{{ template "greet" . }}!')
+    assert (named.set_name, unnamed.set_name) == ("greet", "templates[call]")
+    siblings = {t.set_name: t.text for t in (named, unnamed)}
+    assert render_template(unnamed.text, {"labels": {"app": "web"}}, name=unnamed.set_name,
+                           siblings=siblings) == "hi web!"
 
 
 def test_jinja2_only_behind_its_marker() -> None:
