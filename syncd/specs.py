@@ -891,8 +891,15 @@ def _transformation(r: _Reader, spec: Mapping[str, Any]) -> Transformation:
         if text is None:
             continue
         try:
-            templates[key] = compile_template(
+            template = compile_template(
                 key=key, text=text, name=r.string(template_spec, "name", at))
+            # One set of Go templates per resource: a name is called by {{template}}.
+            other = next((k for k, t in templates.items() if t.set_name == template.set_name),
+                         None)
+            if other is not None:
+                r.fail(f"{at}.name", f"duplicate template name {template.set_name!r} (also "
+                       f"templates[{other}])")
+            templates[key] = template
         except RenderError as exc:
             hint = _JINJA_HINT if _JINJA_TEMPLATE.search(text) else ""
             r.fail(f"{at}.text", exc.message + hint)

@@ -26,9 +26,13 @@ class JSONNumber(str):
 
 class Int64(int):
     """A Go ``int64`` (what Sprig's arithmetic returns), as opposed to a template's ``int``
-    constants: Sprig's ``duration`` takes the one and ignores the other."""
+    constants: Sprig's ``duration`` takes the one and ignores the other. It wraps around as
+    Go's does, which also keeps repeated multiplication from growing without bound."""
 
     __slots__ = ()
+
+    def __new__(cls, value: int = 0) -> Int64:
+        return super().__new__(cls, (int(value) + 2**63) % 2**64 - 2**63)
 
 
 class Struct:

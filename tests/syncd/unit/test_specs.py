@@ -163,6 +163,15 @@ def test_vso_manifests_parse(defaulted: Callable[[Obj], Obj]) -> None:
     assert dict(f.destination.labels) == {"app.kubernetes.io/name": "web"}
 
 
+def test_template_names_are_unique_in_a_resource(vss: Make) -> None:
+    obj = vss(destination={"name": "s", "transformation": {"templates": {
+        "a": {"name": "common", "text": "x"}, "b": {"name": "common", "text": "y"},
+        "c": {"text": '{{ template "common" . }}'}}}})
+    found = problems(parse_vault_static_secret, obj)
+    assert found == {"spec.destination.transformation.templates[b].name":
+                     "duplicate template name 'common' (also templates[a])"}
+
+
 def test_vso_go_templates_are_accepted_and_jinja2_without_its_marker_gets_a_hint(
         vss: Make) -> None:
     go = '{{- printf "postgres://%s" (get .Secrets "password") -}}'
