@@ -7,6 +7,7 @@ their trim markers). Every token carries its line, counted in the template text,
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import Enum, auto
 
@@ -17,6 +18,11 @@ _TRIM_SPACE = " \t\r\n"
 #: What follows a backslash in a Go string or character constant, and what it stands for.
 _UNESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "a": "\a",
               "b": "\b", "f": "\f", "v": "\v"}
+#: A Go number literal (imaginary numbers aside): what the lexer's scanNumber accepts.
+_NUMBER = re.compile(
+    r"[+-]?(?:0[xX](?=[0-9a-fA-F_.])[0-9a-fA-F_]*(?:\.[0-9a-fA-F_]*)?(?:[pP][+-]?[0-9_]+)?"
+    r"|0[oO][0-7_]+|0[bB][01_]+"
+    r"|(?=\.?[0-9])[0-9_]*(?:\.[0-9_]*)?(?:[eE][+-]?[0-9_]+)?)")
 KEYWORDS = frozenset({"block", "break", "continue", "define", "else", "end", "if", "range",
                       "nil", "template", "with"})
 
@@ -290,7 +296,10 @@ class _Lexer:
             if text[end] in "+-" and text[end - 1] not in "eEpP":
                 break
             end += 1
-        self.emit(T.NUMBER, text[self.pos:end])
+        literal = text[self.pos:end]
+        if not _NUMBER.fullmatch(literal):
+            raise self.fail(f'bad number syntax: "{literal}"')
+        self.emit(T.NUMBER, literal)
         self.advance(end)
 
 

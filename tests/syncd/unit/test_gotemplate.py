@@ -134,6 +134,7 @@ ERRORS: list[tuple[str, type[Exception], str, int | None]] = [
     ("{{/* open", ParseError, "unclosed comment", 1),
     ('{{"open}}', ParseError, "unterminated quoted string", 1),
     ("{{1e}}", ParseError, 'bad number syntax: "1e"', 1),
+    ("{{.Secrets.api-key}}", ParseError, 'bad number syntax: "-key"', 1),
     ("{{.a @}}", ParseError, "unrecognized character in action: U+0040 '@'", 1),
     ("{{range $a, $b, $c := .l}}{{end}}", ParseError, "too many declarations in range", 1),
     ('{{bcrypt "x"}}', ParseError, 'function "bcrypt" is not supported by vault-syncd', 1),
