@@ -170,8 +170,9 @@ class JWTAuth:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class AppRoleAuth:
     role_id: str
-    #: A Secret with key ``id`` holding the SecretID.
-    secret_ref: str
+    #: A Secret with key ``id`` holding the SecretID; else ``secret_id_path``, a file.
+    secret_ref: str | None
+    secret_id_path: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -786,11 +787,18 @@ def _jwt_auth(r: _Reader, spec: Mapping[str, Any]) -> JWTAuth:
 
 def _app_role_auth(r: _Reader, spec: Mapping[str, Any]) -> AppRoleAuth:
     block, where = _method_block(r, spec, "appRole"), "spec.appRole"
+    secret_ref = _name(r, block, "secretRef", where)
+    path = r.string(block, "secretIDPath", where)
+    if block and (secret_ref is None) == (path is None):
+        r.fail(where, "set exactly one of secretRef (a Secret with key id holding the SecretID)"
+               " or secretIDPath (a file holding it)")
+    if path is not None and (not path.startswith("/") or ".." in path.split("/")):
+        r.fail(f"{where}.secretIDPath", f"{path!r} must be an absolute path without '..'")
     return AppRoleAuth(
         role_id=r.string(block, "roleId", where, required=True, hint="the AppRole RoleID")
         or "",
-        secret_ref=_name(r, block, "secretRef", where, required=True,
-                         hint="a Secret with key id holding the SecretID") or "",
+        secret_ref=secret_ref,
+        secret_id_path=path,
     )
 
 

@@ -512,8 +512,15 @@ def test_full_vault_auth(auth: Make) -> None:
          "spec.kubernetes.tokenExpirationSeconds", "must be at least 600, got 60"),
         ({"method": "jwt", "jwt": {"role": "r"}}, "spec.jwt",
          "set secretRef (a Secret with key jwt) or serviceAccount"),
-        ({"method": "appRole", "appRole": {"roleId": "id"}}, "spec.appRole.secretRef",
-         "is required (a Secret with key id holding the SecretID)"),
+        ({"method": "appRole", "appRole": {"roleId": "id"}}, "spec.appRole",
+         "set exactly one of secretRef (a Secret with key id holding the SecretID) or"
+         " secretIDPath (a file holding it)"),
+        ({"method": "appRole", "appRole": {"roleId": "id", "secretRef": "s",
+                                           "secretIDPath": "/x"}}, "spec.appRole",
+         "set exactly one of secretRef (a Secret with key id holding the SecretID) or"
+         " secretIDPath (a file holding it)"),
+        ({"method": "appRole", "appRole": {"roleId": "id", "secretIDPath": "/a/../etc/x"}},
+         "spec.appRole.secretIDPath", "'/a/../etc/x' must be an absolute path without '..'"),
         ({"allowedNamespaces": ["*", "a"]}, "spec.allowedNamespaces",
          "'*' allows every namespace and must be the only entry"),
         ({"allowedNamespaces": ["Bad"]}, "spec.allowedNamespaces[0]",
