@@ -8,10 +8,12 @@ in one :class:`SpecError`, each with its field path, so a person fixes a manifes
 
 Field names and meanings are VSO v1beta1's (a VSO manifest moves over by changing its
 ``apiVersion``). VSO fields that would change the result but that vault-syncd does not
-implement (``transformationRefs``, ``vaultAuthGlobalRef``) are errors rather than silently
-dropped; those that only tune VSO itself (``syncConfig``, ``storageEncryption``) are accepted by
-the CRDs and ignored. Defaults are applied here as in the CRD schemas, because objects do not
-always come through an API server that applies them (tests, the testbed).
+implement are errors rather than silently dropped (``vaultAuthGlobalRef`` and
+``transformationRefs`` are resolved into the object before it is parsed here, by
+:mod:`syncd.auth_globals` and :mod:`syncd.transformations`); those that only tune VSO
+itself (``syncConfig``, ``storageEncryption``) are accepted by the CRDs and ignored. Defaults
+are applied here as in the CRD schemas, because objects do not always come through an API
+server that applies them (tests, the testbed).
 """
 
 from __future__ import annotations
@@ -689,9 +691,6 @@ def parse_vault_auth(obj: Mapping[str, Any]) -> VaultAuth:
     spec = r.mapping(obj, "spec", "", required=True) or {}
 
     method = cast(AuthMethod | None, r.choice(spec, "method", "spec", AUTH_METHODS))
-    if r.mapping(spec, "vaultAuthGlobalRef", "spec") is not None:
-        r.fail("spec.vaultAuthGlobalRef", "VaultAuthGlobal is not supported by vault-syncd; "
-               "set the method's fields on this VaultAuth")
     allowed = r.string_list(spec, "allowedNamespaces", "spec")
     for i, ns in enumerate(allowed or ()):
         problem = None if ns == "*" else _namespace_problem(ns)
@@ -880,8 +879,9 @@ def _transformation(r: _Reader, spec: Mapping[str, Any]) -> Transformation:
     where = "spec.destination.transformation"
     exclude_raw = r.boolean(spec, "excludeRaw", where, default=False)
     if r.items(spec, "transformationRefs", where):
-        r.fail(f"{where}.transformationRefs", "SecretTransformation is not supported by "
-               "vault-syncd; put the templates in spec.destination.transformation.templates")
+        # The controller folds them in first (syncd.transformations); here they are a bug.
+        r.fail(f"{where}.transformationRefs", "not resolved (syncd.transformations folds "
+               "them in before parsing)")
 
     templates: dict[str, SecretTemplate] = {}
     for key, template_spec in (r.mapping(spec, "templates", where) or {}).items():

@@ -396,7 +396,7 @@ def test_selector_matches_and_query() -> None:
         ({"annotations": {"a": "x" * 300_000}}, "annotations", "over Kubernetes' limit"),
         ({"labels": ["a"]}, "labels", "must be a map of strings, not a list"),
         ({"transformation": {"transformationRefs": [{"name": "shared"}]}},
-         "transformation.transformationRefs", "SecretTransformation is not supported"),
+         "transformation.transformationRefs", "not resolved"),
         ({"transformation": {"templates": {"bad key": {"text": "x"}}}},
          "transformation.templates[bad key]", "invalid Secret data key: must consist of"),
         ({"transformation": {"templates": {"_raw": {"text": "x"}}}},
@@ -532,9 +532,6 @@ def test_full_vault_auth(auth: Make) -> None:
          "is not a valid HTTP header name"),
         ({"headers": {"X-A": "a\r\nX-B: b"}}, "spec.headers[X-A]",
          "a header value must not contain line breaks"),
-        ({"vaultAuthGlobalRef": {"name": "global"}}, "spec.vaultAuthGlobalRef",
-         "VaultAuthGlobal is not supported by vault-syncd; set the method's fields on this "
-         "VaultAuth"),
         ({"vaultConnectionRef": "a/b/c"}, "spec.vaultConnectionRef",
          "invalid reference 'a/b/c': use <name> or <namespace>/<name>"),
     ],
