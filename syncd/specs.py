@@ -131,6 +131,8 @@ class VaultConnection:
     address: str
     #: A Secret in this VaultConnection's namespace holding ``ca.crt``.
     ca_cert_secret_ref: str | None
+    #: Else a PEM file in syncd's container (VSO's ``caCertPath``).
+    ca_cert_path: str | None = None
     #: The name for SNI and the certificate check, instead of the address's host.
     tls_server_name: str | None
     skip_tls_verify: bool
@@ -615,6 +617,15 @@ def parse_vault_connection(obj: Mapping[str, Any]) -> VaultConnection:
     timeout = _duration(r, spec, "timeout", "spec", default=None)
     headers = r.string_map(spec, "headers", "spec")
     _check_headers(r, headers, "spec.headers")
+    ca_cert_secret_ref = _name(r, spec, "caCertSecretRef", "spec")
+    ca_cert_path = r.string(spec, "caCertPath", "spec")
+    if ca_cert_path is not None:
+        if ca_cert_secret_ref is not None:
+            r.fail("spec.caCertPath", "caCertPath and caCertSecretRef are mutually exclusive;"
+                   " set one")
+        if not ca_cert_path.startswith("/") or ".." in ca_cert_path.split("/"):
+            r.fail("spec.caCertPath", f"{ca_cert_path!r} must be an absolute path without"
+                   " '..'")
     server_name = r.string(spec, "tlsServerName", "spec")
     if server_name is not None and _host_name_problem(server_name):
         r.fail("spec.tlsServerName", _host_name_problem(server_name) or "")
@@ -624,7 +635,8 @@ def parse_vault_connection(obj: Mapping[str, Any]) -> VaultConnection:
         generation=generation,
         uid=uid,
         address=address.rstrip("/"),
-        ca_cert_secret_ref=_name(r, spec, "caCertSecretRef", "spec"),
+        ca_cert_secret_ref=ca_cert_secret_ref,
+        ca_cert_path=ca_cert_path,
         tls_server_name=server_name,
         skip_tls_verify=r.boolean(spec, "skipTLSVerify", "spec", default=False),
         timeout_seconds=timeout,

@@ -47,7 +47,10 @@ old token still works, rather than waiting for a 403 at expiry. The JWT and the 
 live only in the hvac client; no message, log line or span carries them.
 
 A CA certificate from ``caCertSecretRef`` is written to a file under the temporary directory
-(the only writable place in the container), because requests verifies against a file.
+(the only writable place in the container), because requests verifies against a file;
+``caCertPath`` (VSO's: a file in syncd's container, e.g. a mounted ConfigMap) is used as it is,
+once checked to be readable and to hold a certificate. It is only ever a trust anchor: its
+content goes nowhere, and an error names the path, never the content.
 """
 
 from __future__ import annotations
@@ -256,6 +259,8 @@ class VaultClients:
         verify: bool | str = not connection.skip_tls_verify
         if connection.ca_cert_secret_ref and not connection.skip_tls_verify:
             verify = await self._ca_file(connection)
+        elif connection.ca_cert_path and not connection.skip_tls_verify:
+            verify = await self._ca_path(connection)
         headers = {**connection.headers, **auth.headers}
         # The Vault namespace goes with each request (the login: the VaultAuth's; a read: the
         # VaultStaticSecret's, else the VaultAuth's), not with the client.
@@ -433,6 +438,24 @@ class VaultClients:
             raise AuthError(f"{what}: Secret {namespace}/{name} has no key {key!r}",
                             reason="VaultAuthInvalid")
         return base64.b64decode(encoded).decode().strip()
+
+    async def _ca_path(self, connection: VaultConnection) -> str:
+        """``caCertPath``, checked to be a readable PEM file (its text is never shown)."""
+        path = connection.ca_cert_path or ""
+        what = (f"VaultConnection {connection.namespace}/{connection.name}: spec.caCertPath:"
+                f" {path!r}")
+
+        def check() -> str:
+            try:
+                with open(path, "rb") as handle:
+                    head = handle.read(64 * 1024)
+            except OSError as exc:
+                raise AuthError(f"{what} cannot be read: {exc.strerror}") from None
+            if b"-----BEGIN CERTIFICATE-----" not in head:
+                raise AuthError(f"{what} holds no PEM certificate", reason="VaultAuthInvalid")
+            return path
+
+        return await self._pool.run(check)
 
     async def _ca_file(self, connection: VaultConnection) -> str:
         name = connection.ca_cert_secret_ref or ""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.syncd.e2e.world import APP_NS, GROUP_VERSION, OPERATOR_NS, World
+from tests.syncd.e2e.world import APP_NS, GROUP_VERSION, World
 
 CORPUS = Path(__file__).parent / "vso_corpus"
 KUBECTL = shutil.which("kubectl")
@@ -144,4 +144,3 @@ async def test_reference_errors_are_conditions_naming_the_field(world: World) ->
                  "metadata": {"name": "ghost", "namespace": APP_NS},
                  "spec": {"templates": {"greeting": {"text": '{{ "hello" }}'}}}})
     assert (await world.synced("missing-template"))["greeting"] == "hello"
-    _ = OPERATOR_NS

@@ -279,7 +279,7 @@ FULL: dict[str, list[Any]] = {
     "VaultConnection": [{
         "address": "https://vault:8200", "caCertSecretRef": "ca", "tlsServerName": "vault",
         "skipTLSVerify": False, "timeout": "10s", "headers": {"X-H": "v"},
-    }],
+    }, {"address": "https://vault:8200", "caCertPath": "/etc/vault/ca.crt"}],
 }
 
 
