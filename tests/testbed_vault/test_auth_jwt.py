@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 import hvac
 import jwt
 import pytest
+from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from hvac import exceptions
@@ -88,3 +90,39 @@ async def test_jwt_role_and_config_checks(vault_ready: ReadyVault, root: hvac.Cl
                         user_claim="sub", allowed_redirect_uris=[])
     with pytest.raises(exceptions.InvalidRequest, match="exactly one of"):
         await in_thread(root.auth.jwt.configure)
+
+
+async def test_jwt_login_with_a_jwks_url(vault_ready: ReadyVault, root: hvac.Client) -> None:
+    """Keys fetched from ``jwks_url`` (a key set served here), matched by ``kid``."""
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(_KEY.public_key()))
+    jwk.update({"kid": "k1", "use": "sig", "alg": "RS256"})
+
+    async def keys(_: web.Request) -> web.Response:
+        return web.json_response({"keys": [jwk]})
+
+    app = web.Application()
+    app.router.add_get("/jwks", keys)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        await in_thread(root.sys.enable_auth_method, "jwt")
+        await in_thread(root.auth.jwt.configure, jwks_url=f"http://127.0.0.1:{port}/jwks")
+        await in_thread(root.auth.jwt.create_role, "ci", role_type="jwt", user_claim="sub",
+                        bound_audiences=["vault"], token_policies=["default"],
+                        allowed_redirect_uris=[])
+        anonymous = hvac.Client(url=vault_ready.address)
+        signed = jwt.encode({"iss": ISSUER, "sub": "ci", "aud": "vault",
+                             "exp": int(time.time()) + 60}, _KEY, algorithm="RS256",
+                            headers={"kid": "k1"})
+        login = await in_thread(anonymous.auth.jwt.jwt_login, "ci", signed, use_token=False)
+        assert login["auth"]["metadata"] == {"role": "ci"}
+        other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        forged = jwt.encode({"sub": "ci", "aud": "vault", "exp": int(time.time()) + 60},
+                            other, algorithm="RS256", headers={"kid": "k1"})
+        with pytest.raises(exceptions.InvalidRequest, match="error verifying token"):
+            await in_thread(anonymous.auth.jwt.jwt_login, "ci", forged, use_token=False)
+    finally:
+        await runner.cleanup()
