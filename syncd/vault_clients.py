@@ -74,7 +74,7 @@ from requests.adapters import HTTPAdapter
 
 from plumbing.kube import JSON, SECRETS, Kube, KubeError, Resource
 from plumbing.vault import VaultPool, make_client
-from syncd.specs import VaultAuth, VaultConnection
+from syncd.specs import AppRoleAuth, JWTAuth, VaultAuth, VaultConnection
 from syncd.vault_addresses import AllowedAddresses, Origin, parse_address
 
 SERVICE_ACCOUNTS = Resource("", "v1", "serviceaccounts", kind="ServiceAccount")
@@ -300,16 +300,16 @@ class VaultClients:
                                  block="spec.kubernetes", role=spec.role,
                                  identity=f"ServiceAccount {namespace}/{spec.service_account}")
         if auth.method == "jwt" and auth.jwt is not None:
-            return await self._jwt_request(namespace, auth)
+            return await self._jwt_request(namespace, auth, auth.jwt)
         if auth.method == "appRole" and auth.app_role is not None:
-            return await self._app_role_request(namespace, auth)
+            return await self._app_role_request(namespace, auth, auth.app_role)
         raise AuthError(
             f"VaultAuth {auth.namespace}/{auth.name}: method {auth.method!r} is not supported;"
             " use method: token, kubernetes, jwt or appRole", reason="VaultAuthInvalid")
 
-    async def _jwt_request(self, namespace: str, auth: VaultAuth) -> _LoginRequest:
-        spec, block = auth.jwt, "spec.jwt"
-        assert spec is not None
+    async def _jwt_request(self, namespace: str, auth: VaultAuth,
+                           spec: JWTAuth) -> _LoginRequest:
+        block = "spec.jwt"
         if spec.secret_ref:
             jwt = await self._secret_value(
                 namespace, spec.secret_ref, "jwt", what=self._where(auth, f"{block}.secretRef"),
@@ -324,9 +324,9 @@ class VaultClients:
         return _LoginRequest(body={"role": spec.role, "jwt": jwt}, secrets=(jwt,), block=block,
                              role=spec.role, identity=identity)
 
-    async def _app_role_request(self, namespace: str, auth: VaultAuth) -> _LoginRequest:
-        spec, block = auth.app_role, "spec.appRole"
-        assert spec is not None
+    async def _app_role_request(self, namespace: str, auth: VaultAuth,
+                                spec: AppRoleAuth) -> _LoginRequest:
+        block = "spec.appRole"
         if spec.secret_ref:
             secret_id = await self._secret_value(
                 namespace, spec.secret_ref, "id", what=self._where(auth, f"{block}.secretRef"),
