@@ -144,3 +144,35 @@ async def test_reference_errors_are_conditions_naming_the_field(world: World) ->
                  "metadata": {"name": "ghost", "namespace": APP_NS},
                  "spec": {"templates": {"greeting": {"text": '{{ "hello" }}'}}}})
     assert (await world.synced("missing-template"))["greeting"] == "hello"
+
+
+async def test_header_merge_strategies_reach_vault(world: World) -> None:
+    """The headers each mergeStrategy yields are the ones Vault receives (the emulation counts
+    requests by ``X-Vault-Namespace``, so that header stands for all)."""
+    await world.kubernetes_auth()
+    await world.write_kv("kv-secret/info", {"password": world.value("merge")})
+    header = "X-Vault-Namespace"
+    world.apply({"apiVersion": GROUP_VERSION, "kind": "VaultAuthGlobal",
+                 "metadata": {"name": "shared", "namespace": APP_NS},
+                 "spec": {"defaultAuthMethod": "kubernetes",
+                          "headers": {header: "from-defaults", "X-Other": "1"},
+                          "kubernetes": {"role": "app-reader", "serviceAccount": "app-reader",
+                                         "headers": {header: "from-method"}}}})
+    cases = {"none": ({}, ""), "union": ({}, "from-method"),
+             "replace": ({header: "own"}, "own")}
+    for strategy, (own, _) in cases.items():
+        world.apply({"apiVersion": GROUP_VERSION, "kind": "VaultAuth",
+                     "metadata": {"name": f"merge-{strategy}", "namespace": APP_NS},
+                     "spec": {"headers": own, "vaultAuthGlobalRef": {
+                         "name": "shared", "mergeStrategy": {"headers": strategy}}}})
+        world.vss(f"merge-{strategy}", vaultAuthRef=f"merge-{strategy}")
+    world.start_syncd()
+    for strategy in cases:
+        await world.synced(f"merge-{strategy}")
+    count = world.vault.admin.request_count
+    login = "/v1/auth/kubernetes/login"
+    assert count(path=login, namespace="from-method") == 1  # union: the method's over defaults
+    assert count(path=login, namespace="own") == 1  # replace: the VaultAuth's own
+    assert count(path=login, namespace="from-defaults") == 0
+    assert count(path=login, namespace="") == 1  # none: the VaultAuth's (no such header)
+    assert count(path=login) == 3
