@@ -299,8 +299,7 @@ class JWTAuthBackend(Backend):
         if isinstance(issued, int | float) and issued and now + leeway < issued:
             raise _error(prefix + "token issued in the future (iat)")
         if role.bound_audiences and not set(role.bound_audiences) & set(audiences):
-            raise _error("error validating claims: invalid audience (aud) claim: audience "
-                         "claim does not match any expected audience")
+            raise _error("error validating claims: aud claim does not match any bound audience")
         for name, allowed in role.bound_claims.items():
             value = claims.get(name)
             if value is None:

@@ -57,7 +57,7 @@ async def test_jwt_login_with_pem_keys(vault_ready: ReadyVault, root: hvac.Clien
 
 
 @pytest.mark.parametrize(("token", "message"), [
-    (lambda: _jwt(aud="other"), "audience claim does not match any expected audience"),
+    (lambda: _jwt(aud="other"), "aud claim does not match any bound audience"),
     (lambda: _jwt(project="red"), 'claim "project" does not match any associated bound'),
     (lambda: _jwt(project=None), 'claim "project" is missing'),
     (lambda: _jwt(iss="https://elsewhere"), "invalid issuer claim (iss)"),
