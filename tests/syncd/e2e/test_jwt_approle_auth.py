@@ -210,6 +210,21 @@ async def test_bad_credentials_are_conditions_naming_the_field(world: World) -> 
     assert [c for c in world.credentials if c in output] == []
 
 
+async def test_a_refused_secret_id_says_what_to_fix(world: World) -> None:
+    role_id, _ = await _approle(world)
+    _secret(world, "stale-id", type_=APPROLE_TYPE, data={"id": world.value("stale-secret-id")})
+    _auth(world, "stale", "appRole", {"roleId": role_id, "secretRef": "stale-id"})
+    await world.write_kv("kv-secret/info", {"password": world.value("stale")})
+    world.vss("stale", vaultAuthRef="stale")
+    world.start_syncd()
+    condition = await world.wait_condition("stale", "Synced", status="False",
+                                           reason="VaultAuthFailed")
+    for part in ("VaultAuth app/stale", "Vault refused the SecretID of Secret app/stale-id",
+                 "invalid role or secret ID", "spec.appRole.roleId"):
+        assert part in condition["message"], (part, condition["message"])
+    assert world.logins("approle") >= 1 and world.secret("stale") is None
+
+
 async def test_secret_id_path_inside_the_namespace_folder(world: World, tmp_path: Path) -> None:
     """VaultClients alone (the folder is a constructor argument): a SecretID file of the
     namespace's folder logs in; one of another namespace's folder is refused."""
