@@ -8,6 +8,7 @@ import pytest
 
 from syncd.auth_globals import GlobalError, merge_auth_global
 from syncd.specs import parse_vault_auth, parse_vault_static_secret
+from syncd.templating import JINJA2_MARKER
 from syncd.transformations import TransformationError, resolve_transformation_refs
 
 GV = "secrets.vault-syncd.dev/v1beta1"
@@ -168,6 +169,19 @@ def test_precedence_inline_first_then_refs_in_order() -> None:
     assert "transformationRefs" not in resolved
     # What comes out parses as any inline transformation does.
     parse_vault_static_secret(_resolve(_vss(transformationRefs=[{"name": "shared"}]), SHARED))
+
+
+def test_source_templates_go_after_a_jinja2_marker() -> None:
+    jinja_sources = _st("macros", templates={}, sourceTemplates=[
+        {"text": "{% macro hi() %}hi{% endmacro %}"}])
+    resolved = _transformation(_resolve(_vss(
+        templates={"j": {"text": JINJA2_MARKER + "\n{{ hi() }}"}},
+        transformationRefs=[{"name": "macros"}]), jinja_sources))
+    assert resolved["templates"]["j"]["text"] == (
+        JINJA2_MARKER + "\n{% macro hi() %}hi{% endmacro %}{{ hi() }}")
+    parse_vault_static_secret(_resolve(_vss(
+        templates={"j": {"text": JINJA2_MARKER + "\n{{ hi() }}"}},
+        transformationRefs=[{"name": "macros"}]), jinja_sources))
 
 
 def test_template_refs_key_override_and_ignores() -> None:
