@@ -96,31 +96,35 @@ async def test_a_template_over_its_memory_fails_fast_and_the_worker_stays_small(
     assert pool.pids() == []  # its heap may stay large: a new one next time
 
 
-async def test_a_hostile_render_does_not_hold_up_the_others(pool: TemplatePool) -> None:
-    hostile = asyncio.create_task(render(pool, SPIN, tenant="hostile"))
-    await asyncio.sleep(0)  # the hostile render takes the first worker
-    started = time.monotonic()
-    for _ in range(5):
-        assert await render(pool, "{{ secrets.password }}") == {"k": SECRET.encode()}
-    assert time.monotonic() - started < 0.4  # well within the hostile render's deadline
-    assert not hostile.done()
-    with pytest.raises(TemplateTooExpensive):
-        await hostile
+async def test_a_hostile_render_does_not_hold_up_the_others() -> None:
+    # Judged by order, not by a clock: the others are all answered while the hostile render
+    # is still running (its deadline is long enough for a loaded machine).
+    pool = TemplatePool(workers=2, deadline=2.0, memory=32 * MIB)
+    try:
+        hostile = asyncio.create_task(render(pool, SPIN, tenant="hostile"))
+        await asyncio.sleep(0)  # the hostile render takes the first worker
+        for _ in range(5):
+            assert await render(pool, "{{ secrets.password }}") == {"k": SECRET.encode()}
+        assert not hostile.done()
+        with pytest.raises(TemplateTooExpensive):
+            await hostile
+    finally:
+        await pool.close()
 
 
 async def test_a_tenant_with_many_hostile_templates_holds_one_worker() -> None:
-    pool = TemplatePool(workers=2, deadline=0.8)
+    pool = TemplatePool(workers=2, deadline=2.0)
     try:
         hostile = [asyncio.create_task(pool.render(
             templates=[compile_template(key=f"spin{i}", text=JINJA + SPIN)], context=CONTEXT,
             tenant="a")) for i in range(3)]
-        await asyncio.sleep(0.05)
-        started = time.monotonic()
+        await asyncio.sleep(0)  # a's renders are queued first
         for _ in range(3):
             out = await pool.render(templates=[compile_template(key="k", text=JINJA + "{{ 1 }}")],
                                     context=CONTEXT, tenant="b")
             assert out == {"k": b"1"}
-        assert time.monotonic() - started < 0.5  # not behind any of a's renders
+        # b was never behind a's renders: none of them has ended yet.
+        assert not any(task.done() for task in hostile)
         results = await asyncio.gather(*hostile, return_exceptions=True)
         assert all(isinstance(r, TemplateTooExpensive) for r in results)
     finally:
