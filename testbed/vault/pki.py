@@ -394,7 +394,11 @@ class PkiBackend(Backend):
         dns_names: list[str] = []
         emails: list[str] = []
         if common_name and not exclude_cn:
-            (emails if "@" in common_name else dns_names).append(common_name)
+            # The CN joins the SANs only as an email address or a well-formed hostname.
+            if "@" in common_name:
+                emails.append(common_name)
+            elif _is_hostname(common_name):
+                dns_names.append(common_name)
         for name in get_list(data, "alt_names") or []:
             target = emails if "@" in name else dns_names
             if name not in target:
@@ -422,17 +426,12 @@ class PkiBackend(Backend):
         for uri in uris:
             if not any(fnmatch.fnmatchcase(uri, allowed) for allowed in role["allowed_uri_sans"]):
                 raise VaultError(
-                    400, f"URI Subject Alternative Names not allowed by this role: {uri}"
+                    400,
+                    "URI Subject Alternative Names were provided via the API which are not "
+                    "valid for this role",
                 )
         others = [_other_san(text) for text in get_list(data, "other_sans") or []]
-        for oid, value in others:
-            if not any(
-                allowed == "*" or fnmatch.fnmatchcase(f"{oid};UTF8:{value}", allowed)
-                for allowed in role["allowed_other_sans"]
-            ):
-                raise VaultError(
-                    400, f"other SAN {value} not allowed for OID {oid} by this role"
-                )
+        _check_other_sans(role["allowed_other_sans"], others)
 
         not_before, not_after = self._validity(role, data, issuer, warnings)
         key = generate_key(role["key_type"], role["key_bits"])
@@ -551,7 +550,7 @@ class PkiBackend(Backend):
         serial = serial.replace("-", ":").lower()
         entry = self.certs.get(serial)
         if entry is None:
-            raise VaultError(400, f"certificate with serial {serial} not found.")
+            raise VaultError(400, f"certificate with serial {serial} not found")
         if any(colon_hex(i.certificate.serial_number) == serial for i in self._issuers):
             issuer_id = entry["issuer_id"]
             raise VaultError(400, f"adding issuer (id: {issuer_id}) to its own CRL is not allowed")
@@ -589,13 +588,44 @@ class PkiBackend(Backend):
         return builder.sign(issuer.key, hashes.SHA256())
 
 
-def _other_san(text: str) -> tuple[str, str]:
-    """``<oid>;UTF8:<value>`` (Vault's only supported type) → (oid, value)."""
-    oid, _, typed = text.partition(";")
-    kind, _, value = typed.partition(":")
-    if not oid or kind.upper() not in ("UTF8", "UTF-8") or not value:
-        raise VaultError(400, f"could not parse other SAN {text!r}: expected <oid>;UTF8:<value>")
+def _parse_other_san(text: str) -> tuple[str, str]:
+    """Vault's ``ParseOtherSANs`` for one ``<oid>;UTF8:<value>``; ``ValueError`` says why."""
+    if ";" not in text:
+        raise ValueError(f'expected a semicolon in other SAN "{text}"')
+    oid, typed = text.split(";", 1)
+    if ":" not in typed:
+        raise ValueError(f'expected a colon in other SAN "{text}"')
+    kind, value = typed.split(":", 1)
+    if kind.lower() not in ("utf8", "utf-8"):
+        raise ValueError(
+            f'only utf8 other SANs are supported; found non-supported type in other SAN "{text}"'
+        )
     return oid, value
+
+
+def _other_san(text: str) -> tuple[str, str]:
+    try:
+        return _parse_other_san(text)
+    except ValueError as error:
+        raise VaultError(400, f"could not parse requested other SAN: {error}") from None
+
+
+def _check_other_sans(allowed_texts: list[str], requested: list[tuple[str, str]]) -> None:
+    """Vault's ``ValidateOtherSANs``: an OID the role lacks, or a value no glob matches."""
+    if allowed_texts == ["*"]:
+        return
+    allowed: dict[str, list[str]] = {}
+    for text in allowed_texts:
+        try:
+            oid, value = _parse_other_san(text)
+        except ValueError as error:
+            raise VaultError(400, f"error parsing role's allowed SANs: {error}") from None
+        allowed.setdefault(oid, []).append(value)
+    for oid, value in requested:
+        if oid not in allowed:
+            raise VaultError(400, f"other SAN OID {oid} not allowed by this role")
+        if not any(fnmatch.fnmatchcase(value, pattern) for pattern in allowed[oid]):
+            raise VaultError(400, f"other SAN {value} not allowed for OID {oid} by this role")
 
 
 def _der_utf8(value: str) -> bytes:
@@ -604,6 +634,13 @@ def _der_utf8(value: str) -> bytes:
         return b"\x0c" + bytes([len(raw)]) + raw
     length = len(raw).to_bytes((len(raw).bit_length() + 7) // 8, "big")
     return b"\x0c" + bytes([0x80 | len(length)]) + length + raw
+
+
+def _is_hostname(name: str) -> bool:
+    try:
+        return bool(_HOSTNAME.match(name.removeprefix("*.").encode("idna").decode()))
+    except UnicodeError:
+        return False
 
 
 def _bad_name(role: dict[str, Any], names: list[str]) -> str | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import datetime
 import ipaddress
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -153,7 +154,7 @@ async def test_issued_certificate_passes_openssl_verify(
         ({"common_name": "bad_name.example.com"},
          "common name bad_name.example.com not allowed by this role"),
         ({"common_name": "a.example.com", "other_sans": "1.3.6.1.4.1.311.20.2.3;UTF8:a@b"},
-         "other SAN a@b not allowed for OID 1.3.6.1.4.1.311.20.2.3 by this role"),
+         "other SAN OID 1.3.6.1.4.1.311.20.2.3 not allowed by this role"),
         ({"common_name": "a.example.com", "ttl": "1h", "not_after": "2030-01-01T00:00:00Z"},
          "Either ttl or not_after should be provided"),
         ({"common_name": "a.example.com", "not_after": "2199-01-01T00:00:00Z"},
@@ -195,10 +196,18 @@ async def test_role_constraints(root: hvac.Client, pki: dict[str, Any]) -> None:
     assert other.value.endswith(b"me@example.com")
     with pytest.raises(exceptions.InvalidRequest, match="common name not a hostname not allowed"):
         await _issue(root, "not a hostname", role="any")
-    with pytest.raises(exceptions.InvalidRequest, match="not allowed by this role: spiffe://x/y"):
+    with pytest.raises(exceptions.InvalidRequest, match="URI Subject Alternative Names were "
+                       "provided via the API which are not valid for this role"):
         await _issue(root, "a.internal", role="any", uri_sans="spiffe://x/y")
+    with pytest.raises(exceptions.InvalidRequest, match=re.escape(
+            "other SAN you@elsewhere.org not allowed for OID 1.3.6.1.4.1.311.20.2.3 by this role")):
+        await _issue(root, "a.internal", role="any",
+                     other_sans="1.3.6.1.4.1.311.20.2.3;UTF8:you@elsewhere.org")
     await in_thread(pki_api.create_or_update_role, "any", extra_params={"enforce_hostnames": False})
-    assert (await _issue(root, "not a hostname", role="any"))["data"]["certificate"]
+    loose = _cert((await _issue(root, "not a hostname", role="any"))["data"]["certificate"])
+    assert loose.subject.rfc4514_string() == "CN=not a hostname"
+    with pytest.raises(x509.ExtensionNotFound):  # such a CN does not become a DNS SAN
+        _sans(loose)
     with pytest.raises(exceptions.InvalidRequest, match="unknown role: nope"):
         await _issue(root, "a.example.com", role="nope")
 
