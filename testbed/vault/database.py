@@ -16,7 +16,7 @@ SQL statements are accepted and stored, never run.
 
 from __future__ import annotations
 
-import math
+import fnmatch
 import secrets
 import string
 from typing import TYPE_CHECKING, Any
@@ -256,13 +256,7 @@ class DatabaseBackend(Backend):
         role = self.roles.get(name)
         if role is None:
             raise VaultError(400, f"unknown role: {name}")
-        config = self.configs.get(role["db_name"])
-        if config is None:
-            db_name = role["db_name"]
-            raise VaultError(500, f'could not find database connection with name "{db_name}"')
-        allowed = config["allowed_roles"]
-        if "*" not in allowed and name not in allowed:
-            raise VaultError(500, f'"{name}" is not an allowed role')
+        self._check_allowed(name, role["db_name"])
         token = request.token
         display = token.display_name if token is not None else "token"
         # The PostgreSQL plugin's default username template.
@@ -287,10 +281,20 @@ class DatabaseBackend(Backend):
             warnings=warnings or None,
         )
 
+    def _check_allowed(self, name: str, db_name: str) -> None:
+        """The connection must exist and list the role (plain errors: Vault answers 500)."""
+        config = self.configs.get(db_name)
+        if config is None:
+            raise VaultError(500, f'failed to find entry for connection with name: "{db_name}"')
+        allowed = config["allowed_roles"]
+        if "*" not in allowed and not any(fnmatch.fnmatchcase(name, a) for a in allowed):
+            raise VaultError(500, f'"{name}" is not an allowed role')
+
     def _static_creds(self, name: str) -> Response:
         role = self.static_roles.get(name)
         if role is None:
             raise VaultError(400, "unknown role: " + name)
+        self._check_allowed(name, role["db_name"])
         self._rotate_if_due(name, role)
         now = self.services.clock.now()
         next_rotation = role["last_vault_rotation"] + role["rotation_period"]
@@ -300,7 +304,7 @@ class DatabaseBackend(Backend):
                 "password": role["password"],
                 "last_vault_rotation": rfc3339(role["last_vault_rotation"]),
                 "rotation_period": role["rotation_period"],
-                "ttl": max(0, math.floor(next_rotation - now)),
+                "ttl": max(0, round(next_rotation - now)),
             }
         )
 

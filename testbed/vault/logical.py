@@ -94,7 +94,7 @@ class Backend(abc.ABC):
     def renew_secret(self, lease: Lease, *, increment: int) -> tuple[int, int]:
         """Extend what ``lease`` stands for; the engine's (default TTL, max TTL) for it.
 
-        Raise :class:`VaultError` to refuse (the expiration manager wraps it in a 500)."""
+        Raise :class:`VaultError` to refuse (the expiration manager wraps its text in a 400)."""
         del lease, increment
         raise VaultError(400, "lease is not renewable")
 
