@@ -180,7 +180,7 @@ class DatabaseBackend(Backend):
                 "creation_statements", []
             )
             if not creation:
-                raise VaultError(400, "creation statements are required")
+                raise VaultError(400, "empty creation statements")
             default_ttl = get_duration(data, "default_ttl", old.get("default_ttl", 0))
             max_ttl = get_duration(data, "max_ttl", old.get("max_ttl", 0))
             if max_ttl and default_ttl > max_ttl:
