@@ -60,6 +60,7 @@ _ROLE_DEFAULTS: dict[str, Any] = {
     "allow_ip_sans": True,
     "allowed_uri_sans": [],
     "allowed_other_sans": [],
+    "allowed_user_ids": [],
     "server_flag": True,
     "client_flag": True,
     "key_type": "rsa",
@@ -433,6 +434,10 @@ class PkiBackend(Backend):
         others = [_other_san(text) for text in get_list(data, "other_sans") or []]
         _check_other_sans(role["allowed_other_sans"], others)
 
+        user_ids = get_list(data, "user_ids") or []
+        for user_id in user_ids:
+            if not _user_id_allowed(role["allowed_user_ids"], user_id):
+                raise VaultError(400, f"user_id {user_id} is not allowed by this role")
         not_before, not_after = self._validity(role, data, issuer, warnings)
         key = generate_key(role["key_type"], role["key_bits"])
         sans: list[x509.GeneralName] = [x509.DNSName(name) for name in dns_names]
@@ -454,9 +459,10 @@ class PkiBackend(Backend):
         builder = (
             x509.CertificateBuilder()
             .subject_name(
-                x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-                if common_name
-                else x509.Name([])
+                x509.Name(
+                    ([x509.NameAttribute(NameOID.COMMON_NAME, common_name)] if common_name else [])
+                    + [x509.NameAttribute(NameOID.USER_ID, user_id) for user_id in user_ids]
+                )
             )
             .issuer_name(issuer.certificate.subject)
             .public_key(key.public_key())
@@ -626,6 +632,16 @@ def _check_other_sans(allowed_texts: list[str], requested: list[tuple[str, str]]
             raise VaultError(400, f"other SAN OID {oid} not allowed by this role")
         if not any(fnmatch.fnmatchcase(value, pattern) for pattern in allowed[oid]):
             raise VaultError(400, f"other SAN {value} not allowed for OID {oid} by this role")
+
+
+def _user_id_allowed(allowed: list[str], user_id: str) -> bool:
+    """Vault's ``ValidateUserId``: case-insensitive match or a glob; nothing when none listed."""
+    return any(
+        pattern.lower() == user_id.lower()
+        or ("*" in pattern and fnmatch.fnmatchcase(user_id, pattern))
+        for pattern in allowed
+        if pattern
+    )
 
 
 def _der_utf8(value: str) -> bytes:
