@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from testbed.vault.clock import rfc3339
 from testbed.vault.errors import VaultError, unsupported_operation
-from testbed.vault.logical import Backend, Request, Response, Services
+from testbed.vault.logical import Backend, Request, Response, Services, entry_or_404
 from testbed.vault.params import get_bool, get_duration, get_list, get_str
 
 if TYPE_CHECKING:
@@ -132,9 +132,7 @@ class DatabaseBackend(Backend):
         op = request.operation
         data = request.data
         if op == "read":
-            config = self.configs.get(name)
-            if config is None:
-                raise VaultError(404)
+            config = entry_or_404(self.configs, name)
             return Response(data={k: v for k, v in config.items() if k != "password"})
         if op in ("create", "update"):
             plugin = get_str(data, "plugin_name", self.configs.get(name, {}).get("plugin_name", ""))
@@ -158,8 +156,7 @@ class DatabaseBackend(Backend):
             self.changed()
             return None
         if op == "delete":
-            if self.configs.pop(name, None) is not None:
-                self.changed()
+            self.delete_entry(self.configs, name)
             return None
         raise unsupported_operation()
 
@@ -167,10 +164,7 @@ class DatabaseBackend(Backend):
         op = request.operation
         data = request.data
         if op == "read":
-            role = self.roles.get(name)
-            if role is None:
-                raise VaultError(404)
-            return Response(data=dict(role))
+            return Response(data=dict(entry_or_404(self.roles, name)))
         if op in ("create", "update"):
             old = self.roles.get(name, {})
             db_name = get_str(data, "db_name", old.get("db_name", ""))
@@ -201,8 +195,7 @@ class DatabaseBackend(Backend):
             self.changed()
             return None
         if op == "delete":
-            if self.roles.pop(name, None) is not None:
-                self.changed()
+            self.delete_entry(self.roles, name)
             return None
         raise unsupported_operation()
 
@@ -210,9 +203,7 @@ class DatabaseBackend(Backend):
         op = request.operation
         data = request.data
         if op == "read":
-            role = self.static_roles.get(name)
-            if role is None:
-                raise VaultError(404)
+            role = entry_or_404(self.static_roles, name)
             self._rotate_if_due(name, role)
             body = {k: v for k, v in role.items() if k != "password"}
             body["last_vault_rotation"] = rfc3339(role["last_vault_rotation"])
@@ -247,8 +238,7 @@ class DatabaseBackend(Backend):
             self.changed()
             return None
         if op == "delete":
-            if self.static_roles.pop(name, None) is not None:
-                self.changed()
+            self.delete_entry(self.static_roles, name)
             return None
         raise unsupported_operation()
 

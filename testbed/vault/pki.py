@@ -32,7 +32,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from testbed.vault.clock import rfc3339
 from testbed.vault.durations import go_duration
 from testbed.vault.errors import VaultError, unsupported_operation
-from testbed.vault.logical import Backend, Request, Response, Services
+from testbed.vault.logical import Backend, Request, Response, Services, entry_or_404
 from testbed.vault.params import get_bool, get_duration, get_int, get_list, get_str
 from testbed.vault.tokens import SYSTEM_MAX_TTL
 
@@ -213,9 +213,7 @@ class PkiBackend(Backend):
             return Response(data=self._cert_data(issuer.pem, 0, issuer.id))
         if path.startswith("cert/"):
             serial = path[len("cert/") :].replace("-", ":").lower()
-            entry = self.certs.get(serial)
-            if entry is None:
-                raise VaultError(404)
+            entry = entry_or_404(self.certs, serial)
             return Response(
                 data=self._cert_data(entry["certificate"], entry["revoked"], entry["issuer_id"])
             )
@@ -335,13 +333,9 @@ class PkiBackend(Backend):
     def _role(self, name: str, request: Request) -> Response | None:
         op = request.operation
         if op == "read":
-            role = self.roles.get(name)
-            if role is None:
-                raise VaultError(404)
-            return Response(data=dict(role))
+            return Response(data=dict(entry_or_404(self.roles, name)))
         if op == "delete":
-            if self.roles.pop(name, None) is not None:
-                self.changed()
+            self.delete_entry(self.roles, name)
             return None
         if op not in ("create", "update"):
             raise unsupported_operation()
