@@ -152,10 +152,23 @@ class SecretTemplate:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SourceTemplate:
+    """A SecretTransformation's source template: it joins the set of Go templates that
+    ``templates`` are rendered in, so its ``{{define}}`` blocks can be called, and is never
+    rendered itself (text outside its definitions goes nowhere). ``origin`` names it in
+    errors: the SecretTransformation and the entry."""
+
+    name: str
+    text: str = field(repr=False)
+    origin: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class Transformation:
     """How Vault data becomes Secret data (``spec.destination.transformation``)."""
 
     templates: Mapping[str, SecretTemplate] = field(default_factory=lambda: MappingProxyType({}))
+    sources: tuple[SourceTemplate, ...] = ()
     includes: tuple[re.Pattern[str], ...] = ()
     excludes: tuple[re.Pattern[str], ...] = ()
     exclude_raw: bool = False
@@ -165,7 +178,8 @@ class Templates(Protocol):
     """What renders templates: :class:`syncd.template_pool.TemplatePool`."""
 
     async def render(
-        self, *, templates: Sequence[SecretTemplate], context: Mapping[str, Any], tenant: str
+        self, *, templates: Sequence[SecretTemplate], context: Mapping[str, Any], tenant: str,
+        sources: Sequence[SourceTemplate] = (),
     ) -> dict[str, bytes]: ...
 
 
@@ -203,7 +217,7 @@ async def render(
     out: dict[str, bytes] = {}
     if transformation.templates:
         out.update(await templates.render(
-            templates=list(transformation.templates.values()),
+            templates=list(transformation.templates.values()), sources=transformation.sources,
             context={"secrets": secrets, "metadata": metadata,
                      "labels": dict(labels or {}), "annotations": dict(annotations or {})},
             tenant=tenant,
