@@ -17,7 +17,8 @@ Templates are Go ``text/template``, as in VSO (:mod:`syncd.gotemplate`): the sam
 (``.Secrets``, ``.Metadata``, ``.Annotations``, ``.Labels``; Vault's numbers as ``json.Number``),
 Go's ``missingkey`` default (a missing key prints ``<no value>``), Go's printing, and VSO's
 function map (its Sprig allow-list). The templates of one resource form one set: a
-``{{define}}`` in one is callable from the others.
+``{{define}}`` in one is callable from the others, and from the source templates of the
+SecretTransformations it references (:class:`SourceTemplate`), which are never rendered.
 
 Jinja2 stays available behind a marker: a template whose first line is exactly ``{{!jinja2}}``
 is Jinja2 (rendered in Jinja's immutable sandbox, autoescaping off, undefined values as errors).

@@ -13,7 +13,7 @@ import re
 
 import yaml
 
-from tests.syncd.e2e.test_vso_corpus import _kubectl_apply
+from tests.syncd.e2e.kubectl import kubectl_apply
 from tests.syncd.e2e.world import ROOT, World
 
 NS = "default"
@@ -72,7 +72,7 @@ async def test_readme_agent_injector_example_syncs_and_restarts_the_app(world: W
     manifests = _readme_manifests()
     assert [d["kind"] for d in yaml.safe_load_all(manifests)] == ["VaultAuth",
                                                                  "VaultStaticSecret"]
-    assert "created" in await _kubectl_apply(world, manifests)
+    assert "created" in await kubectl_apply(world, manifests)
     world.start_syncd()
 
     def secret() -> dict[str, str] | None:

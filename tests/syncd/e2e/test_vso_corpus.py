@@ -11,37 +11,18 @@ address; each VaultStaticSecret yields the Secret VSO documents for it, computed
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
-import pytest
-
+from tests.syncd.e2e.kubectl import kubectl_apply
 from tests.syncd.e2e.world import APP_NS, GROUP_VERSION, World
 
 CORPUS = Path(__file__).parent / "vso_corpus"
-KUBECTL = shutil.which("kubectl")
 DOCUMENTED_ADDRESS = "http://vault.vault.svc.cluster.local:8200"
 APPROLE_TYPE = "secrets.vault-syncd.dev/vault-approle"
 CA = "-----BEGIN CERTIFICATE-----\nnot really a certificate\n-----END CERTIFICATE-----\n"
-
-
-async def _kubectl_apply(world: World, text: str) -> str:
-    if KUBECTL is None:
-        pytest.skip("kubectl is not installed")
-    env = {**os.environ, "KUBECONFIG": str(world.kubeconfig),
-           "HOME": str(world.kubeconfig.parent), "NO_PROXY": "127.0.0.1"}
-    proc = await asyncio.create_subprocess_exec(
-        KUBECTL, f"--cache-dir={world.kubeconfig.parent / 'kubectl-cache'}", "apply",
-        "--validate=strict", "-f", "-", env=env, stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(text.encode()), 60)
-    assert proc.returncode == 0, err.decode() or out.decode()
-    return out.decode()
 
 
 async def _vault_logins(world: World) -> None:
@@ -84,7 +65,7 @@ async def test_documented_manifests_sync_to_the_documented_secrets(world: World)
         text = text.replace("apiVersion: secrets.hashicorp.com/v1beta1",
                             f"apiVersion: {GROUP_VERSION}")
         text = text.replace(DOCUMENTED_ADDRESS, world.vault.address)
-        assert "created" in await _kubectl_apply(world, text)
+        assert "created" in await kubectl_apply(world, text)
     world.start_syncd()
 
     # The three logins, each once, each reading the same secret.

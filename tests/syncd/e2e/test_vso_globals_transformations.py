@@ -13,31 +13,12 @@ the global starts allowing ``app``, the VaultStaticSecret using it syncs without
 
 from __future__ import annotations
 
-import asyncio
-import os
-import shutil
 from pathlib import Path
 
-import pytest
-
+from tests.syncd.e2e.kubectl import kubectl_apply
 from tests.syncd.e2e.world import APP_NS, GROUP_VERSION, World
 
 CORPUS = Path(__file__).parent / "vso_corpus"
-KUBECTL = shutil.which("kubectl")
-
-
-async def _kubectl(world: World, *args: str, stdin: str) -> str:
-    if KUBECTL is None:
-        pytest.skip("kubectl is not installed")
-    env = {**os.environ, "KUBECONFIG": str(world.kubeconfig),
-           "HOME": str(world.kubeconfig.parent), "NO_PROXY": "127.0.0.1"}
-    proc = await asyncio.create_subprocess_exec(
-        KUBECTL, f"--cache-dir={world.kubeconfig.parent / 'kubectl-cache'}", *args, env=env,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), 60)
-    assert proc.returncode == 0, err.decode() or out.decode()
-    return out.decode()
 
 
 async def test_vso_corpus_applies_unchanged_but_for_api_version_and_syncs(world: World) -> None:
@@ -46,7 +27,7 @@ async def test_vso_corpus_applies_unchanged_but_for_api_version_and_syncs(world:
     await world.write_kv("kv-secret/db", source)
     text = (CORPUS / "globals_and_transformations.yaml").read_text().replace(
         "apiVersion: secrets.hashicorp.com/v1beta1", f"apiVersion: {GROUP_VERSION}")
-    out = await _kubectl(world, "apply", "--validate=strict", "-f", "-", stdin=text)
+    out = await kubectl_apply(world, text)
     assert "created" in out
     world.start_syncd()
 
