@@ -2,8 +2,7 @@
 
 VSO registers Sprig's ``HermeticTxtFuncMap`` restricted to an allow-list (``template/funcs.go``
 in VSO v1.4.1); every name on that list is here, with Sprig's semantics (its documentation,
-MIT), except those in :data:`UNSUPPORTED`, which a template cannot name: they parse as an
-undefined function whose message says so. Nothing here reads files, the environment or the
+MIT). Nothing here reads files, the environment or the
 network (Sprig's ``env`` and ``expandenv`` are not on VSO's list either).
 
 Parameters are typed as in Go (:class:`Func`), so that ``upper .Secrets.port`` fails as it does
@@ -916,6 +915,27 @@ def _hash(algorithm: str) -> Callable[[str], str]:
     return lambda text: hashlib.new(algorithm, text.encode()).hexdigest()
 
 
+def _bcrypt(password: str) -> str:
+    """Sprig's ``bcrypt``: Go's ``bcrypt.GenerateFromPassword`` at its DefaultCost (10), ``$2a$``.
+
+    The ``bcrypt`` package (C, wheels for amd64 and arm64) is imported on first use, so a worker
+    that never hashes does not load it. Errors come back as text, as Sprig returns them.
+    """
+    import bcrypt  # noqa: PLC0415 - only the templates that hash pay for it
+
+    secret = password.encode()
+    if len(secret) > 72:
+        return "failed to encrypt string with bcrypt: bcrypt: password length exceeds 72 bytes"
+    return bcrypt.hashpw(secret, bcrypt.gensalt(rounds=10, prefix=b"2a")).decode()
+
+
+def _htpasswd(username: str, password: str) -> str:
+    """Sprig's ``htpasswd``: ``username:bcrypt(password)``; a ``:`` in the name is refused."""
+    if ":" in username:
+        return f"invalid username: {username}"
+    return f"{username}:{_bcrypt(password)}"
+
+
 def _rand_int(low: int, high: int) -> int:
     if high <= low:
         raise FuncError("randInt needs min < max")
@@ -1128,6 +1148,8 @@ SPRIG: dict[str, Func] = {
     "semverCompare": Func(semver.satisfies, "ss"),
     "seq": Func(_seq, "", "i"),
     "set": Func(_set, "msa"),
+    "bcrypt": Func(_bcrypt, "s"),
+    "htpasswd": Func(_htpasswd, "ss"),
     "sha1sum": Func(_hash("sha1"), "s"),
     "sha256sum": Func(_hash("sha256"), "s"),
     "sha512sum": Func(_hash("sha512"), "s"),
@@ -1199,9 +1221,6 @@ for _name in _MUST:
         SPRIG[_name] = Func(lambda v, kw=_kw: go_json(v, **kw), "a")
     else:
         SPRIG[_name] = _base_func
-
-#: On VSO's list, not implemented here: naming one is a parse error that says so.
-UNSUPPORTED = frozenset({"bcrypt", "htpasswd"})
 
 #: What the parser accepts as a function name.
 FUNCTION_NAMES = frozenset(BUILTINS) | frozenset(SPRIG)

@@ -13,7 +13,6 @@ from collections.abc import Container
 
 from syncd.gotemplate import nodes as n
 from syncd.gotemplate.errors import ParseError
-from syncd.gotemplate.funcs import UNSUPPORTED
 from syncd.gotemplate.lexer import T, Token, lex
 
 
@@ -347,9 +346,6 @@ class _Parser:
         t = token.type
         if t is T.IDENT:
             name = str(token.value)
-            if name in UNSUPPORTED:
-                raise ParseError(f'function "{name}" is not supported by vault-syncd',
-                                 line=token.line)
             if name not in self.functions:
                 raise ParseError(f'function "{name}" not defined', line=token.line)
             return n.Identifier(token.line, name)

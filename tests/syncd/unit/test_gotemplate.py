@@ -137,7 +137,6 @@ ERRORS: list[tuple[str, type[Exception], str, int | None]] = [
     ("{{.Secrets.api-key}}", ParseError, 'bad number syntax: "-key"', 1),
     ("{{.a @}}", ParseError, "unrecognized character in action: U+0040 '@'", 1),
     ("{{range $a, $b, $c := .l}}{{end}}", ParseError, "too many declarations in range", 1),
-    ('{{bcrypt "x"}}', ParseError, 'function "bcrypt" is not supported by vault-syncd', 1),
     ('{{define "a"}}{{else}}{{end}}', ParseError, "unexpected {{else}} in define clause", 1),
     ("{{if 1}}{{else}}{{else}}{{end}}", ParseError, "expected end; found {{else}}", 1),
     ("{{else}}", ParseError, "unexpected {{else}}", 1),
