@@ -9,9 +9,10 @@ in one :class:`SpecError`, each with its field path, so a person fixes a manifes
 Field names and meanings are VSO v1beta1's (a VSO manifest moves over by changing its
 ``apiVersion``). VSO fields that would change the result but that vault-syncd does not
 implement (``transformationRefs``, ``vaultAuthGlobalRef``) are errors rather than silently
-dropped; those that only tune VSO itself (``syncConfig``, ``storageEncryption``) are accepted by
-the CRDs and ignored. Defaults are applied here as in the CRD schemas, because objects do not
-always come through an API server that applies them (tests, the testbed).
+dropped; ``syncConfig.instantUpdates`` opts into instant updates (:mod:`syncd.changes`); those
+that only tune VSO itself (``storageEncryption``) are accepted by the CRDs and ignored. Defaults
+are applied here as in the CRD schemas, because objects do not always come through an API
+server that applies them (tests, the testbed).
 """
 
 from __future__ import annotations
@@ -308,6 +309,9 @@ class VaultStaticSecret:
     refresh_after_seconds: float
     hmac_secret_data: bool
     destination: Destination
+    #: ``syncConfig.instantUpdates``: a change notice from Vault re-reads it at once (if syncd
+    #: runs with a change source, see :mod:`syncd.changes`).
+    instant_updates: bool
     rollout_restart_targets: tuple[RolloutRestartTarget, ...]
     deletion_policy: DeletionPolicy
     #: Settings that are valid but have no effect, for a status message or an Event.
@@ -815,6 +819,8 @@ def parse_vault_static_secret(obj: Mapping[str, Any]) -> VaultStaticSecret:
     refresh = _duration(r, spec, "refreshAfter", "spec", default=DEFAULT_REFRESH_AFTER)
     dest_spec = r.mapping(spec, "destination", "spec", required=True) or {}
     destination, warnings = _destination(r, dest_spec)
+    sync_config = r.mapping(spec, "syncConfig", "spec") or {}
+    instant_updates = r.boolean(sync_config, "instantUpdates", "spec.syncConfig", default=False)
 
     secret = VaultStaticSecret(
         namespace=namespace,
@@ -832,6 +838,7 @@ def parse_vault_static_secret(obj: Mapping[str, Any]) -> VaultStaticSecret:
         refresh_after_seconds=refresh or parse_duration(DEFAULT_REFRESH_AFTER),
         hmac_secret_data=r.boolean(spec, "hmacSecretData", "spec", default=True),
         destination=destination,
+        instant_updates=instant_updates,
         rollout_restart_targets=_targets(r, spec),
         deletion_policy=cast(DeletionPolicy, r.choice(
             spec, "deletionPolicy", "spec", _DELETION_POLICIES, default="Delete")),
