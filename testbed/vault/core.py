@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from testbed.vault import sealing
 from testbed.vault.clock import Clock
 from testbed.vault.errors import VaultError
+from testbed.vault.events import EventBus
 from testbed.vault.logical import Services
 from testbed.vault.mounts import MountTable
 from testbed.vault.policies import PolicyStore
@@ -62,6 +63,8 @@ class Core:
         self.services = Services(
             storage=storage, clock=clock, tokens=self.tokens, policies=self.policies
         )
+        #: Event notifications (Enterprise): KV events and their WebSocket subscribers.
+        self.events = EventBus()
         self.mounts = MountTable(
             services=self.services, system=lambda: SystemBackend(core=self, services=self.services)
         )

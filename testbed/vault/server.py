@@ -23,7 +23,7 @@ from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 
-from testbed.vault import admin, sys_status
+from testbed.vault import admin, events, sys_status
 from testbed.vault.errors import (
     VaultError,
     invalid_token,
@@ -151,6 +151,8 @@ def build_server(node: Node) -> web.Server:
             if fault.status is not None:
                 return _json({"errors": fault.errors}, fault.status)
         try:
+            if path.startswith(events.PREFIX) and method == "GET":
+                return await node.core.events.subscribe(node, request)
             return await _serve(node, request, method, path)
         except VaultError as error:
             return _error(error)
@@ -222,6 +224,8 @@ async def _serve(node: Node, request: web.BaseRequest, method: str, path: str) -
             remote_addr=request.remote or "",
         )
     )
+    if response is None or response.status < 400:
+        core.events.after_request(mount=mount, operation=operation, path=inner)
     if response is None:
         return web.Response(status=204)
     return _envelope(response, mount)
