@@ -83,8 +83,10 @@ class EventsSource:
                 while True:
                     self._changes.changed.clear()
                     self._rescan(session)
+                    # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._changes.changed.wait(), RESCAN_SECONDS)
+                        async with asyncio.timeout(RESCAN_SECONDS):
+                            await self._changes.changed.wait()
             finally:
                 streams = list(self._streams.values())
                 for task in streams:

@@ -145,7 +145,6 @@ class EventBus:
         acl_path = request.path[len("/v1/"):]
         if not token.is_root and not core.policies.acl(token.policies).allows(acl_path, "read"):
             raise permission_denied()
-        node.counter.record("GET", request.path, "")
         ws = web.WebSocketResponse(heartbeat=None)
         await ws.prepare(request)  # type: ignore[arg-type]
         subscriber = _Subscriber(pattern=pattern, token_id=token_id)
