@@ -146,7 +146,7 @@ class EventBus:
         if not token.is_root and not core.policies.acl(token.policies).allows(acl_path, "read"):
             raise permission_denied()
         ws = web.WebSocketResponse(heartbeat=None)
-        await ws.prepare(request)  # type: ignore[arg-type]
+        await ws.prepare(request)
         subscriber = _Subscriber(pattern=pattern, token_id=token_id)
         self._subscribers.add(subscriber)
         self.connected += 1

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from testbed.vault.core import Core
 
 #: Paths that need ``sudo`` on top of the operation's capability (root tokens always pass).
-SUDO_PATHS = ("sys/seal", "sys/auth/", "sys/step-down", "auth/token/accessors")
+SUDO_PATHS = ("sys/seal", "sys/auth/", "sys/step-down", "auth/token/accessors", "sys/audit",
+              "sys/audit/")
 
 
 def needs_sudo(path: str) -> bool:
@@ -66,6 +67,15 @@ class SystemBackend(Backend):
             return self._policy(path[len("policy/") :], request, legacy=True)
         if path.startswith("internal/ui/mounts/") and op == "read":
             return self._ui_mount(path[len("internal/ui/mounts/") :])
+        if path in ("audit", "audit/") and op == "read":
+            listing = self.core.audit.listing()
+            return Response(data=listing, top_level=listing)
+        if path.startswith("audit/") and writes:
+            await self.core.audit.enable(path[len("audit/"):], request.data)
+            return None
+        if path.startswith("audit/") and op == "delete":
+            await self.core.audit.disable(path[len("audit/"):])
+            return None
         if path == "capabilities-self" and writes:
             return self._capabilities_self(request)
         raise unsupported_operation()
