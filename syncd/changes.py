@@ -103,6 +103,7 @@ class Changes:
         #: (mount, request path) -> the objects reading it.
         self._index: dict[tuple[str, str], set[Key]] = {}
         self._source: Source | None = None
+        self._told: set[Key] = set()
         #: Set whenever the objects or their VaultAuths and VaultConnections change: a source
         #: that keeps one stream per login looks again at which it needs.
         self.changed = asyncio.Event()
@@ -126,6 +127,11 @@ class Changes:
             return default
         if not spec.instant_updates or self._source is None:
             self.forget(key)
+            if spec.instant_updates and key not in self._told:
+                self._told.add(key)  # once per object and process: it is not an error
+                self._log.info("instantUpdates without a change source: polling every "
+                               "refreshAfter (see --instant-updates-source)",
+                               namespace=key[0], name=key[1])
             return spec.refresh_after_seconds
         self._unindex(key)
         interest = _Interest(spec=spec, seconds=self._interval(spec))
