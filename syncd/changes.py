@@ -133,6 +133,11 @@ class Changes:
                                "refreshAfter (see --instant-updates-source)",
                                namespace=key[0], name=key[1])
             return spec.refresh_after_seconds
+        previous = self._interests.get(key)
+        if previous is not None and _same_reference(previous.spec, spec):
+            previous.spec = spec  # a status write, a label: no index or stream to change
+            previous.seconds = self._interval(spec)
+            return previous.seconds
         self._unindex(key)
         interest = _Interest(spec=spec, seconds=self._interval(spec))
         self._interests[key] = interest
@@ -199,6 +204,12 @@ class Changes:
         if self._source is not None and self._source.covers(spec):
             return max(spec.refresh_after_seconds, self._safety)
         return spec.refresh_after_seconds
+
+
+def _same_reference(old: VaultStaticSecret, new: VaultStaticSecret) -> bool:
+    """Whether ``new`` reads the same thing through the same login as ``old``."""
+    return (old.mount, old.path, old.kv_type, old.vault_auth_ref, old.vault_namespace) == (
+        new.mount, new.path, new.kv_type, new.vault_auth_ref, new.vault_namespace)
 
 
 async def reconnect_pause(attempt: int, *, cap: float = 30.0) -> None:

@@ -36,6 +36,7 @@ from syncd.vault_clients import AuthError, VaultClients, namespace_header
 EVENT_TYPES = "kv*"
 #: How often the wanted streams are compared with the open ones without a change to trigger it.
 RESCAN_SECONDS = 30.0
+RESCAN_DEBOUNCE_SECONDS = 0.2
 #: WebSocket pings: a dead connection (a Vault pod gone without a FIN) is noticed this fast.
 HEARTBEAT_SECONDS = 20.0
 
@@ -83,6 +84,9 @@ class EventsSource:
                 while True:
                     self._changes.changed.clear()
                     self._rescan(session)
+                    # A burst of changes (a kubectl apply of many objects, a start-up) makes
+                    # one rescan, not one per object.
+                    await asyncio.sleep(RESCAN_DEBOUNCE_SECONDS)
                     # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel.
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(RESCAN_SECONDS):
