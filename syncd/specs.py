@@ -8,9 +8,11 @@ in one :class:`SpecError`, each with its field path, so a person fixes a manifes
 
 Field names and meanings are VSO v1beta1's (a VSO manifest moves over by changing its
 ``apiVersion``). VSO fields that would change the result but that vault-syncd does not
-implement (``transformationRefs``, ``vaultAuthGlobalRef``) are errors rather than silently
-dropped; ``syncConfig.instantUpdates`` opts into instant updates (:mod:`syncd.changes`); those
-that only tune VSO itself (``storageEncryption``) are accepted by the CRDs and ignored. Defaults
+implement are errors rather than silently dropped (``vaultAuthGlobalRef`` and
+``transformationRefs`` are resolved into the object before it is parsed here, by
+:mod:`syncd.auth_globals` and :mod:`syncd.transformations`); ``syncConfig.instantUpdates`` opts
+into instant updates (:mod:`syncd.changes`); those that only tune VSO itself
+(``storageEncryption``) are accepted by the CRDs and ignored. Defaults
 are applied here as in the CRD schemas, because objects do not always come through an API
 server that applies them (tests, the testbed).
 """
@@ -130,6 +132,8 @@ class VaultConnection:
     address: str
     #: A Secret in this VaultConnection's namespace holding ``ca.crt``.
     ca_cert_secret_ref: str | None
+    #: Else a PEM file in syncd's container (VSO's ``caCertPath``).
+    ca_cert_path: str | None = None
     #: The name for SNI and the certificate check, instead of the address's host.
     tls_server_name: str | None
     skip_tls_verify: bool
@@ -171,8 +175,9 @@ class JWTAuth:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class AppRoleAuth:
     role_id: str
-    #: A Secret with key ``id`` holding the SecretID.
-    secret_ref: str
+    #: A Secret with key ``id`` holding the SecretID; else ``secret_id_path``, a file.
+    secret_ref: str | None
+    secret_id_path: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -616,6 +621,15 @@ def parse_vault_connection(obj: Mapping[str, Any]) -> VaultConnection:
     timeout = _duration(r, spec, "timeout", "spec", default=None)
     headers = r.string_map(spec, "headers", "spec")
     _check_headers(r, headers, "spec.headers")
+    ca_cert_secret_ref = _name(r, spec, "caCertSecretRef", "spec")
+    ca_cert_path = r.string(spec, "caCertPath", "spec")
+    if ca_cert_path is not None:
+        if ca_cert_secret_ref is not None:
+            r.fail("spec.caCertPath", "caCertPath and caCertSecretRef are mutually exclusive;"
+                   " set one")
+        if not ca_cert_path.startswith("/") or ".." in ca_cert_path.split("/"):
+            r.fail("spec.caCertPath", f"{ca_cert_path!r} must be an absolute path without"
+                   " '..'")
     server_name = r.string(spec, "tlsServerName", "spec")
     if server_name is not None and _host_name_problem(server_name):
         r.fail("spec.tlsServerName", _host_name_problem(server_name) or "")
@@ -625,7 +639,8 @@ def parse_vault_connection(obj: Mapping[str, Any]) -> VaultConnection:
         generation=generation,
         uid=uid,
         address=address.rstrip("/"),
-        ca_cert_secret_ref=_name(r, spec, "caCertSecretRef", "spec"),
+        ca_cert_secret_ref=ca_cert_secret_ref,
+        ca_cert_path=ca_cert_path,
         tls_server_name=server_name,
         skip_tls_verify=r.boolean(spec, "skipTLSVerify", "spec", default=False),
         timeout_seconds=timeout,
@@ -692,9 +707,6 @@ def parse_vault_auth(obj: Mapping[str, Any]) -> VaultAuth:
     spec = r.mapping(obj, "spec", "", required=True) or {}
 
     method = cast(AuthMethod | None, r.choice(spec, "method", "spec", AUTH_METHODS))
-    if r.mapping(spec, "vaultAuthGlobalRef", "spec") is not None:
-        r.fail("spec.vaultAuthGlobalRef", "VaultAuthGlobal is not supported by vault-syncd; "
-               "set the method's fields on this VaultAuth")
     allowed = r.string_list(spec, "allowedNamespaces", "spec")
     for i, ns in enumerate(allowed or ()):
         problem = None if ns == "*" else _namespace_problem(ns)
@@ -790,11 +802,18 @@ def _jwt_auth(r: _Reader, spec: Mapping[str, Any]) -> JWTAuth:
 
 def _app_role_auth(r: _Reader, spec: Mapping[str, Any]) -> AppRoleAuth:
     block, where = _method_block(r, spec, "appRole"), "spec.appRole"
+    secret_ref = _name(r, block, "secretRef", where)
+    path = r.string(block, "secretIDPath", where)
+    if block and (secret_ref is None) == (path is None):
+        r.fail(where, "set exactly one of secretRef (a Secret with key id holding the SecretID)"
+               " or secretIDPath (a file holding it)")
+    if path is not None and (not path.startswith("/") or ".." in path.split("/")):
+        r.fail(f"{where}.secretIDPath", f"{path!r} must be an absolute path without '..'")
     return AppRoleAuth(
         role_id=r.string(block, "roleId", where, required=True, hint="the AppRole RoleID")
         or "",
-        secret_ref=_name(r, block, "secretRef", where, required=True,
-                         hint="a Secret with key id holding the SecretID") or "",
+        secret_ref=secret_ref,
+        secret_id_path=path,
     )
 
 
@@ -879,8 +898,9 @@ def _transformation(r: _Reader, spec: Mapping[str, Any]) -> Transformation:
     where = "spec.destination.transformation"
     exclude_raw = r.boolean(spec, "excludeRaw", where, default=False)
     if r.items(spec, "transformationRefs", where):
-        r.fail(f"{where}.transformationRefs", "SecretTransformation is not supported by "
-               "vault-syncd; put the templates in spec.destination.transformation.templates")
+        # The controller folds them in first (syncd.transformations); here they are a bug.
+        r.fail(f"{where}.transformationRefs", "not resolved (syncd.transformations folds "
+               "them in before parsing)")
 
     templates: dict[str, SecretTemplate] = {}
     for key, template_spec in (r.mapping(spec, "templates", where) or {}).items():
@@ -898,9 +918,17 @@ def _transformation(r: _Reader, spec: Mapping[str, Any]) -> Transformation:
         if text is None:
             continue
         try:
-            templates[key] = compile_template(key=key, text=text)
+            template = compile_template(
+                key=key, text=text, name=r.string(template_spec, "name", at))
+            # One set of Go templates per resource: a name is called by {{template}}.
+            other = next((k for k, t in templates.items() if t.set_name == template.set_name),
+                         None)
+            if other is not None:
+                r.fail(f"{at}.name", f"duplicate template name {template.set_name!r} (also "
+                       f"templates[{other}])")
+            templates[key] = template
         except RenderError as exc:
-            hint = _GO_HINT if _GO_TEMPLATE.search(text) else ""
+            hint = _JINJA_HINT if _JINJA_TEMPLATE.search(text) else ""
             r.fail(f"{at}.text", exc.message + hint)
 
     return Transformation(
@@ -911,10 +939,10 @@ def _transformation(r: _Reader, spec: Mapping[str, Any]) -> Transformation:
     )
 
 
-# What a VSO (Go text/template) template looks like, to say why it does not compile here.
-_GO_TEMPLATE = re.compile(r"\{\{-?\s*(\.|\$|(get|printf|range|include|index)\s)")
-_GO_HINT = (" (templates are Jinja2, not Go templates: write {{ secrets.password }} for "
-            "{{ .Secrets.password }})")
+# What a Jinja2 template looks like, to say why it does not parse as a Go template.
+_JINJA_TEMPLATE = re.compile(r"\{%|\{\{-?\s*(secrets|metadata|labels|annotations)\b")
+_JINJA_HINT = (" (templates are Go templates, as in VSO: write {{ .Secrets.password }}; "
+               "for Jinja2, make the first line of the text {{!jinja2}})")
 
 
 def _patterns(r: _Reader, spec: Mapping[str, Any], key: str,

@@ -97,11 +97,6 @@ def _add_run(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         "--max-retry-subsets", type=options.non_negative_int, default=8, metavar="N",
         help="after a wrong share set, how many other consistent subsets to try at most",
     )
-    run.switch(
-        "--allow-plain-http",
-        help="allow an http:// --address-template (the Helm chart's default): Vault's identity "
-        "is then not verified; announced at start and on every attempt",
-    )
     run.option(
         "--share-attempt-budget", type=options.count, default=5, metavar="N",
         help="attempts that send shares to one pod without unsealing it, per "

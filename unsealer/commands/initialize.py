@@ -143,6 +143,16 @@ def main(args: argparse.Namespace) -> int:
 async def initialize(args: argparse.Namespace, clients: Clients) -> int:
     if args.pgp_key:
         usage_error(PGP_REFUSAL)
+    address = args.address or args.address_template
+    if not address.startswith("https://") and not args.allow_plain_http:
+        # Vault's answer to sys/init holds every share and the root token: over plain http,
+        # whoever answers at that address, or reads the network, gets all of them.
+        option = "--address" if args.address else "--address-template"
+        usage_error(
+            f"{option} {address}: plain http proves nothing about who answers, and Vault's "
+            "answer to sys/init carries every share and the root token in the clear; use https "
+            "(see README, unsealer TLS) or pass --allow-plain-http. Vault was not initialised"
+        )
     config = await asyncio.to_thread(load_custody, args, require_files=False)
     token_custodian = check_destination(args, config, required=True, doing="initialise")
     count, threshold = seal_shape(args, config)

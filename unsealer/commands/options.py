@@ -160,6 +160,12 @@ def add_vault_pods(parser: OptionParser) -> None:
         help="the DNS name each pod's certificate must carry over https; {pod}, {service} "
         "(the StatefulSet's serviceName) and {namespace} are filled in",
     )
+    parser.switch(
+        "--allow-plain-http",
+        help="allow an http:// Vault address (the Helm chart's default): Vault's identity is "
+        "then not verified, and what Vault is sent or answers (shares; at init, every share "
+        "and the root token) crosses the network in the clear; announced wherever it is used",
+    )
 
 
 def add_vault_target(parser: OptionParser) -> None:

@@ -163,13 +163,28 @@ def test_vso_manifests_parse(defaulted: Callable[[Obj], Obj]) -> None:
     assert dict(f.destination.labels) == {"app.kubernetes.io/name": "web"}
 
 
-def test_vso_go_templates_get_a_hint(vss: Make) -> None:
+def test_template_names_are_unique_in_a_resource(vss: Make) -> None:
     obj = vss(destination={"name": "s", "transformation": {"templates": {
-        "url": {"text": '{{- printf "postgres://%s" (get .Secrets "password") -}}'}}}})
+        "a": {"name": "common", "text": "x"}, "b": {"name": "common", "text": "y"},
+        "c": {"text": '{{ template "common" . }}'}}}})
+    found = problems(parse_vault_static_secret, obj)
+    assert found == {"spec.destination.transformation.templates[b].name":
+                     "duplicate template name 'common' (also templates[a])"}
+
+
+def test_vso_go_templates_are_accepted_and_jinja2_without_its_marker_gets_a_hint(
+        vss: Make) -> None:
+    go = '{{- printf "postgres://%s" (get .Secrets "password") -}}'
+    s = parse_vault_static_secret(vss(destination={"name": "s", "transformation": {
+        "templates": {"url": {"text": go}}}}))
+    assert s.destination.transformation.templates["url"].text == go
+    obj = vss(destination={"name": "s", "transformation": {"templates": {
+        "url": {"text": "postgres://{{ secrets.password }}"}}}})
     found = problems(parse_vault_static_secret, obj)
     message = found["spec.destination.transformation.templates[url].text"]
-    assert "template syntax error on line 1" in message
-    assert "{{ secrets.password }} for {{ .Secrets.password }}" in message
+    assert 'template syntax error on line 1: function "secrets" not defined' in message
+    assert "{{ .Secrets.password }}; for Jinja2, make the first line of the text {{!jinja2}}" \
+        in message
 
 
 # --- VaultStaticSecret --------------------------------------------------------------------
@@ -195,7 +210,7 @@ def test_full_vss(vss: Make) -> None:
             "name": "app.config", "create": True, "overwrite": True,
             "labels": {"app": "web"}, "annotations": {"note": "free text: anything"},
             "type": "kubernetes.io/tls",
-            "transformation": {"templates": {"tls.crt": {"text": "{{ secrets.cert }}"}},
+            "transformation": {"templates": {"tls.crt": {"text": "{{ .Secrets.cert }}"}},
                                "excludeRaw": True},
         },
         rolloutRestartTargets=[
@@ -396,7 +411,7 @@ def test_selector_matches_and_query() -> None:
         ({"annotations": {"a": "x" * 300_000}}, "annotations", "over Kubernetes' limit"),
         ({"labels": ["a"]}, "labels", "must be a map of strings, not a list"),
         ({"transformation": {"transformationRefs": [{"name": "shared"}]}},
-         "transformation.transformationRefs", "SecretTransformation is not supported"),
+         "transformation.transformationRefs", "not resolved"),
         ({"transformation": {"templates": {"bad key": {"text": "x"}}}},
          "transformation.templates[bad key]", "invalid Secret data key: must consist of"),
         ({"transformation": {"templates": {"_raw": {"text": "x"}}}},
@@ -512,8 +527,15 @@ def test_full_vault_auth(auth: Make) -> None:
          "spec.kubernetes.tokenExpirationSeconds", "must be at least 600, got 60"),
         ({"method": "jwt", "jwt": {"role": "r"}}, "spec.jwt",
          "set secretRef (a Secret with key jwt) or serviceAccount"),
-        ({"method": "appRole", "appRole": {"roleId": "id"}}, "spec.appRole.secretRef",
-         "is required (a Secret with key id holding the SecretID)"),
+        ({"method": "appRole", "appRole": {"roleId": "id"}}, "spec.appRole",
+         "set exactly one of secretRef (a Secret with key id holding the SecretID) or"
+         " secretIDPath (a file holding it)"),
+        ({"method": "appRole", "appRole": {"roleId": "id", "secretRef": "s",
+                                           "secretIDPath": "/x"}}, "spec.appRole",
+         "set exactly one of secretRef (a Secret with key id holding the SecretID) or"
+         " secretIDPath (a file holding it)"),
+        ({"method": "appRole", "appRole": {"roleId": "id", "secretIDPath": "/a/../etc/x"}},
+         "spec.appRole.secretIDPath", "'/a/../etc/x' must be an absolute path without '..'"),
         ({"allowedNamespaces": ["*", "a"]}, "spec.allowedNamespaces",
          "'*' allows every namespace and must be the only entry"),
         ({"allowedNamespaces": ["Bad"]}, "spec.allowedNamespaces[0]",
@@ -525,9 +547,6 @@ def test_full_vault_auth(auth: Make) -> None:
          "is not a valid HTTP header name"),
         ({"headers": {"X-A": "a\r\nX-B: b"}}, "spec.headers[X-A]",
          "a header value must not contain line breaks"),
-        ({"vaultAuthGlobalRef": {"name": "global"}}, "spec.vaultAuthGlobalRef",
-         "VaultAuthGlobal is not supported by vault-syncd; set the method's fields on this "
-         "VaultAuth"),
         ({"vaultConnectionRef": "a/b/c"}, "spec.vaultConnectionRef",
          "invalid reference 'a/b/c': use <name> or <namespace>/<name>"),
     ],

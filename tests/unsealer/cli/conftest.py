@@ -130,7 +130,9 @@ class World:
         return self.directory / "custody" / "disk-shares"
 
     def pod_args(self) -> list[str]:
-        return ["--kubeconfig", str(self.kubeconfig), "--address-template", self.template]
+        # The Vault emulation of this world speaks plain http.
+        return ["--kubeconfig", str(self.kubeconfig), "--address-template", self.template,
+                "--allow-plain-http"]
 
     # -- Kubernetes ----------------------------------------------------------------------------
     def add_pod(self, name: str, ip: str) -> None:
