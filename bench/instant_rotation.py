@@ -19,7 +19,8 @@ watched until it holds its value. Figures:
 - with ``audit``, Vault's write latency with the file device alone and with the relay's socket
   device as well (the latency the device adds; target < 1 ms at p99).
 
-Results are printed and written to bench/results/instant_rotation_<source>.json. (This is a
+Results are printed and written to
+bench/results/instant_rotation_<source>_<objects>.json. (This is a
 script like the others in bench/; to move into ``python -m bench`` as ``rotation --source``
 once that package exists.)
 """
@@ -238,7 +239,7 @@ async def main() -> None:
         + " ".join(sys.argv[1:]),
     }
     print(json.dumps(result, indent=2))
-    out = ROOT / "bench" / "results" / f"instant_rotation_{args.source}.json"
+    out = ROOT / "bench" / "results" / f"instant_rotation_{args.source}_{args.objects}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
 
 

@@ -99,7 +99,7 @@ class Relay:
         self._pending: collections.deque[bytes] = collections.deque(maxlen=BUFFER)
         self._wake = asyncio.Event()
         self._connected = False
-        self._readers: set[asyncio.Task[None]] = set()
+        self._readers: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         #: Counts for the log and the tests: entries read, notices kept, notices dropped.
         self.stats: collections.Counter[str] = collections.Counter()
         #: Set once the socket Vault writes to accepts connections.
@@ -118,10 +118,13 @@ class Relay:
                 await stop.wait()
         finally:
             forwarding.cancel()
-            readers = list(self._readers)
-            for task in readers:
-                task.cancel()
-            await asyncio.gather(forwarding, *readers, return_exceptions=True)
+            # Closing Vault's connections ends their readers (EOF); cancelling the tasks of
+            # a stream server's callbacks would be reported as errors by asyncio.
+            readers = list(self._readers.items())
+            for _, writer in readers:
+                writer.close()
+            await asyncio.gather(forwarding, *(task for task, _ in readers),
+                                 return_exceptions=True)
             self._log.info("audit relay stopped", **self.stats)
 
     async def _listen(self) -> asyncio.Server:
@@ -142,7 +145,7 @@ class Relay:
     async def _vault(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._readers.add(task)
+        self._readers[task] = writer
         self._log.info("vault connected")
         partial = b""
         skipping = False
@@ -162,7 +165,7 @@ class Relay:
         except OSError:
             pass
         finally:
-            self._readers.discard(task)
+            self._readers.pop(task, None)
             writer.close()
             self._log.info("vault disconnected")
 

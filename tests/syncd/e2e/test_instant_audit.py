@@ -223,3 +223,20 @@ async def test_a_lost_entry_is_caught_by_the_safety_poll(world: World, relay: Re
     lost = await rotate(world)
     print(f"entry lost: rotation caught by the safety poll in {lost * 1000:.0f} ms")
     assert TARGET < lost < 5.0
+
+
+async def test_syncd_refuses_notices_without_the_relay_token(world: World, relay: Relay) -> None:
+    """Someone who can reach syncd's relay port but has no token schedules nothing."""
+    await start(world, relay)
+    before = reads(world)
+    notice = b'{"mount":"secret","path":"data/kv-secret/info","version":99}\n'
+    for hello in (b'{"token":"guessed","vault":"%s"}\n' % world.vault.address.encode(),
+                  notice, b"\n"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", relay.port)
+        writer.write(hello + notice * 50)
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # closed, never "ok"
+        writer.close()
+    assert await rotate(world) < TARGET  # a genuine notice is still served...
+    assert reads(world) == before + 1  # ...and was the only one that caused a read
+    assert world.logs.getvalue().count("audit relay refused") == 3
