@@ -25,11 +25,10 @@ from pathlib import Path
 import pytest
 
 from syncd.instant import InstantSettings
+from tests.syncd.e2e.test_instant_events import INFO_READS, TARGET, rotate
 from tests.syncd.e2e.world import ROOT, World
 
-INFO_READS = "/v1/secret/data/kv-secret/info"
 CLOCK_READS = "/v1/secret/data/other/clock"
-TARGET = 0.25
 
 
 def _free_port() -> int:
@@ -105,16 +104,6 @@ async def enable_devices(world: World, relay: Relay) -> None:
                            options={"file_path": str(relay.directory / "audit.log")})
     await world.vault_call(client.sys.enable_audit_device, "socket", path="relay", options={
         "address": relay.socket, "socket_type": "unix", "write_timeout": "250ms"})
-
-
-async def rotate(world: World, name: str = "instant") -> float:
-    value = world.value("rotated")
-    started = time.monotonic()
-    await world.write_kv("kv-secret/info", {"SECRET_KEY": value})
-    await world.kube.wait_for(
-        lambda: (world.secret_data(name) or {}).get("SECRET_KEY") == value,
-        interval=0.002, timeout=10, message="rotation synced")
-    return time.monotonic() - started
 
 
 async def write_latencies(world: World, count: int = 30) -> list[float]:

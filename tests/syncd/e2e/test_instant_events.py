@@ -28,7 +28,7 @@ def events_settings(world: World) -> None:
         source="events", safety_seconds=3600))
 
 
-async def rotate(world: World, name: str, path: str = "kv-secret/info") -> float:
+async def rotate(world: World, name: str = "instant", path: str = "kv-secret/info") -> float:
     """Write a new value; the seconds until the destination Secret holds it."""
     value = world.value("rotated")
     started = time.monotonic()
@@ -43,20 +43,25 @@ def streams(world: World) -> int:
     return world.vault.core.events.connected
 
 
-async def test_a_rotation_arrives_within_250ms_with_one_read_and_no_polling(
-    world: World,
-) -> None:
+async def start(world: World) -> None:
+    """syncd with the events source and one instant object, synced, its stream open."""
     await world.set_policy(EVENTS_POLICY)
     events_settings(world)
     await world.write_kv("kv-secret/info", {"SECRET_KEY": world.value("first")})
-    await world.write_kv("other/clock", {"TICK": world.value("tick")})
     world.vss("instant", refreshAfter="1s", syncConfig={"instantUpdates": True})
-    # A polled object on another path: its reads (every second) are the test's clock.
-    world.vss("clock", path="other/clock", refreshAfter="1s")
     world.start_syncd()
     await world.synced("instant")
-    await world.synced("clock")
     await world.eventually(lambda: streams(world) == 1, message="events stream open")
+
+
+async def test_a_rotation_arrives_within_250ms_with_one_read_and_no_polling(
+    world: World,
+) -> None:
+    # A polled object on another path: its reads (every second) are the test's clock.
+    await world.write_kv("other/clock", {"TICK": world.value("tick")})
+    world.vss("clock", path="other/clock", refreshAfter="1s")
+    await start(world)
+    await world.synced("clock")
 
     # A write nobody references schedules nothing.
     await world.write_kv("kv-secret/unreferenced", {"X": world.value("unreferenced")})
@@ -75,13 +80,7 @@ async def test_a_rotation_arrives_within_250ms_with_one_read_and_no_polling(
 async def test_while_the_stream_is_down_polling_takes_over_then_events_resume(
     world: World,
 ) -> None:
-    await world.set_policy(EVENTS_POLICY)
-    events_settings(world)
-    await world.write_kv("kv-secret/info", {"SECRET_KEY": world.value("first")})
-    world.vss("instant", refreshAfter="1s", syncConfig={"instantUpdates": True})
-    world.start_syncd()
-    await world.synced("instant")
-    await world.eventually(lambda: streams(world) == 1, message="events stream open")
+    await start(world)
 
     node = world.vault.nodes[0]
     refused = node.faults.add(method="GET", path="/v1/sys/events/subscribe/*", status=503,
