@@ -75,7 +75,10 @@ class AuditSource:
         self.listening.set()
         try:
             async with server:
-                await server.serve_forever()
+                while True:  # connections are served by the server's own tasks
+                    await self._changes.changed.wait()
+                    self._changes.changed.clear()
+                    await self._changes.apply_health()
         finally:
             handlers = list(self._handlers)
             for task in handlers:

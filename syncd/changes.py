@@ -40,6 +40,8 @@ SOURCES: tuple[SourceName, ...] = ("none", "events", "audit")
 #: The request paths of one kv-v2 secret, below its mount: every one of them changes what a
 #: read of the secret returns (a write, a soft delete, a destroy, new metadata...).
 KV2_AREAS = ("data", "metadata", "delete", "undelete", "destroy")
+#: Objects rescheduled per turn of the event loop after a source connects or drops.
+HEALTH_BATCH = 50
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,7 +91,8 @@ class Changes:
     ``queue`` runs the reconciles; ``reschedule(key, seconds)`` sets an object's refresh
     interval (the operator's refresh schedule). The operator calls :meth:`refresh_seconds`
     for every VaultStaticSecret it sees and :meth:`forget` when one is deleted; the source,
-    set with :meth:`attach`, calls :meth:`notify` and :meth:`health_changed`.
+    set with :meth:`attach`, calls :meth:`notify` and :meth:`health_changed`, and awaits
+    :meth:`apply_health` in its own task when :attr:`changed` is set.
     """
 
     def __init__(
@@ -104,6 +107,7 @@ class Changes:
         self._index: dict[tuple[str, str], set[Key]] = {}
         self._source: Source | None = None
         self._told: set[Key] = set()
+        self._health_dirty = False
         #: Set whenever the objects or their VaultAuths and VaultConnections change: a source
         #: that keeps one stream per login looks again at which it needs.
         self.changed = asyncio.Event()
@@ -193,8 +197,25 @@ class Changes:
         return True
 
     def health_changed(self) -> None:
-        """A stream connected or dropped: move the refresh intervals it covers."""
-        for key, interest in self._interests.items():
+        """A stream connected or dropped: the source's :meth:`apply_health` moves intervals."""
+        self._health_dirty = True
+        self.changed.set()
+
+    async def apply_health(self) -> None:
+        """Move the refresh intervals the last connects and drops changed, a batch at a time.
+
+        Thousands of objects rescheduled in one go would hold the event loop, and each
+        reschedule wakes the scheduler through the loop's self-pipe: filled, it loses the
+        signals that arrive meanwhile (a SIGTERM). So the loop gets a turn every batch.
+        """
+        if not self._health_dirty:
+            return
+        self._health_dirty = False
+        for index, (key, interest) in enumerate(list(self._interests.items())):
+            if index and index % HEALTH_BATCH == 0:
+                await asyncio.sleep(0)
+            if self._interests.get(key) is not interest:
+                continue  # forgotten or replaced meanwhile
             seconds = self._interval(interest.spec)
             if seconds != interest.seconds:
                 interest.seconds = seconds

@@ -84,6 +84,7 @@ class EventsSource:
                 while True:
                     self._changes.changed.clear()
                     self._rescan(session)
+                    await self._changes.apply_health()
                     # A burst of changes (a kubectl apply of many objects, a start-up) makes
                     # one rescan, not one per object.
                     await asyncio.sleep(RESCAN_DEBOUNCE_SECONDS)

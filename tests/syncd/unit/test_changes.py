@@ -93,9 +93,12 @@ async def test_the_safety_interval_applies_only_while_the_source_is_connected() 
     assert changes.refresh_seconds(("team-a", "slow"), vss("slow", refresh="1h"), 60) == 3600
     source.connected.add("team-a")
     changes.health_changed()
+    assert intervals == {}  # applied by the source's task, a batch at a time
+    await changes.apply_health()
     assert intervals == {("team-a", "one"): 600}  # never shorter than refreshAfter (1h stays)
     source.connected.clear()
     changes.health_changed()
+    await changes.apply_health()
     assert intervals == {("team-a", "one"): 60}
     assert changes.refresh_seconds(("team-a", "p"), vss("p", instant=False), 60) == 60
 
