@@ -1,4 +1,4 @@
-"""The ``syncd`` command line: ``syncd run`` and ``syncd --version``.
+"""The ``syncd`` command line: ``syncd run``, ``syncd audit-relay`` and ``syncd --version``.
 
 Every option is also an environment variable (``SYNCD_*``); see :mod:`plumbing.options`.
 """
@@ -10,6 +10,7 @@ import asyncio
 import functools
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import structlog
 
@@ -25,7 +26,10 @@ from plumbing.options import (
     positive_int,
 )
 from plumbing.version import VERSION
+from syncd.audit_relay import Relay, RelaySettings
+from syncd.changes import SOURCES
 from syncd.durations import parse_duration
+from syncd.instant import InstantSettings
 from syncd.leadership import LeadershipLost
 from syncd.operator import Settings, run
 from syncd.vault_addresses import parse_patterns
@@ -126,7 +130,47 @@ def build_parser() -> OptionParser:
         help="worker processes rendering templates at once (each about 11 MiB once started); "
         "one namespace uses all but one of them at most",
     )
+    run.option(
+        "--instant-updates-source", choices=SOURCES, default="none",
+        help="where change notices for VaultStaticSecrets with syncConfig.instantUpdates come "
+        "from: events (Vault Enterprise event notifications), audit (syncd audit-relay "
+        "sidecars of Community Vault), none (poll every refreshAfter)",
+    )
+    run.option(
+        "--instant-updates-safety-interval", type=_duration, default="10m",
+        help="refresh interval of an instant VaultStaticSecret while its source is connected "
+        "(never shorter than its refreshAfter): catches lost notices",
+    )
+    run.option(
+        "--audit-relay-listen", type=address_option, default="0.0.0.0:8201",
+        help="host:port where syncd accepts audit relays (--instant-updates-source audit)",
+    )
+    run.option(
+        "--audit-relay-token-file", default=None,
+        help="file holding the token audit relays must present (--instant-updates-source audit)",
+    )
     add_telemetry_options(run)
+
+    relay = commands.add_parser(
+        "audit-relay",
+        help="relay a Vault socket audit device's KV writes to syncd (a Vault pod sidecar)",
+        description="Listen where a Vault socket audit device writes, keep only successful KV "
+        "writes (mount, path, version) and forward them to syncd; never slow Vault down.",
+        env_prefix="SYNCD_RELAY_",
+    )
+    relay.option(
+        "--listen", default="/vault/audit/relay.sock",
+        help="unix socket path (socket_type=unix) or host:port (socket_type=tcp) Vault's "
+        "socket audit device writes to",
+    )
+    relay.option("--syncd", default=None, help="host:port of syncd's --audit-relay-listen")
+    relay.option("--token-file", default=None, help="file holding the relay token")
+    relay.option(
+        "--vault-address", default=None,
+        help="this Vault's address as the VaultConnections write it "
+        "(e.g. http://vault.vault.svc:8200)",
+    )
+    add_telemetry_options(relay)
     return parser
 
 
@@ -185,7 +229,26 @@ def _settings(args: argparse.Namespace) -> Settings:
         template_deadline_seconds=args.template_deadline,
         template_memory_bytes=args.template_memory_mib * 1024 * 1024,
         template_workers=args.template_workers,
+        instant_updates=InstantSettings(
+            source=args.instant_updates_source,
+            safety_seconds=args.instant_updates_safety_interval,
+            relay_listen=args.audit_relay_listen,
+            relay_token=_read_token(args.audit_relay_token_file)
+            if args.instant_updates_source == "audit" else "",
+        ),
     )
+
+
+def _read_token(path: str | None) -> str:
+    if not path:
+        fail(PROG, "a token file is required (--audit-relay-token-file, --token-file)")
+    try:
+        token = Path(path).read_text().strip()
+    except OSError as exc:
+        fail(PROG, f"token file: {exc.strerror}: {path}")
+    if not token:
+        fail(PROG, f"token file {path} is empty")
+    return token
 
 
 async def _run(settings: Settings, stop: asyncio.Event) -> None:
@@ -203,6 +266,18 @@ async def _run(settings: Settings, stop: asyncio.Event) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     disable_core_dumps()  # tokens and secret values live in this process's memory
     args: argparse.Namespace = build_parser().parse_args(argv)
+    if args.command == "audit-relay":
+        # Checked here rather than with required=True, which would ignore the environment.
+        for option in ("syncd", "token_file", "vault_address"):
+            if not getattr(args, option):
+                fail(f"{PROG} audit-relay", f"--{option.replace('_', '-')} is required")
+        relay = Relay(RelaySettings(
+            listen=args.listen, syncd=args.syncd, token=_read_token(args.token_file),
+            vault_address=args.vault_address,
+        ))
+        serve(prog=f"{PROG} audit-relay", version=VERSION, log_format=args.log_format,
+              log_level=args.log_level, main=relay.run)
+        return
     if args.command == "run":
         settings = _settings(args)
         if settings.leader_elect:

@@ -160,7 +160,7 @@ class Controller:
                 message="; ".join(spec.warnings),
             )
         try:
-            auth, connection = self._resolve(spec)
+            auth, connection = self.resolve(spec)
             client = await self._clients.get(namespace=namespace, auth=auth, connection=connection)
         except (NotReady, AuthError) as exc:
             reason = getattr(exc, "reason", "VaultAuthFailed")
@@ -296,7 +296,8 @@ class Controller:
 
     # --- parts --------------------------------------------------------------------------
 
-    def _resolve(self, spec: VaultStaticSecret) -> tuple[VaultAuth, VaultConnection]:
+    def resolve(self, spec: VaultStaticSecret) -> tuple[VaultAuth, VaultConnection]:
+        """The VaultAuth and VaultConnection ``spec`` reads with; raises :class:`NotReady`."""
         reference = spec.vault_auth_ref or ObjectRef(
             namespace=self._operator_namespace, name="default"
         )

@@ -34,7 +34,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 import structlog
@@ -47,10 +47,12 @@ from plumbing.queueing import WorkQueue
 from plumbing.vault import VaultPool
 from plumbing.watching import Change, Informer, key_of
 from syncd.auth_globals import VAULT_AUTH_GLOBAL
+from syncd.changes import Changes
 from syncd.controller import Caches, Controller, Key
 from syncd.destinations import MANAGED_SELECTOR
 from syncd.health import HealthServer
 from syncd.hmac_key import load_or_create
+from syncd.instant import InstantSettings, make_source
 from syncd.leadership import LeaderElector, LeadershipLost, LeaseSettings
 from syncd.metrics import Metrics, counted
 from syncd.rollout import Rollouts
@@ -58,8 +60,6 @@ from syncd.specs import (
     VAULT_AUTH,
     VAULT_CONNECTION,
     VAULT_STATIC_SECRET,
-    SpecError,
-    parse_vault_static_secret,
 )
 from syncd.status import StatusWriter
 from syncd.template_pool import MIB, TemplatePool
@@ -107,6 +107,9 @@ class Settings:
     template_deadline_seconds: float = 1.0
     template_memory_bytes: int = 24 * MIB
     template_workers: int = 2
+    #: Instant updates (``syncConfig.instantUpdates``): where change notices come from, and the
+    #: refresh interval of an object while its source is connected; see :mod:`syncd.changes`.
+    instant_updates: InstantSettings = field(default_factory=InstantSettings)
 
     def lease(self) -> LeaseSettings:
         return LeaseSettings(
@@ -154,13 +157,6 @@ class Refreshes:
     def shutdown(self) -> None:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
-
-
-def _refresh_seconds(obj: dict[str, object], default: float) -> float:
-    try:
-        return parse_vault_static_secret(obj).refresh_after_seconds
-    except SpecError:
-        return default
 
 
 async def run(
@@ -260,9 +256,13 @@ async def run(
             backoff_cap=settings.backoff_max_seconds,
         )
         refreshes = Refreshes(queue=queue)
+        changes = Changes(queue=queue, reschedule=refreshes.ensure,
+                          safety_seconds=settings.instant_updates.safety_seconds)
+        instant = make_source(settings.instant_updates, changes=changes, controller=controller,
+                              clients=clients)
         _connect_handlers(
             caches=caches, queue=queue, refreshes=refreshes, controller=controller,
-            default_refresh=settings.default_refresh_seconds,
+            changes=changes, default_refresh=settings.default_refresh_seconds,
         )
         for informer in informers:
             tasks.append(asyncio.create_task(informer.run(), name=informer.resource.plural))
@@ -283,6 +283,8 @@ async def run(
                 return
         refreshes.start()
         tasks.append(asyncio.create_task(queue.run(), name="queue"))
+        if instant is not None:
+            tasks.append(asyncio.create_task(instant.run(), name="instant-updates"))
         log.info("ready", objects=len(caches.static_secrets), namespace=settings.namespace,
                  watching=list(watch) or "all namespaces",
                  leader=elector.settings.identity if elector else None)
@@ -367,6 +369,7 @@ def _connect_handlers(
     queue: WorkQueue[Key],
     refreshes: Refreshes,
     controller: Controller,
+    changes: Changes,
     default_refresh: float,
 ) -> None:
     log = structlog.get_logger("syncd")
@@ -377,8 +380,9 @@ def _connect_handlers(
             queue.forget(key)
             refreshes.remove(key)
             controller.forget(key)
+            changes.forget(key)
             return
-        refreshes.ensure(key, _refresh_seconds(change.object, default_refresh))
+        refreshes.ensure(key, changes.refresh_seconds(key, change.object, default_refresh))
         old_generation = ((change.old or {}).get("metadata") or {}).get("generation")
         if change.old is None or change.object["metadata"].get("generation") != old_generation:
             queue.add(key)  # new, or its spec changed: at once (status writes are ignored)
@@ -388,6 +392,7 @@ def _connect_handlers(
         if change.old is not None and change.type == "MODIFIED" and \
                 change.object["metadata"].get("generation") == old_generation:
             return
+        changes.references_changed()
         # Rare and cheap: every VaultStaticSecret takes another look; unaffected ones find
         # nothing changed.
         for obj in caches.static_secrets:

@@ -10,8 +10,9 @@ Field names and meanings are VSO v1beta1's (a VSO manifest moves over by changin
 ``apiVersion``). VSO fields that would change the result but that vault-syncd does not
 implement are errors rather than silently dropped (``vaultAuthGlobalRef`` and
 ``transformationRefs`` are resolved into the object before it is parsed here, by
-:mod:`syncd.auth_globals` and :mod:`syncd.transformations`); those that only tune VSO
-itself (``syncConfig``, ``storageEncryption``) are accepted by the CRDs and ignored. Defaults
+:mod:`syncd.auth_globals` and :mod:`syncd.transformations`); ``syncConfig.instantUpdates`` opts
+into instant updates (:mod:`syncd.changes`); those that only tune VSO itself
+(``storageEncryption``) are accepted by the CRDs and ignored. Defaults
 are applied here as in the CRD schemas, because objects do not always come through an API
 server that applies them (tests, the testbed).
 """
@@ -314,6 +315,9 @@ class VaultStaticSecret:
     refresh_after_seconds: float
     hmac_secret_data: bool
     destination: Destination
+    #: ``syncConfig.instantUpdates``: a change notice from Vault re-reads it at once (if syncd
+    #: runs with a change source, see :mod:`syncd.changes`).
+    instant_updates: bool
     rollout_restart_targets: tuple[RolloutRestartTarget, ...]
     deletion_policy: DeletionPolicy
     #: Settings that are valid but have no effect, for a status message or an Event.
@@ -835,6 +839,8 @@ def parse_vault_static_secret(obj: Mapping[str, Any]) -> VaultStaticSecret:
     refresh = _duration(r, spec, "refreshAfter", "spec", default=DEFAULT_REFRESH_AFTER)
     dest_spec = r.mapping(spec, "destination", "spec", required=True) or {}
     destination, warnings = _destination(r, dest_spec)
+    sync_config = r.mapping(spec, "syncConfig", "spec") or {}
+    instant_updates = r.boolean(sync_config, "instantUpdates", "spec.syncConfig", default=False)
 
     secret = VaultStaticSecret(
         namespace=namespace,
@@ -852,6 +858,7 @@ def parse_vault_static_secret(obj: Mapping[str, Any]) -> VaultStaticSecret:
         refresh_after_seconds=refresh or parse_duration(DEFAULT_REFRESH_AFTER),
         hmac_secret_data=r.boolean(spec, "hmacSecretData", "spec", default=True),
         destination=destination,
+        instant_updates=instant_updates,
         rollout_restart_targets=_targets(r, spec),
         deletion_policy=cast(DeletionPolicy, r.choice(
             spec, "deletionPolicy", "spec", _DELETION_POLICIES, default="Delete")),

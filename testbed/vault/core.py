@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from testbed.vault import sealing
+from testbed.vault.audit import AuditBroker
 from testbed.vault.clock import Clock
 from testbed.vault.errors import VaultError
+from testbed.vault.events import EventBus
 from testbed.vault.leases import LeaseStore
 from testbed.vault.logical import Backend, Services
 from testbed.vault.mounts import MountTable
@@ -70,6 +72,10 @@ class Core:
             policies=self.policies,
             leases=self.leases,
         )
+        #: Event notifications (Enterprise): KV events and their WebSocket subscribers.
+        self.events = EventBus()
+        #: Audit devices (file, socket): every request waits for them.
+        self.audit = AuditBroker(storage=storage)
         self.mounts = MountTable(
             services=self.services, system=lambda: SystemBackend(core=self, services=self.services)
         )

@@ -16,16 +16,21 @@ _PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h|d)")
 
 def parse_duration(value: object, *, field: str) -> int:
     """Seconds from an int, a numeric string or a Go duration string; 400 on anything else."""
+    return int(parse_duration_seconds(value, field=field))
+
+
+def parse_duration_seconds(value: object, *, field: str) -> float:
+    """:func:`parse_duration` without rounding (``500ms`` is 0.5, as ParseDurationSecond)."""
     if isinstance(value, bool):
         raise VaultError(400, f"error converting input {value} for field {field!r}")
     if isinstance(value, int | float):
-        return int(value)
+        return float(value)
     if isinstance(value, str):
         text = value.strip()
         if text == "":
-            return 0
+            return 0.0
         if re.fullmatch(r"-?\d+", text):
-            return int(text)
+            return float(text)
         sign = -1 if text.startswith("-") else 1
         text = text.lstrip("+-")
         position = 0
@@ -36,7 +41,7 @@ def parse_duration(value: object, *, field: str) -> int:
             total += float(match.group(1)) * _UNITS[match.group(2)]
             position = match.end()
         if position == len(text) and position > 0:
-            return sign * int(total)
+            return sign * total
     raise VaultError(400, f"error converting input {value!r} for field {field!r}: invalid duration")
 
 

@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from testbed.vault.errors import VaultError
 from testbed.vault.storage import Storage
 
-CAPABILITIES = frozenset({"create", "read", "update", "patch", "delete", "list", "sudo", "deny"})
+#: ``subscribe`` (with ``subscribe_event_types``, not enforced) gates event notifications.
+CAPABILITIES = frozenset({
+    "create", "read", "update", "patch", "delete", "list", "sudo", "deny", "subscribe",
+})
 # The pre-0.9 ``policy = "..."`` shorthand, still accepted by Vault.
 _LEGACY = {
     "deny": frozenset({"deny"}),

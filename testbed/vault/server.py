@@ -15,7 +15,7 @@ import json
 import socket
 import struct
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -23,7 +23,7 @@ from aiohttp.http_parser import RawRequestMessage
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 
-from testbed.vault import admin, sys_status
+from testbed.vault import admin, audit, events, sys_status
 from testbed.vault.errors import (
     VaultError,
     invalid_token,
@@ -35,8 +35,10 @@ from testbed.vault.logical import Operation, Request, Response
 from testbed.vault.system_backend import needs_sudo
 
 if TYPE_CHECKING:
+    from testbed.vault.core import Core
     from testbed.vault.mounts import Mount
     from testbed.vault.node import Node
+    from testbed.vault.tokens import TokenEntry
 
 _METHOD_OPERATIONS: dict[str, Operation] = {
     "GET": "read",
@@ -151,6 +153,8 @@ def build_server(node: Node) -> web.Server:
             if fault.status is not None:
                 return _json({"errors": fault.errors}, fault.status)
         try:
+            if path.startswith(events.PREFIX) and method == "GET":
+                return await node.core.events.subscribe(node, request)
             return await _serve(node, request, method, path)
         except VaultError as error:
             return _error(error)
@@ -198,33 +202,72 @@ async def _serve(node: Node, request: web.BaseRequest, method: str, path: str) -
         # Vault's existence check turns a write into "create" or "update" for the ACL.
         if operation == "update" and routed and routed[0].backend.exists(routed[1]) is False:
             operation = "create"
+        denied = False
         if not token.is_root and not relative.startswith(_ACL_EXEMPT):
             acl_path = relative
             if operation == "list" and not acl_path.endswith("/"):
                 acl_path += "/"
             acl = core.policies.acl(token.policies)
-            if not acl.allows(acl_path, operation) or (
+            denied = not acl.allows(acl_path, operation) or (
                 needs_sudo(acl_path) and not acl.allows(acl_path, "sudo")
-            ):
-                raise permission_denied()
+            )
+        if denied:
+            await _audited_failure(core, routed=routed, operation=operation, path=relative,
+                                   data=data, request=request, token=token,
+                                   error=permission_denied())
         core.tokens.use(token)
     if routed is None:
         raise no_handler(relative)
     mount, inner = routed
-    response = await mount.backend.handle(
-        Request(
-            operation=operation,
-            path=inner,
-            mount_path=mount.path,
-            data=data,
-            token=token,
-            node=node,
-            content_type=request.headers.get("Content-Type", ""),
-            remote_addr=request.remote or "",
-        )
+    entry = audit.request_entry(
+        request_id=str(uuid.uuid4()), operation=operation, path=relative,
+        mount_point=mount.path, mount_type=mount.backend.mount_type,
+        mount_accessor=mount.accessor, remote_address=request.remote or "", data=data,
     )
+    await core.audit.log(entry, token=token)
+    try:
+        response = await mount.backend.handle(
+            Request(
+                operation=operation,
+                path=inner,
+                mount_path=mount.path,
+                data=data,
+                token=token,
+                node=node,
+                content_type=request.headers.get("Content-Type", ""),
+                remote_addr=request.remote or "",
+            )
+        )
+    except VaultError as error:
+        await core.audit.log(audit.response_entry(entry, data=None, error="; ".join(
+            error.errors) or str(error.status)), token=token)
+        raise
+    await core.audit.log(audit.response_entry(
+        entry, data=response.data if response is not None else None, error=None), token=token)
+    if response is None or response.status < 400:
+        core.events.after_request(mount=mount, operation=operation, path=inner)
     if response is None:
         return web.Response(status=204)
     if response.raw is not None:
         return web.Response(body=response.raw, content_type=response.content_type)
     return _envelope(response, mount)
+
+
+async def _audited_failure(
+    core: Core, *, routed: tuple[Mount, str] | None, operation: str, path: str,
+    data: dict[str, Any], request: web.BaseRequest, token: TokenEntry | None,
+    error: VaultError,
+) -> NoReturn:
+    """Audit a request refused before its handler (permission denied), then raise ``error``."""
+    mount = routed[0] if routed else None
+    entry = audit.request_entry(
+        request_id=str(uuid.uuid4()), operation=operation, path=path,
+        mount_point=mount.path if mount else "", mount_type=mount.backend.mount_type
+        if mount else "", mount_accessor=mount.accessor if mount else "",
+        remote_address=request.remote or "", data=data,
+    )
+    entry["error"] = "; ".join(error.errors)
+    await core.audit.log(entry, token=token)
+    await core.audit.log(audit.response_entry(entry, data=None, error=entry["error"]),
+                         token=token)
+    raise error

@@ -25,6 +25,8 @@ SUDO_PATHS = (
     "sys/leases/lookup/",
     "sys/leases/revoke-prefix/",
     "sys/revoke-prefix/",
+    "sys/audit",
+    "sys/audit/",
 )
 
 
@@ -74,6 +76,15 @@ class SystemBackend(Backend):
             return self._policy(path[len("policy/") :], request, legacy=True)
         if path.startswith("internal/ui/mounts/") and op == "read":
             return self._ui_mount(path[len("internal/ui/mounts/") :])
+        if path in ("audit", "audit/") and op == "read":
+            listing = self.core.audit.listing()
+            return Response(data=listing, top_level=listing)
+        if path.startswith("audit/") and writes:
+            await self.core.audit.enable(path[len("audit/"):], request.data)
+            return None
+        if path.startswith("audit/") and op == "delete":
+            await self.core.audit.disable(path[len("audit/"):])
+            return None
         if path == "capabilities-self" and writes:
             return self._capabilities_self(request)
         if path.startswith(("leases/", "renew", "revoke")):

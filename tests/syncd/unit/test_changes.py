@@ -1,0 +1,166 @@
+"""Change notices: what they schedule (and what not), the refresh intervals, and the parsers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from plumbing.queueing import WorkQueue
+from syncd.audit_relay import keep
+from syncd.changes import Changes, Notice, notice
+from syncd.events_source import parse_event
+from syncd.specs import VaultStaticSecret
+
+Key = tuple[str, str]
+
+
+def vss(name: str, *, namespace: str = "team-a", path: str = "app", mount: str = "secret",
+        instant: bool = True, kv_type: str = "kv-v2", refresh: str = "60s") -> dict[str, Any]:
+    return {
+        "apiVersion": "secrets.vault-syncd.dev/v1beta1", "kind": "VaultStaticSecret",
+        "metadata": {"name": name, "namespace": namespace, "generation": 1, "uid": name},
+        "spec": {"mount": mount, "path": path, "type": kv_type, "refreshAfter": refresh,
+                 "destination": {"name": name}, "syncConfig": {"instantUpdates": instant}},
+    }
+
+
+class FakeSource:
+    def __init__(self) -> None:
+        self.connected: set[str] = set()
+
+    def covers(self, spec: VaultStaticSecret) -> bool:
+        return spec.namespace in self.connected
+
+    async def run(self) -> None:
+        raise NotImplementedError
+
+
+async def _noop(key: Key) -> None:
+    del key
+
+
+def make() -> tuple[Changes, WorkQueue[Key], dict[Key, float], FakeSource]:
+    queue: WorkQueue[Key] = WorkQueue(worker=_noop)
+    intervals: dict[Key, float] = {}
+    changes = Changes(queue=queue, reschedule=intervals.__setitem__, safety_seconds=600)
+    source = FakeSource()
+    changes.attach(source)
+    return changes, queue, intervals, source
+
+
+async def test_a_notice_schedules_exactly_the_instant_objects_reading_its_path() -> None:
+    changes, queue, _, _ = make()
+    for key, obj in {
+        ("team-a", "one"): vss("one"),
+        ("team-b", "same-path"): vss("same-path", namespace="team-b"),
+        ("team-a", "polled"): vss("polled", instant=False),
+        ("team-a", "other"): vss("other", path="other"),
+        ("team-a", "v1"): vss("v1", kv_type="kv-v1", mount="kv", path="app"),
+    }.items():
+        changes.refresh_seconds(key, obj, 60)
+
+    assert sorted(changes.notify(Notice(mount="secret", path="data/app"))) == [
+        ("team-a", "one"), ("team-b", "same-path")]
+    assert len(queue) == 2
+    # Every kv-v2 request path of the secret counts; the bare path is kv-v1's only.
+    for area in ("metadata", "delete", "undelete", "destroy"):
+        assert changes.notify(Notice(mount="secret", path=f"{area}/app"))
+    assert changes.notify(Notice(mount="secret", path="app")) == []
+    assert changes.notify(Notice(mount="kv", path="app")) == [("team-a", "v1")]
+    # Nobody reads these: nothing is scheduled.
+    assert changes.notify(Notice(mount="secret", path="data/nobody")) == []
+    assert changes.notify(Notice(mount="other", path="data/app")) == []
+    # A source narrows what its notices may schedule (its login, its Vault).
+    assert changes.notify(Notice(mount="secret", path="data/app"),
+                          among=lambda spec: spec.namespace == "team-b") == [
+        ("team-b", "same-path")]
+
+
+async def test_deleted_objects_and_failing_ones_are_not_scheduled() -> None:
+    changes, queue, _, _ = make()
+    changes.refresh_seconds(("team-a", "one"), vss("one"), 60)
+    changes.forget(("team-a", "one"))
+    assert changes.notify(Notice(mount="secret", path="data/app")) == []
+    changes.refresh_seconds(("team-a", "one"), vss("one"), 60)
+    changes.refresh_seconds(("team-a", "one"), vss("one", instant=False), 60)  # opted out
+    assert changes.notify(Notice(mount="secret", path="data/app")) == []
+    assert len(queue) == 0
+
+
+async def test_the_safety_interval_applies_only_while_the_source_is_connected() -> None:
+    changes, _, intervals, source = make()
+    assert changes.refresh_seconds(("team-a", "one"), vss("one"), 60) == 60
+    assert changes.refresh_seconds(("team-a", "slow"), vss("slow", refresh="1h"), 60) == 3600
+    source.connected.add("team-a")
+    changes.health_changed()
+    assert intervals == {}  # applied by the source's task, a batch at a time
+    await changes.apply_health()
+    assert intervals == {("team-a", "one"): 600}  # never shorter than refreshAfter (1h stays)
+    source.connected.clear()
+    changes.health_changed()
+    await changes.apply_health()
+    assert intervals == {("team-a", "one"): 60}
+    assert changes.refresh_seconds(("team-a", "p"), vss("p", instant=False), 60) == 60
+
+
+def test_notice_splits_the_mount_off_the_request_path() -> None:
+    assert notice(mount_point="secret/", request_path="secret/data/a/b") == Notice(
+        mount="secret", path="data/a/b")
+    assert notice(mount_point="team/kv/", request_path="team/kv/app") == Notice(
+        mount="team/kv", path="app")
+    assert notice(mount_point="secret/", request_path="secretive/data/a") is None
+    assert notice(mount_point="secret/", request_path="secret/") is None
+
+
+def test_vault_events_are_parsed_as_vault_sends_them() -> None:
+    event = {  # Vault's own example (command/agentproxyshared/cache/static_secret_cache_updater.go)
+        "id": "a3be9fb1-b514-519f-5b25-b6f144a8c1ce", "source": "https://vaultproject.io/",
+        "specversion": "1.0", "type": "*",
+        "data": {
+            "event": {"id": "a3be9fb1-b514-519f-5b25-b6f144a8c1ce", "metadata": {
+                "current_version": "1", "data_path": "secret/data/foo", "modified": "true",
+                "oldest_version": "0", "operation": "data-write", "path": "secret/data/foo"}},
+            "event_type": "kv-v2/data-write",
+            "plugin_info": {"mount_class": "secret", "mount_accessor": "kv_5dc4d18e",
+                            "mount_path": "secret/", "plugin": "kv"},
+        },
+        "datacontentype": "application/cloudevents", "time": "2023-09-12T15:19:49.394915-07:00",
+    }
+    assert parse_event(json.dumps(event)) == Notice(mount="secret", path="data/foo", version=1)
+    assert parse_event("not json") is None
+    assert parse_event(json.dumps({"data": {"event_type": "kv-v2/data-write"}})) is None
+
+
+def _entry(**changes: Any) -> bytes:
+    entry: dict[str, Any] = {
+        "time": "2026-11-30T18:00:00Z", "type": "response",
+        "auth": {"client_token": "hmac-sha256:aa", "accessor": "hmac-sha256:bb"},
+        "request": {"id": "r1", "operation": "update", "mount_point": "secret/",
+                    "mount_type": "kv", "path": "secret/data/app",
+                    "data": {"data": {"password": "hmac-sha256:cc"}}},
+        "response": {"data": {"version": 7, "created_time": "hmac-sha256:dd",
+                              "deletion_time": "hmac-sha256:ee", "destroyed": False}},
+    }
+    for key, value in changes.items():
+        section, _, field = key.partition("__")
+        if value is None:
+            entry[section].pop(field) if field else entry.pop(section)
+        elif field:
+            entry[section][field] = value
+        else:
+            entry[section] = value
+    return json.dumps(entry, separators=(",", ":")).encode()
+
+
+def test_the_relay_keeps_only_successful_kv_changes_and_only_their_path() -> None:
+    assert keep(_entry()) == {"mount": "secret", "path": "data/app", "version": 7}
+    assert keep(_entry(request__path="secret/delete/app", response=None)) == {
+        "mount": "secret", "path": "delete/app"}
+    assert keep(_entry(type="request", response=None)) is None
+    assert keep(_entry(error="permission denied")) is None
+    assert keep(_entry(request__operation="read")) is None
+    assert keep(_entry(request__operation="list")) is None
+    assert keep(_entry(request__mount_type="transit", request__mount_point="transit/",
+                       request__path="transit/encrypt/k")) is None
+    assert keep(b"{not json") is None
+    assert keep(b'{"type":"response","mount_type":"kv"') is None  # truncated
