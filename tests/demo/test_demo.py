@@ -40,7 +40,9 @@ def test_the_demo_tells_the_seeds_story() -> None:
     # /metrics of both services, parsed: one rotation synced, one restart, every attempt good.
     assert re.search(r"syncd_syncs_total: .*1 \(outcome=SecretRotated\)", out), out
     assert "syncd_rollout_restarts_total: 1 (kind=Deployment)" in out, out
-    assert re.search(r"unsealer_attempts_total: \d+ \(result=Unsealed\)$", out, re.M), out
+    # (a pod still restarting after the power cut may count an attempt VaultUnreachable)
+    unsealed = re.search(r"unsealer_attempts_total: .*?(\d+) \(result=Unsealed\)", out)
+    assert unsealed is not None and int(unsealed.group(1)) >= 6, out  # 3 pods, twice
     assert "unsealer_sealed_pods: 0" in out, out
     # Traces: at least one tree per sync (2: first sync, rotation) and per unseal.
     syncs = re.search(r"syncd: reconcile: (\d+) traces", out)
