@@ -287,11 +287,13 @@ async def main(*, keep: bool) -> None:
         applied = await kubectl_apply(kubeconfig, seed_for_the_testbed(vault))
         for line in applied:
             print(f"            {line}")
-        say("   (the seed as it is, but for Vault's address and refreshAfter: 2s)")
-        unsealer_config = kube.write_kubeconfig(
-            WORK / "kubeconfig-unsealer", token=kube.admin.mint_token("vault", "vault-unsealer"))
-        syncd_config = kube.write_kubeconfig(
-            WORK / "kubeconfig-syncd", token=kube.admin.mint_token("vault-syncd", "vault-syncd"))
+        say("   (the seed as it is, but for Vault's address and refreshAfter: 2s; the services"
+            " run with tokens of the ServiceAccounts the overlay created, not as admin)")
+        # Tokens of the ServiceAccounts the overlay made (create=False: none is made here).
+        unsealer_token = kube.admin.mint_token("vault", "vault-unsealer", create=False)
+        syncd_token = kube.admin.mint_token("vault-syncd", "vault-syncd", create=False)
+        unsealer_config = kube.write_kubeconfig(WORK / "kubeconfig-unsealer", token=unsealer_token)
+        syncd_config = kube.write_kubeconfig(WORK / "kubeconfig-syncd", token=syncd_token)
         custody = custody_config()
         address = f"https://{{ip}}:{port}"
         common = ["--namespace", "vault", "--address-template", address,
@@ -304,7 +306,8 @@ async def main(*, keep: bool) -> None:
             "--shares", "5", "--threshold", "3", "--root-token-file", str(root_token_file),
             "--fallback-dir", str(WORK),
         )
-        say("   unsealer init: 5 shares, threshold 3, distributed to 3 custodians:")
+        say("   unsealer init: 5 shares, threshold 3, distributed to 3 custodians (the seed's"
+            " three places; a second file stands in for the peer unsealer on another Pi):")
         for line in out.strip().splitlines():
             print(f"            {line}")
 
@@ -328,7 +331,7 @@ async def main(*, keep: bool) -> None:
         # reviewer: Vault sends its JWT to the API server's TokenReview.
         await run("kubectl", "--kubeconfig", str(kubeconfig), "apply", "-f", "-",
                   stdin=REVIEWER)
-        reviewer = kube.admin.mint_token("vault", "vault")
+        reviewer = kube.admin.mint_token("vault", "vault", create=False)
         steps: list[tuple[Callable[..., Any], dict[str, Any]]] = [
             (client.sys.enable_secrets_engine,
              {"backend_type": "kv", "path": "kv-secret", "options": {"version": "2"}}),
@@ -414,7 +417,8 @@ async def main(*, keep: bool) -> None:
             for line in trace_summary(WORK / f"{name}.log"):
                 print(f"            {name}: {line}")
 
-        secret_material = [first, second, root_token, reviewer, *shares_held(kube)]
+        secret_material = [first, second, root_token, reviewer, unsealer_token, syncd_token,
+                           *shares_held(kube)]
         logged = "".join((WORK / f"{name}.log").read_text() for name in ("syncd", "unsealer"))
         logged += repr(kube.admin.list("v1", "Event", None))
         leaked = sum(1 for value in secret_material if value in logged)
