@@ -267,6 +267,8 @@ def metric_summary(text: str, prefix: str) -> list[str]:
 
 
 async def main(*, keep: bool) -> None:
+    if shutil.which("kubectl") is None:
+        raise SystemExit("demo: kubectl not found: it applies the manifests, as you would")
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir()
     port = free_port()

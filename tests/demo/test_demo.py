@@ -6,11 +6,17 @@ time); this test runs it as a person does and checks the narration's facts and f
 from __future__ import annotations
 
 import re
+import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
+#: The demo applies the manifests with kubectl, as a person would.
+pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not found")
 
 
 def test_the_demo_tells_the_seeds_story() -> None:
@@ -50,3 +56,36 @@ def test_the_demo_tells_the_seeds_story() -> None:
     assert syncs is not None and int(syncs.group(1)) >= 2, out
     assert unseals is not None and int(unseals.group(1)) >= 6, out  # 3 pods, twice
     assert re.search(r"\d+ secret values .*: 0 found", out), out  # none in logs, spans, Events
+
+
+def test_keep_leaves_it_running_for_kubectl_until_ctrl_c() -> None:
+    """``make demo ARGS=--keep``: a person's kubectl sees the seed's Secret through the printed
+    kubeconfig while it runs; Ctrl-C (SIGINT) then ends the story as usual."""
+    demo = subprocess.Popen([sys.executable, "-m", "demo", "--keep"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert demo.stdout is not None
+        printed = []
+        for line in demo.stdout:  # blocks on the demo's own progress, bounded by its waits
+            printed.append(line)
+            if "Ctrl-C to stop" in line:
+                break
+        out = "".join(printed)
+        kubeconfig = re.search(r"export KUBECONFIG=(\S+)", out)
+        vault_addr = re.search(r"export VAULT_ADDR=(https://\S+) VAULT_CACERT=(\S+)", out)
+        assert kubeconfig is not None and vault_addr is not None, out
+        assert Path(vault_addr.group(2)).is_file()
+        got = subprocess.run(
+            ["kubectl", "--kubeconfig", kubeconfig.group(1), "get", "secret", "info", "-n",
+             "default", "-o", "jsonpath={.data.SECRET_KEY}"],
+            capture_output=True, text=True, timeout=30, check=False)
+        assert got.returncode == 0 and got.stdout, got.stderr
+        demo.send_signal(signal.SIGINT)
+        rest, err = demo.communicate(timeout=60)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    assert demo.returncode == 0, rest + err
+    assert "syncd stopped on SIGTERM" in rest and "demo done" in rest, rest
+    assert re.search(r"\d+ secret values .*: 0 found", rest), rest
