@@ -15,8 +15,9 @@ initialised 5/3, KV v2 at ``kv-secret`` with secret ``info`` holding ``SECRET_KE
 4. ``syncd run`` (as ``vault-syncd/vault-syncd``): Secret ``info`` appears.
 5. ``SECRET_KEY`` is rotated to version 2: the Secret follows, Deployment ``app`` restarts once.
 6. Power cut: every Vault pod comes back sealed; the unsealer recovers them.
-7. What the services recorded: one trace per sync and per unseal (their console span
-   exporter), and their ``/metrics``.
+7. What the services recorded: their ``/metrics``, and (after they stop, when the console
+   span exporter has written everything) one trace tree per sync and per unseal, the largest
+   of each drawn span by span.
 8. SIGTERM; both logs and every Event are searched for every secret value.
 
 ``--keep`` stops after 7 and leaves everything running for a person (kubectl, hvac) until
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -117,6 +119,13 @@ class Service:
         url = f"http://127.0.0.1:{self.health}/metrics"
         with urllib.request.urlopen(url, timeout=5) as answer:
             return str(answer.read().decode())
+
+    async def kill(self) -> None:
+        """If the demo failed half-way: the process is not left behind (it has its own
+        session, so nothing else would end it)."""
+        if self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
 
     async def stop(self) -> int:
         began = time.monotonic()
@@ -242,6 +251,35 @@ def trace_summary(log: Path) -> list[str]:
             for name, seen in sorted(kinds.items())]
 
 
+def largest_tree(log: Path) -> list[str]:
+    """The trace of ``log`` with the most spans, drawn as a tree: name, duration, attributes
+    (span attributes hold names, versions and outcomes, never a value)."""
+    traces: dict[str, list[dict[str, Any]]] = {}
+    for span in spans(log):
+        traces.setdefault(span["context"]["trace_id"], []).append(span)
+    if not traces:
+        return []
+    members = max(traces.values(), key=len)
+    children: dict[str | None, list[dict[str, Any]]] = {}
+    ids = {s["context"]["span_id"] for s in members}
+    for span in sorted(members, key=lambda s: str(s["start_time"])):
+        parent = span.get("parent_id")
+        children.setdefault(parent if parent in ids else None, []).append(span)
+    lines: list[str] = []
+
+    def draw(span: dict[str, Any], depth: int) -> None:
+        took = (_seconds(span["end_time"]) - _seconds(span["start_time"])) * 1000
+        attributes = " ".join(f"{k.split('.', 1)[-1]}={v}"
+                              for k, v in (span.get("attributes") or {}).items())
+        lines.append(f"{'  ' * depth}{span['name']} {took:.1f} ms  {attributes}")
+        for child in children.get(span["context"]["span_id"], []):
+            draw(child, depth + 1)
+
+    for root in children.get(None, []):
+        draw(root, 0)
+    return lines
+
+
 def _seconds(stamp: str) -> float:
     from datetime import datetime  # noqa: PLC0415
 
@@ -276,7 +314,8 @@ async def main(*, keep: bool) -> None:
     async with running_kube(pod_ready_delay=0.1) as kube, \
             running_vault(nodes=3, hosts=HOSTS, port=port, tls=True,
                           tls_dir=WORK / "vault-tls") as vault, \
-            vault_pods(kube, vault) as pods:
+            vault_pods(kube, vault) as pods, \
+            contextlib.AsyncExitStack() as services:
         assert vault.ca_file is not None
         kubeconfig = kube.write_kubeconfig(WORK / "kubeconfig")
 
@@ -316,6 +355,7 @@ async def main(*, keep: bool) -> None:
         say("2. unsealer run, as ServiceAccount vault/vault-unsealer")
         unsealer = await Service.start("unsealer", "run", "--kubeconfig", str(unsealer_config),
                                        *common, "--poll-interval", "2s")
+        services.push_async_callback(unsealer.kill)
         took = await until(lambda: not any(sealed(vault)), "the first unseal")
         say(f"   all 3 pods unsealed {took:.1f}s after the unsealer started: {sealed(vault)}")
         ready = next(json.loads(line) for line in (WORK / "unsealer.log").read_text().splitlines()
@@ -333,7 +373,8 @@ async def main(*, keep: bool) -> None:
         # reviewer: Vault sends its JWT to the API server's TokenReview.
         await run("kubectl", "--kubeconfig", str(kubeconfig), "apply", "-f", "-",
                   stdin=REVIEWER)
-        reviewer = kube.admin.mint_token("vault", "vault", create=False)
+        reviewer = (await run("kubectl", "--kubeconfig", str(kubeconfig), "create", "token",
+                              "vault", "-n", "vault", "--duration=24h")).strip()
         steps: list[tuple[Callable[..., Any], dict[str, Any]]] = [
             (client.sys.enable_secrets_engine,
              {"backend_type": "kv", "path": "kv-secret", "options": {"version": "2"}}),
@@ -356,6 +397,7 @@ async def main(*, keep: bool) -> None:
         say("4. syncd run, as ServiceAccount vault-syncd/vault-syncd")
         syncd = await Service.start("syncd", "run", "--kubeconfig", str(syncd_config),
                                     "--rollout-debounce", "1s")
+        services.push_async_callback(syncd.kill)
 
         def secret_value() -> str | None:
             secret = kube.admin.get("v1", "Secret", "info", "default")
@@ -371,6 +413,9 @@ async def main(*, keep: bool) -> None:
             return annotations.get(RESTARTED_AT)
 
         took = await until(lambda: secret_value() == first, "the first sync")
+        await until(lambda: "sourceVersion" in ((kube.admin.get(
+            GROUP_VERSION, "VaultStaticSecret", "info", "default") or {}).get("status") or {}),
+            "the first sync's status")
         status = (kube.admin.get(GROUP_VERSION, "VaultStaticSecret", "info", "default")
                   or {})["status"]
         secret = kube.admin.get("v1", "Secret", "info", "default") or {}
@@ -418,6 +463,10 @@ async def main(*, keep: bool) -> None:
         for name in ("syncd", "unsealer"):
             for line in trace_summary(WORK / f"{name}.log"):
                 print(f"            {name}: {line}")
+        for name in ("syncd", "unsealer"):
+            say(f"   {name}'s largest trace:")
+            for line in largest_tree(WORK / f"{name}.log"):
+                print(f"              {line}")
 
         secret_material = [first, second, root_token, reviewer, unsealer_token, syncd_token,
                            *shares_held(kube)]

@@ -55,6 +55,12 @@ def test_the_demo_tells_the_seeds_story() -> None:
     unseals = re.search(r"unsealer: unseal: (\d+) traces", out)
     assert syncs is not None and int(syncs.group(1)) >= 2, out
     assert unseals is not None and int(unseals.group(1)) >= 6, out  # 3 pods, twice
+    # The largest of each drawn as a tree: the rotation's (read, write, restart), an unseal's.
+    rotation = re.search(r"^ +reconcile .*outcome=SecretRotated\n +vault\.read .*version=2\n"
+                         r" +secret\.write .*\n +rollout\.restart .*outcome=Restarted$", out, re.M)
+    assert rotation is not None, out
+    assert re.search(r"^ +unseal .*outcome=Unsealed.*\n( +custody\.fetch .*\n){3}"
+                     r"( +vault\.unseal\.submit .*\n){3}", out, re.M), out
     assert re.search(r"\d+ secret values .*: 0 found", out), out  # none in logs, spans, Events
 
 
