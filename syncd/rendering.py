@@ -17,7 +17,8 @@ Templates are Go ``text/template``, as in VSO (:mod:`syncd.gotemplate`): the sam
 (``.Secrets``, ``.Metadata``, ``.Annotations``, ``.Labels``; Vault's numbers as ``json.Number``),
 Go's ``missingkey`` default (a missing key prints ``<no value>``), Go's printing, and VSO's
 function map (its Sprig allow-list). The templates of one resource form one set: a
-``{{define}}`` in one is callable from the others.
+``{{define}}`` in one is callable from the others, and from the source templates of the
+SecretTransformations it references (:class:`SourceTemplate`), which are never rendered.
 
 Jinja2 stays available behind a marker: a template whose first line is exactly ``{{!jinja2}}``
 is Jinja2 (rendered in Jinja's immutable sandbox, autoescaping off, undefined values as errors).
@@ -152,10 +153,23 @@ class SecretTemplate:
 
 
 @dataclass(frozen=True, kw_only=True)
+class SourceTemplate:
+    """A SecretTransformation's source template: it joins the set of Go templates that
+    ``templates`` are rendered in, so its ``{{define}}`` blocks can be called, and is never
+    rendered itself (text outside its definitions goes nowhere). ``origin`` names it in
+    errors: the SecretTransformation and the entry."""
+
+    name: str
+    text: str = field(repr=False)
+    origin: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class Transformation:
     """How Vault data becomes Secret data (``spec.destination.transformation``)."""
 
     templates: Mapping[str, SecretTemplate] = field(default_factory=lambda: MappingProxyType({}))
+    sources: tuple[SourceTemplate, ...] = ()
     includes: tuple[re.Pattern[str], ...] = ()
     excludes: tuple[re.Pattern[str], ...] = ()
     exclude_raw: bool = False
@@ -165,7 +179,8 @@ class Templates(Protocol):
     """What renders templates: :class:`syncd.template_pool.TemplatePool`."""
 
     async def render(
-        self, *, templates: Sequence[SecretTemplate], context: Mapping[str, Any], tenant: str
+        self, *, templates: Sequence[SecretTemplate], context: Mapping[str, Any], tenant: str,
+        sources: Sequence[SourceTemplate] = (),
     ) -> dict[str, bytes]: ...
 
 
@@ -203,7 +218,7 @@ async def render(
     out: dict[str, bytes] = {}
     if transformation.templates:
         out.update(await templates.render(
-            templates=list(transformation.templates.values()),
+            templates=list(transformation.templates.values()), sources=transformation.sources,
             context={"secrets": secrets, "metadata": metadata,
                      "labels": dict(labels or {}), "annotations": dict(annotations or {})},
             tenant=tenant,

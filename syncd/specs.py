@@ -33,6 +33,7 @@ from syncd.rendering import (
     KVType,
     RenderError,
     SecretTemplate,
+    SourceTemplate,
     Transformation,
     compile_template,
     key_problem,
@@ -924,8 +925,15 @@ def _transformation(r: _Reader, spec: Mapping[str, Any]) -> Transformation:
             hint = _JINJA_HINT if _JINJA_TEMPLATE.search(text) else ""
             r.fail(f"{at}.text", exc.message + hint)
 
+    # Not in the CRD (so never a user's): syncd.transformations puts the source templates of
+    # the referenced SecretTransformations here, checked, with where each comes from.
+    sources = tuple(
+        SourceTemplate(name=str(item.get("name")), text=str(item.get("text") or ""),
+                       origin=str(item.get("origin")))
+        for _, item in r.items(spec, "sourceTemplates", where))
     return Transformation(
         templates=MappingProxyType(templates),
+        sources=sources,
         includes=_patterns(r, spec, "includes", where),
         excludes=_patterns(r, spec, "excludes", where),
         exclude_raw=exclude_raw,

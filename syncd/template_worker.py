@@ -15,8 +15,8 @@ The protocol, on stdin and stdout: frames of a 4-byte big-endian length and that
 UTF-8 JSON. The worker first writes ``{"ready": true}``; then, for each request
 ``{"text": ..., "context": {...}, "name": ..., "siblings": {name: text}}`` (the last two
 for Go templates, optional), it writes ``{"output": "..."}`` or
-``{"failure": {"kind": ..., "line": ..., "expensive": ...}}``. After the ready frame its stderr
-is /dev/null: nothing a template does can reach syncd's logs.
+``{"failure": {"kind": ..., "line": ..., "expensive": ..., "template": ...}}``. After the ready
+frame its stderr is /dev/null: nothing a template does can reach syncd's logs.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def _handle(request: Any) -> dict[str, Any]:
     except TemplateFailed as exc:
         failure = exc.failure
     return {"failure": {"kind": failure.kind, "line": failure.line,
-                        "expensive": failure.expensive}}
+                        "expensive": failure.expensive, "template": failure.template}}
 
 
 def serve(stdin: BinaryIO, stdout: BinaryIO) -> None:

@@ -67,14 +67,22 @@ class TemplateSyntaxProblem(Exception):
 
 @dataclass(frozen=True, kw_only=True)
 class Failure:
-    """Why a template failed, in words chosen here. ``expensive``: over a resource budget."""
+    """Why a template failed, in words chosen here. ``expensive``: over a resource budget.
+
+    ``template``: the name of the template whose ``line`` it is, when that is another of the
+    set than the one rendered (a ``{{define}}`` it called).
+    """
 
     kind: str
     line: int | None = None
     expensive: bool = False
+    template: str | None = None
 
-    def describe(self) -> str:
-        return f"{self.kind} (line {self.line})" if self.line is not None else self.kind
+    def describe(self, *, template: str | None = None) -> str:
+        """``template``: how to call :attr:`template` (default: by its name)."""
+        where = [] if self.template is None else [template or f"template {self.template!r}"]
+        where += [] if self.line is None else [f"line {self.line}"]
+        return f"{self.kind} ({', '.join(where)})" if where else self.kind
 
 
 class TemplateFailed(Exception):
@@ -292,7 +300,9 @@ def _render_go(text: str, context: Mapping[str, Any], *, name: str,
     except TemplateSyntaxProblem as exc:
         failure = Failure(kind=str(exc))
     except gotemplate.TemplateError as exc:  # its message holds no value (see its module)
-        failure = Failure(kind=exc.message, line=exc.line)
+        elsewhere = getattr(exc, "template", None)
+        failure = Failure(kind=exc.message, line=exc.line,
+                          template=elsewhere if elsewhere and elsewhere != name else None)
     except gotemplate.OutputTooLarge:
         failure = Failure(kind="the output is larger than the 1 MiB Secret limit")
     except MemoryError:

@@ -30,9 +30,18 @@ class ParseError(TemplateError):
 
 
 class ExecError(TemplateError):
-    """Executing the template failed (Go's ``Execute`` fails the same way)."""
+    """Executing the template failed (Go's ``Execute`` fails the same way).
+
+    ``template``: the name of the text whose ``line`` it is, when that is not the executed
+    template's own (a ``{{define}}`` of another template of the set).
+    """
 
     kind = "template execution error"
+
+    def __init__(self, message: str, *, line: int | None = None,
+                 template: str | None = None) -> None:
+        super().__init__(message, line=line)
+        self.template = template
 
 
 class FuncError(Exception):

@@ -43,9 +43,12 @@ class _State:
         self.vars: list[tuple[str, Any]] = []
         self.depth = 0
         self.line = 0
+        #: The text the running tree was parsed from (whose lines ``line`` counts).
+        self.source = ""
 
     def error(self, message: str, line: int | None = None) -> ExecError:
-        return ExecError(message, line=self.line if line is None else line)
+        return ExecError(message, line=self.line if line is None else line,
+                         template=self.source)
 
     def write(self, text: str) -> None:
         self.size += len(text.encode())
@@ -172,12 +175,14 @@ class _State:
         if self.depth >= MAX_DEPTH:
             raise self.error(f"exceeded maximum template depth ({MAX_DEPTH})", node.line)
         saved, self.vars = self.vars, [("$", value)]
+        saved_source, self.source = self.source, tree.source
         self.depth += 1
         try:
             self.walk(value, tree.body)
         finally:
             self.depth -= 1
             self.vars = saved
+            self.source = saved_source
 
     # -- pipelines
     def pipeline(self, dot: Any, pipe: n.Pipe) -> Any:
@@ -346,6 +351,7 @@ def execute(trees: Mapping[str, n.Tree], name: str, data: Any, *,
     tree = trees.get(name)
     if tree is None:
         raise ExecError(f'no such template "{name}"')
+    state.source = tree.source
     state.push("$", data)
     state.walk(data, tree.body)
     return "".join(state.out)

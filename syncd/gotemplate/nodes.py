@@ -111,3 +111,5 @@ class TemplateCall(Node):
 class Tree:
     name: str
     body: list[Node] = field(default_factory=list)
+    #: The name of the text it was parsed from (Go's ParseName): its lines are that text's.
+    source: str = ""

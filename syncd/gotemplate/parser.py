@@ -105,7 +105,7 @@ class _Parser:
 
     # -- structure
     def parse(self) -> dict[str, n.Tree]:
-        root = n.Tree(self.name)
+        root = n.Tree(self.name, source=self.name)
         while self.peek().type is not T.EOF:
             token = self.peek()
             if token.type is T.LEFT:
@@ -143,7 +143,7 @@ class _Parser:
         self.vars = saved
         if end != "end":
             raise ParseError("unexpected {{else}} in define clause", line=line)
-        self.add(n.Tree(str(name_token.value), body))
+        self.add(n.Tree(str(name_token.value), body, source=self.name))
 
     def item_list(self, *, allow_else: bool) -> tuple[list[n.Node], str]:
         """Nodes up to ``{{end}}`` or ``{{else}}``: the list and which one ended it."""
@@ -238,7 +238,7 @@ class _Parser:
         self.vars = saved
         if end != "end":
             raise ParseError("unexpected {{else}} in block clause", line=line)
-        self.add(n.Tree(str(token.value), body))
+        self.add(n.Tree(str(token.value), body, source=self.name))
         return n.TemplateCall(line, str(token.value), pipe)
 
     # -- pipelines
