@@ -18,9 +18,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-## The demo: both services against the testbed.
+## The demo: the seed's story, both services against the testbed. `make demo ARGS=--keep`
+## leaves it running (kubeconfig, VAULT_ADDR printed) until Ctrl-C.
 demo: $(STAMP)
-	$(BIN)/python -m demo
+	$(BIN)/python -m demo $(ARGS)
 
 ## The tests.
 test: $(STAMP)
