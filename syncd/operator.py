@@ -49,6 +49,8 @@ from plumbing.watching import Change, Informer, key_of
 from syncd.auth_globals import VAULT_AUTH_GLOBAL
 from syncd.controller import Caches, Controller, Key
 from syncd.destinations import MANAGED_SELECTOR
+from syncd.dynamic import DynamicSecrets
+from syncd.dynamic_specs import VAULT_DYNAMIC_SECRET
 from syncd.health import HealthServer
 from syncd.hmac_key import load_or_create
 from syncd.leadership import LeaderElector, LeadershipLost, LeaseSettings
@@ -175,7 +177,10 @@ async def run(
     pool = VaultPool(max_workers=settings.vault_threads)
     tasks: list[asyncio.Task[None]] = []
     queue: WorkQueue[Key] | None = None
+    #: VaultDynamicSecrets have their own queue: their keys are not VaultStaticSecrets'.
+    dynamic_queue: WorkQueue[Key] | None = None
     rollouts: Rollouts | None = None
+    dynamic_rollouts: Rollouts | None = None
     refreshes: Refreshes | None = None
     elector = LeaderElector(kube=kube, settings=settings.lease()) if settings.leader_elect \
         else None
@@ -223,6 +228,7 @@ async def run(
         auth_globals = Informer(kube=kube, resource=VAULT_AUTH_GLOBAL, namespaces=referable)
         transformations = Informer(kube=kube, resource=SECRET_TRANSFORMATION,
                                    namespaces=referable)
+        dynamic_secrets = Informer(kube=kube, resource=VAULT_DYNAMIC_SECRET, namespaces=watch)
         caches = Caches(
             static_secrets=Informer(kube=kube, resource=VAULT_STATIC_SECRET, namespaces=watch),
             auths=Informer(kube=kube, resource=VAULT_AUTH, namespaces=referable),
@@ -231,9 +237,10 @@ async def run(
                 kube=kube, resource=SECRETS, namespaces=watch, label_selector=MANAGED_SELECTOR
             ),
             auth_globals=auth_globals, transformations=transformations,
+            dynamic_secrets=dynamic_secrets,
         )
         informers = (caches.auths, caches.connections, caches.secrets, caches.static_secrets,
-                     auth_globals, transformations)
+                     auth_globals, transformations, dynamic_secrets)
         recorder = EventRecorder(kube=kube, component=COMPONENT, instance=socket.gethostname())
         addresses = AllowedAddresses(
             patterns=None if settings.allowed_vault_addresses is None else tuple(
@@ -249,8 +256,15 @@ async def run(
             debounce_seconds=settings.debounce_seconds,
         )
         rollouts = controller.rollouts
+        dynamic = DynamicSecrets(
+            caches=caches, clients=clients, pool=pool, recorder=recorder,
+            status=StatusWriter(kube=kube, resource=VAULT_DYNAMIC_SECRET), kube=kube,
+            hmac_key=hmac_key, operator_namespace=settings.namespace, templates=templates,
+            debounce_seconds=settings.debounce_seconds, owners=dynamic_secrets,
+        )
+        dynamic_rollouts = dynamic.rollouts
         metrics = Metrics(
-            queue_depth=lambda: (len(queue), queue.in_flight) if queue is not None else (0, 0),
+            queue_depth=lambda: _depth(queue, dynamic_queue),
             leader=lambda: elector is None or elector.state == "leader",
         )
         # Before any task is created: they inherit this context, and count into ``metrics``.
@@ -259,10 +273,15 @@ async def run(
             worker=counted(metrics, controller.reconcile), concurrency=settings.concurrency,
             backoff_cap=settings.backoff_max_seconds,
         )
+        dynamic_queue = WorkQueue(
+            worker=counted(metrics, dynamic.reconcile), concurrency=settings.concurrency,
+            backoff_cap=settings.backoff_max_seconds,
+        )
         refreshes = Refreshes(queue=queue)
         _connect_handlers(
             caches=caches, queue=queue, refreshes=refreshes, controller=controller,
             default_refresh=settings.default_refresh_seconds,
+            dynamic_queue=dynamic_queue, dynamic=dynamic,
         )
         for informer in informers:
             tasks.append(asyncio.create_task(informer.run(), name=informer.resource.plural))
@@ -283,6 +302,7 @@ async def run(
                 return
         refreshes.start()
         tasks.append(asyncio.create_task(queue.run(), name="queue"))
+        tasks.append(asyncio.create_task(dynamic_queue.run(), name="dynamic-queue"))
         log.info("ready", objects=len(caches.static_secrets), namespace=settings.namespace,
                  watching=list(watch) or "all namespaces",
                  leader=elector.settings.identity if elector else None)
@@ -299,11 +319,12 @@ async def run(
             lease = elector.settings
             grace = min(grace, max(0.0, lease.lease_duration - lease.renew_deadline
                                    - lease.retry_period))
-        if queue is not None:
-            await queue.close(grace=grace)
-        await templates.close()  # after the queue: no render is running any more
-        if rollouts is not None:
-            await rollouts.close()
+        await asyncio.gather(*(q.close(grace=grace) for q in (queue, dynamic_queue)
+                               if q is not None))
+        await templates.close()  # after the queues: no render is running any more
+        for pending in (rollouts, dynamic_rollouts):
+            if pending is not None:
+                await pending.close()
         if refreshes is not None:
             refreshes.shutdown()
         if electing is not None:
@@ -329,6 +350,12 @@ async def run(
         log.info("stopped")
     if lost:
         raise LeadershipLost("the leader Lease was not renewed within the renew deadline")
+
+
+def _depth(*queues: WorkQueue[Key] | None) -> tuple[int, int]:
+    """Objects waiting in the work queues, and being reconciled."""
+    return (sum(len(q) for q in queues if q is not None),
+            sum(q.in_flight for q in queues if q is not None))
 
 
 async def _first(wanted: Awaitable[object], stop: asyncio.Event,
@@ -368,6 +395,8 @@ def _connect_handlers(
     refreshes: Refreshes,
     controller: Controller,
     default_refresh: float,
+    dynamic_queue: WorkQueue[Key],
+    dynamic: DynamicSecrets,
 ) -> None:
     log = structlog.get_logger("syncd")
 
@@ -392,19 +421,36 @@ def _connect_handlers(
         # nothing changed.
         for obj in caches.static_secrets:
             queue.add(key_of(obj))
+        for obj in caches.dynamic_secrets or ():
+            dynamic_queue.add(key_of(obj))
+
+    def on_dynamic_secret(change: Change) -> None:
+        key = key_of(change.object)
+        if change.type == "DELETED":
+            dynamic_queue.forget(key)
+            dynamic.forget(key)
+            return
+        old = (change.old or {}).get("metadata") or {}
+        new = change.object["metadata"]
+        if change.old is None or new.get("generation") != old.get("generation") or \
+                bool(new.get("deletionTimestamp")) != bool(old.get("deletionTimestamp")):
+            dynamic_queue.add(key)  # new, its spec changed, or deleted (the finalizer)
 
     def on_secret(change: Change) -> None:
         key = key_of(change.object)
-        owner = controller.destinations.get(key)
-        if owner is None:
-            return
-        secret = None if change.type == "DELETED" else change.object
-        if controller.drifted(secret, owner):
-            log.info("drift", secret_name="/".join(key), change=change.type,
-                     owner="/".join(owner))
-            queue.add(owner)
+        for owners, work in ((controller, queue), (dynamic, dynamic_queue)):
+            owner = owners.destinations.get(key)
+            if owner is None:
+                continue
+            secret = None if change.type == "DELETED" else change.object
+            if owners.drifted(secret, owner):
+                log.info("drift", secret_name="/".join(key), change=change.type,
+                         owner="/".join(owner))
+                work.add(owner)
 
     caches.static_secrets.add_handler(on_static_secret)
+    if caches.dynamic_secrets is not None:
+        caches.dynamic_secrets.add_handler(on_dynamic_secret)
     caches.auths.add_handler(on_auth_or_connection)
     caches.connections.add_handler(on_auth_or_connection)
     # A VaultAuthGlobal or SecretTransformation changes what the objects using it resolve to.

@@ -11,17 +11,19 @@ import pytest
 from syncd import specs
 from syncd.auth_globals import VAULT_AUTH_GLOBAL, merge_auth_global
 from syncd.durations import DURATION_PATTERN
+from syncd.dynamic_specs import VAULT_DYNAMIC_SECRET, parse_vault_dynamic_secret
 from syncd.transformations import SECRET_TRANSFORMATION
 
 Obj = dict[str, Any]
 KINDS = {k.kind: k for k in (specs.VAULT_CONNECTION, specs.VAULT_AUTH, specs.VAULT_STATIC_SECRET,
-                             VAULT_AUTH_GLOBAL, SECRET_TRANSFORMATION)}
+                             VAULT_AUTH_GLOBAL, SECRET_TRANSFORMATION, VAULT_DYNAMIC_SECRET)}
 PARSERS: dict[str, Callable[[Any], Any]] = {
     "VaultConnection": specs.parse_vault_connection,
     # As the controller reads one: through the VaultAuthGlobal merge (none here).
     "VaultAuth": lambda obj: specs.parse_vault_auth(merge_auth_global(
         obj, lookup=lambda ns, name: None, operator_namespace="vault-syncd")),
     "VaultStaticSecret": specs.parse_vault_static_secret,
+    "VaultDynamicSecret": parse_vault_dynamic_secret,
 }
 
 # Declared for VSO manifests to apply under kubectl's strict field validation, and ignored.
@@ -38,9 +40,11 @@ IGNORED = {
     ("VaultAuth", "spec.vaultAuthGlobalRef.mergeStrategy.headers"),
     ("VaultAuth", "spec.vaultAuthGlobalRef.mergeStrategy.params"),
     # Read by syncd.transformations before parsing.
-    *(("VaultStaticSecret", f"spec.destination.transformation.transformationRefs[].{f}")
+    *((kind, f"spec.destination.transformation.transformationRefs[].{f}")
+      for kind in ("VaultStaticSecret", "VaultDynamicSecret")
       for f in ("namespace", "name", "templateRefs", "templateRefs[].name",
                 "templateRefs[].keyOverride", "ignoreIncludes", "ignoreExcludes")),
+    ("VaultDynamicSecret", "spec.destination.transformation.templates.*.name"),
 }
 
 
@@ -63,10 +67,11 @@ def walk(node: Obj, path: str = "") -> Iterator[tuple[str, Obj]]:
 # --- shape --------------------------------------------------------------------------------
 
 
-def test_five_crds_with_the_names_the_code_uses(crds: dict[str, Obj]) -> None:
+def test_six_crds_with_the_names_the_code_uses(crds: dict[str, Obj]) -> None:
     assert set(crds) == set(KINDS)
     short = {"VaultConnection": ["vc"], "VaultAuth": ["va"], "VaultStaticSecret": ["vss"],
-             "VaultAuthGlobal": ["vag"], "SecretTransformation": ["st"]}
+             "VaultAuthGlobal": ["vag"], "SecretTransformation": ["st"],
+             "VaultDynamicSecret": ["vds"]}
     for kind, crd in crds.items():
         names = crd["spec"]["names"]
         assert crd["apiVersion"] == "apiextensions.k8s.io/v1"
@@ -261,6 +266,27 @@ FULL: dict[str, list[Any]] = {
             {"auto": True, "kind": "DaemonSet"},
         ],
         "deletionPolicy": "Retain", "syncConfig": {"instantUpdates": False},
+    }],
+    "VaultDynamicSecret": [{
+        "vaultAuthRef": "auth", "namespace": "ns1", "mount": "database", "path": "creds/app",
+        "requestHTTPMethod": "POST", "params": {"ttl": "1h"}, "renewalPercent": 50,
+        "revoke": True, "allowStaticCreds": False, "refreshAfter": "1h",
+        "destination": {
+            "name": "s", "create": True, "overwrite": True, "labels": {"a": "b"},
+            "annotations": {"c": "d"}, "type": "Opaque",
+            "transformation": {
+                "templates": {"t": {"name": "n", "text": "{{ secrets.username }}"}},
+                "includes": ["a"], "excludes": ["b"], "excludeRaw": True,
+                "transformationRefs": [],
+            },
+        },
+        "rolloutRestartTargets": [
+            {"kind": "Deployment", "name": "web"},
+            {"kind": "StatefulSet", "selector": {
+                "matchLabels": {"app": "db"},
+                "matchExpressions": [{"key": "tier", "operator": "In", "values": ["x"]}]}},
+            {"auto": True, "kind": "DaemonSet"},
+        ],
     }],
     "VaultAuth": [
         {"method": method, "mount": "m", "namespace": "ns1", "vaultConnectionRef": "c",
