@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from testbed.vault.clock import Clock
+from testbed.vault.errors import VaultError
 from testbed.vault.policies import PolicyStore
 from testbed.vault.storage import Storage
 from testbed.vault.tokens import TokenEntry, TokenStore
 
 if TYPE_CHECKING:
+    from testbed.vault.leases import Lease, LeaseStore
     from testbed.vault.node import Node
 
 Operation = Literal["read", "list", "create", "update", "delete", "patch"]
@@ -45,6 +47,7 @@ class Response:
     warnings: list[str] | None = None
     lease_duration: int = 0
     renewable: bool = False
+    lease_id: str = ""
     status: int = 200
     # sys/mounts and sys/auth also repeat their data at the top level of the body.
     top_level: dict[str, Any] = field(default_factory=dict)
@@ -52,12 +55,13 @@ class Response:
 
 @dataclass
 class Services:
-    """What engines may use from the core: storage, time, tokens and policies."""
+    """What engines may use from the core: storage, time, tokens, policies and leases."""
 
     storage: Storage
     clock: Clock
     tokens: TokenStore
     policies: PolicyStore
+    leases: LeaseStore
 
 
 class Backend(abc.ABC):
@@ -83,6 +87,17 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def handle(self, request: Request) -> Response | None:
         """Serve one request; raise :class:`VaultError` for error responses."""
+
+    def renew_secret(self, lease: Lease, *, increment: int) -> tuple[int, int]:
+        """Extend what ``lease`` stands for; the engine's (default TTL, max TTL) for it.
+
+        Raise :class:`VaultError` to refuse (the expiration manager wraps it in a 500)."""
+        del lease, increment
+        raise VaultError(400, "lease is not renewable")
+
+    def revoke_secret(self, lease: Lease) -> None:
+        """Invalidate what ``lease`` stands for (it was revoked or expired)."""
+        del lease
 
     def changed(self) -> None:
         self.services.storage.changed()
