@@ -2,7 +2,8 @@
 
 The answers of ``sys/leases/renew`` decide whether a lease lives on: Vault caps a renewal at
 the role's max TTL (a shorter ``lease_duration`` than the increment asked for, with a warning)
-and refuses one for a lease it no longer knows or will not renew (400). Both are
+and refuses one for a lease it no longer knows or will not renew (400), or that the engine
+would not extend (500, "failed to renew entry"). Both are
 :class:`LeaseEnding`: the caller fetches new credentials while the old ones still work.
 
 Messages carry the mount, path and HTTP status. Never the credentials; the lease id neither: it
@@ -29,6 +30,10 @@ class LeaseEnding(SourceError):
 
     reason = "LeaseNotRenewable"
     retry = False
+
+
+#: Renewal answers that end the lease's life (see :func:`renew_blocking`).
+_REFUSALS = frozenset({400, 403, 404, 500})
 
 
 @dataclass(frozen=True)
@@ -86,8 +91,11 @@ def renew_blocking(
     """Renew; the new duration. :class:`LeaseEnding` when Vault refuses or caps it."""
     response = _send(client, "PUT", "v1/sys/leases/renew", where=where, namespace=namespace,
                      json={"lease_id": lease_id, "increment": increment})
-    if response.status_code in {400, 404}:
-        # "lease not found", "lease is not renewable", "lease expired"...
+    if response.status_code in _REFUSALS:
+        # "lease not found", "lease is not renewable" (400), a policy without sys/leases/renew
+        # (403), the engine's own refusal ("failed to renew entry": 500, as Vault wraps it).
+        # New credentials may well work where the renewal did not; a Vault that is down,
+        # sealed or overloaded (503, 502, 504, 429, no answer) is retried instead.
         raise LeaseEnding(f"{where}: Vault refused to renew the lease: {errors(response)}")
     if response.status_code != 200:
         raise failure(response, where=where)
