@@ -17,6 +17,7 @@ from tests.syncd.e2e.world import APP_NS, GROUP_VERSION, POLICY, World
 
 DYNAMIC_POLICY = POLICY + """
 path "database/creds/*" { capabilities = ["read"] }
+path "database/static-creds/*" { capabilities = ["read"] }
 path "sys/leases/renew" { capabilities = ["update"] }
 path "sys/leases/revoke" { capabilities = ["update"] }
 """
@@ -158,6 +159,10 @@ async def test_lease_that_cannot_be_renewed_is_replaced_before_it_expires(
                            message="the new lease renewed")
     assert _spans(world, "vault.issue") == 2
     assert world.restarts("web") == 1
+    leases = world.metric("syncd.vault.leases")
+    assert leases[(("operation", "renew"), ("result", "LeaseNotRenewable"))] == 1
+    assert leases[(("operation", "revoke"), ("result", "ok"))] == 1
+    assert leases[(("operation", "issue"), ("result", "ok"))] == 2
     _no_leaks(world)
 
 
@@ -227,3 +232,34 @@ async def test_deleted_secret_gets_new_credentials_and_a_denied_path_a_condition
     condition = await world.eventually(refused, message="denied: Ready False")
     assert "database/creds/nobody" in condition["message"]
     assert world.secret("denied") is None
+
+
+async def test_static_role_followed_through_its_rotation(world: World) -> None:
+    """allowStaticCreds: no lease; read again when Vault's ttl says the password rotates,
+    written and restarted once when it did, and not at the reads in between."""
+    await _database(world, ttl=60, max_ttl=120)
+    client = world.vault_client()
+    await world.vault_call(
+        client.secrets.database.create_static_role, "static-app", "pg", "app-user",
+        ["ALTER USER \"{{name}}\" WITH PASSWORD '{{password}}';"], rotation_period=5)
+    world.workload("Deployment", "web", secret="static")
+    _vds(world, "static", path="static-creds/static-app", allowStaticCreds=True,
+         rolloutRestartTargets=[{"kind": "Deployment", "name": "web"}])
+    world.start_syncd()
+    await world.eventually(lambda: _ready(world, "static") and world.secret_data("static"),
+                           message="static synced")
+    user, password = _credentials(world, "static")
+    assert user == "app-user"
+    status = _status(world, "static")
+    assert "secretLease" not in status
+    assert status["staticCredsMetaData"]["rotationPeriod"] == 5
+    assert 0 < status["staticCredsMetaData"]["ttl"] <= 5
+    assert "ttl" not in (world.secret_data("static") or {})  # it changes at every read
+
+    await world.eventually(lambda: _credentials(world, "static")[1] != password, deadline=12,
+                           message="the rotated password written")
+    assert world.vault.admin.credentials_valid(*_credentials(world, "static"))
+    await world.eventually(lambda: world.restarts("web") == 1, message="one restart")
+    # About one read per rotation, not one per second.
+    assert _spans(world, "vault.issue") <= 3
+    _no_leaks(world)
