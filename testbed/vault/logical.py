@@ -49,6 +49,9 @@ class Response:
     renewable: bool = False
     lease_id: str = ""
     status: int = 200
+    #: A bare body instead of the JSON envelope (``pki/ca/pem``, ``pki/crl``).
+    raw: bytes | None = None
+    content_type: str = ""
     # sys/mounts and sys/auth also repeat their data at the top level of the body.
     top_level: dict[str, Any] = field(default_factory=dict)
 

@@ -21,6 +21,7 @@ from testbed.vault.errors import VaultError
 from testbed.vault.kv_v1 import KvV1Backend
 from testbed.vault.kv_v2 import KvV2Backend
 from testbed.vault.logical import Backend, Services
+from testbed.vault.pki import PkiBackend
 from testbed.vault.token_auth import TokenBackend
 
 _RESERVED = ("sys/", "auth/", "cubbyhole/", "identity/")
@@ -30,7 +31,7 @@ _AUTH_TYPES: dict[str, type[Backend]] = {
     "jwt": JWTAuthBackend,
 }
 #: Secrets engines other than kv, by mount type.
-_SECRET_TYPES: dict[str, type[Backend]] = {"database": DatabaseBackend}
+_SECRET_TYPES: dict[str, type[Backend]] = {"database": DatabaseBackend, "pki": PkiBackend}
 _RUNNING_VERSION = {"kv": "v0.20.0+builtin", "kubernetes": "v0.20.0+builtin", "approle": "",
                     "jwt": "v0.23.0+builtin"}
 

@@ -225,4 +225,6 @@ async def _serve(node: Node, request: web.BaseRequest, method: str, path: str) -
     )
     if response is None:
         return web.Response(status=204)
+    if response.raw is not None:
+        return web.Response(body=response.raw, content_type=response.content_type)
     return _envelope(response, mount)
