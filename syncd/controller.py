@@ -117,7 +117,6 @@ class Caches:
     #: VaultAuthGlobals and SecretTransformations (None: no such references are resolved).
     auth_globals: Informer | None = None
     transformations: Informer | None = None
-    dynamic_secrets: Informer | None = None
 
 
 class Controller:
@@ -140,7 +139,7 @@ class Controller:
     ) -> None:
         self._caches = caches
         #: The objects this controller reconciles (default: the VaultStaticSecrets).
-        self._owners = owners if owners is not None else caches.static_secrets
+        self.owners = self._owners = owners if owners is not None else caches.static_secrets
         self._templates = templates
         self._clients = clients
         self._pool = pool
@@ -306,6 +305,14 @@ class Controller:
         if not destination.create and current is not None:
             secret_type = current.get("type") or secret_type
         return current, secret_type
+
+    def _destination_intact(self, spec: Synced, *, current: JSON | None, mac: str) -> bool:
+        """Whether the destination still holds the data of fingerprint ``mac`` (a Secret
+        syncd did not create is not cached: trusted)."""
+        if not spec.destination.create:
+            return True
+        return current is not None and bool(mac) and \
+            fingerprint(key=self._hmac_key, data=decode_data(current)) == mac
 
     async def _render(
         self, obj: JSON, *, spec: Synced, kv_type: KVType, data: Mapping[str, Any],

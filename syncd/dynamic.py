@@ -29,17 +29,17 @@ from typing import Any, Literal
 import hvac
 from structlog.typing import FilteringBoundLogger as BoundLogger
 
-from plumbing.kube import JSON, JSON_PATCH, KubeError
+from plumbing.kube import JSON
 from plumbing.telemetry import tracer
 from syncd import leases
 from syncd.controller import Controller, Key, Outcome, _ready
-from syncd.destinations import decode_data
 from syncd.dynamic_specs import (
     VAULT_DYNAMIC_SECRET,
     SpecError,
     VaultDynamicSecret,
     parse_vault_dynamic_secret,
 )
+from syncd.finalizers import keep_finalizer
 from syncd.fingerprint import fingerprint
 from syncd.sources import SourceError
 
@@ -124,9 +124,7 @@ class DynamicSecrets(Controller):
         status = self._status.current(obj)
         current, secret_type = self._destination_now(spec)
         previous_mac = status.get("secretMAC") or ""
-        destination_ok = not spec.destination.create or (
-            current is not None and bool(previous_mac)
-            and fingerprint(key=self._hmac_key, data=decode_data(current)) == previous_mac)
+        destination_ok = self._destination_intact(spec, current=current, mac=previous_mac)
         now = time.time()
         todo = plan(status=status, new_spec=status.get("observedGeneration") != spec.generation,
                     destination_ok=destination_ok and _ready(status), now=now,
@@ -299,26 +297,8 @@ class DynamicSecrets(Controller):
         return outcome
 
     async def _keep_finalizer(self, obj: JSON, *, wanted: bool) -> None:
-        finalizers = list(obj["metadata"].get("finalizers") or [])
-        if (FINALIZER in finalizers) == wanted:
-            return
-        changed = [*finalizers, FINALIZER] if wanted else \
-            [f for f in finalizers if f != FINALIZER]
-        metadata = obj["metadata"]
-        # The test keeps a concurrent change of the list (another controller's) from being lost.
-        patch = [{"op": "test", "path": "/metadata/finalizers", "value": finalizers}
-                 if "finalizers" in metadata else
-                 {"op": "add", "path": "/metadata/finalizers", "value": []},
-                 {"op": "replace", "path": "/metadata/finalizers", "value": changed}]
-        try:
-            await self._kube.request(
-                "PATCH", VAULT_DYNAMIC_SECRET.path(namespace=metadata["namespace"],
-                                                   name=metadata["name"]),
-                body=patch, content_type=JSON_PATCH, query=[("fieldManager", "vault-syncd")])
-        except KubeError as exc:
-            if exc.status == 404 and not wanted:
-                return
-            raise
+        await keep_finalizer(self._kube, obj, resource=VAULT_DYNAMIC_SECRET,
+                             finalizer=FINALIZER, wanted=wanted)
 
 
 def _key(obj: JSON) -> Key:

@@ -36,6 +36,12 @@ class LeaseEnding(SourceError):
 _REFUSALS = frozenset({400, 403, 404, 500})
 
 
+class Refused(SourceError):
+    """Vault refused the request itself (400): what to fix is in its message."""
+
+    reason = "VaultRequestRefused"
+
+
 @dataclass(frozen=True)
 class Issued:
     """Credentials from Vault; ``data`` is secret and never shown in a repr."""
@@ -47,10 +53,11 @@ class Issued:
     request_id: str = ""
 
 
-def _send(
+def send(
     client: hvac.Client, method: str, url: str, *, where: str, namespace: str | None,
-    json: Mapping[str, Any] | None = None, params: Mapping[str, str] | None = None,
+    json: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None,
 ) -> requests.Response:
+    """One request to Vault; no answer at all is :class:`VaultUnavailable`."""
     try:
         response: requests.Response = client.adapter.request(
             method, url, json=json, params=params, raise_exception=False,
@@ -62,17 +69,21 @@ def _send(
 
 
 def issue_blocking(
-    client: hvac.Client, *, method: str, mount: str, path: str, params: Mapping[str, str],
+    client: hvac.Client, *, method: str, mount: str, path: str, params: Mapping[str, Any],
     namespace: str | None,
 ) -> Issued:
     where = f"{mount}/{path}"
     url = f"v1/{mount}/{path}"
-    response = _send(client, method, url, where=where, namespace=namespace,
+    response = send(client, method, url, where=where, namespace=namespace,
                      json=dict(params) if method != "GET" and params else None,
                      params=dict(params) if method == "GET" and params else None)
     if response.status_code != 200:
         if response.status_code == 404:
             raise SourceError(f"{where}: not found in Vault (is the role there?)")
+        if response.status_code == 400:
+            # Vault's own sentence names what it refused ("common name x not allowed by
+            # this role", "unknown role: x"). Retried with backoff: the role may be fixed.
+            raise Refused(f"{where}: Vault refused the request: {errors(response)}")
         raise failure(response, where=where)
     body = response.json()
     data = body.get("data")
@@ -89,7 +100,7 @@ def renew_blocking(
     client: hvac.Client, *, lease_id: str, increment: int, namespace: str | None, where: str
 ) -> int:
     """Renew; the new duration. :class:`LeaseEnding` when Vault refuses or caps it."""
-    response = _send(client, "PUT", "v1/sys/leases/renew", where=where, namespace=namespace,
+    response = send(client, "PUT", "v1/sys/leases/renew", where=where, namespace=namespace,
                      json={"lease_id": lease_id, "increment": increment})
     if response.status_code in _REFUSALS:
         # "lease not found", "lease is not renewable" (400), a policy without sys/leases/renew
@@ -108,7 +119,7 @@ def renew_blocking(
 def revoke_blocking(
     client: hvac.Client, *, lease_id: str, namespace: str | None, where: str
 ) -> None:
-    response = _send(client, "PUT", "v1/sys/leases/revoke", where=where, namespace=namespace,
+    response = send(client, "PUT", "v1/sys/leases/revoke", where=where, namespace=namespace,
                      json={"lease_id": lease_id})
     if response.status_code not in (200, 204):
         raise failure(response, where=where)

@@ -10,9 +10,10 @@ name                           kind       attributes
 ``syncd.rollout.restarts``     counter    ``result``: Restarted, Unchanged, Paused, NotFound,
                                           Failed; ``kind`` (VSO #1129)
 ``syncd.vault.reads``          counter    ``result``: ok, or the failure reason
-``syncd.vault.leases``         counter    ``operation``: issue, renew, revoke (VaultDynamicSecret);
-                                          ``result``: ok, LeaseNotRenewable, or the failure
-                                          reason
+``syncd.vault.leases``         counter    ``operation``: issue, renew, revoke (VaultDynamicSecret),
+                                          certificate.issue, certificate.revoke
+                                          (VaultPKISecret); ``result``: ok, LeaseNotRenewable,
+                                          or the failure reason
 ``syncd.queue.depth``          gauge      ``state``: waiting, running
 ``syncd.leader``               gauge      1 on the replica that holds the Lease, else 0
 =============================  =========  =======================================================
@@ -76,7 +77,8 @@ class Metrics:
         )
         self.leases = m.create_counter(
             "syncd.vault.leases", unit="{request}",
-            description="credentials issued, leases renewed and revoked, by result",
+            description="credentials and certificates issued, leases renewed, leases and "
+            "certificates revoked, by result",
         )
         self._queue_depth = queue_depth
         self._leader = leader
@@ -164,7 +166,8 @@ class SpanMetrics(SpanProcessor):
 
 
 _LEASE_SPANS = {"vault.issue": "issue", "vault.lease.renew": "renew",
-                "vault.lease.revoke": "revoke"}
+                "vault.lease.revoke": "revoke", "vault.certificate.issue": "certificate.issue",
+                "vault.certificate.revoke": "certificate.revoke"}
 
 
 def _install_processor() -> None:

@@ -33,7 +33,7 @@ import itertools
 import socket
 import threading
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -55,6 +55,8 @@ from syncd.health import HealthServer
 from syncd.hmac_key import load_or_create
 from syncd.leadership import LeaderElector, LeadershipLost, LeaseSettings
 from syncd.metrics import Metrics, counted
+from syncd.pki import PKISecrets
+from syncd.pki_specs import VAULT_PKI_SECRET
 from syncd.rollout import Rollouts
 from syncd.specs import (
     VAULT_AUTH,
@@ -177,10 +179,10 @@ async def run(
     pool = VaultPool(max_workers=settings.vault_threads)
     tasks: list[asyncio.Task[None]] = []
     queue: WorkQueue[Key] | None = None
-    #: VaultDynamicSecrets have their own queue: their keys are not VaultStaticSecrets'.
-    dynamic_queue: WorkQueue[Key] | None = None
+    #: VaultDynamicSecrets and VaultPKISecrets: each kind its own controller and queue (their
+    #: keys are not VaultStaticSecrets').
+    kinds: list[Kind] = []
     rollouts: Rollouts | None = None
-    dynamic_rollouts: Rollouts | None = None
     refreshes: Refreshes | None = None
     elector = LeaderElector(kube=kube, settings=settings.lease()) if settings.leader_elect \
         else None
@@ -229,6 +231,7 @@ async def run(
         transformations = Informer(kube=kube, resource=SECRET_TRANSFORMATION,
                                    namespaces=referable)
         dynamic_secrets = Informer(kube=kube, resource=VAULT_DYNAMIC_SECRET, namespaces=watch)
+        pki_secrets = Informer(kube=kube, resource=VAULT_PKI_SECRET, namespaces=watch)
         caches = Caches(
             static_secrets=Informer(kube=kube, resource=VAULT_STATIC_SECRET, namespaces=watch),
             auths=Informer(kube=kube, resource=VAULT_AUTH, namespaces=referable),
@@ -237,10 +240,9 @@ async def run(
                 kube=kube, resource=SECRETS, namespaces=watch, label_selector=MANAGED_SELECTOR
             ),
             auth_globals=auth_globals, transformations=transformations,
-            dynamic_secrets=dynamic_secrets,
         )
         informers = (caches.auths, caches.connections, caches.secrets, caches.static_secrets,
-                     auth_globals, transformations, dynamic_secrets)
+                     auth_globals, transformations, dynamic_secrets, pki_secrets)
         recorder = EventRecorder(kube=kube, component=COMPONENT, instance=socket.gethostname())
         addresses = AllowedAddresses(
             patterns=None if settings.allowed_vault_addresses is None else tuple(
@@ -256,15 +258,16 @@ async def run(
             debounce_seconds=settings.debounce_seconds,
         )
         rollouts = controller.rollouts
-        dynamic = DynamicSecrets(
-            caches=caches, clients=clients, pool=pool, recorder=recorder,
-            status=StatusWriter(kube=kube, resource=VAULT_DYNAMIC_SECRET), kube=kube,
-            hmac_key=hmac_key, operator_namespace=settings.namespace, templates=templates,
-            debounce_seconds=settings.debounce_seconds, owners=dynamic_secrets,
-        )
-        dynamic_rollouts = dynamic.rollouts
+        others = [
+            kind(caches=caches, clients=clients, pool=pool, recorder=recorder,
+                 status=StatusWriter(kube=kube, resource=resource), kube=kube,
+                 hmac_key=hmac_key, operator_namespace=settings.namespace, templates=templates,
+                 debounce_seconds=settings.debounce_seconds, owners=informer)
+            for kind, informer, resource in (
+                (DynamicSecrets, dynamic_secrets, VAULT_DYNAMIC_SECRET),
+                (PKISecrets, pki_secrets, VAULT_PKI_SECRET))]
         metrics = Metrics(
-            queue_depth=lambda: _depth(queue, dynamic_queue),
+            queue_depth=lambda: _depth(queue, *(k.queue for k in kinds)),
             leader=lambda: elector is None or elector.state == "leader",
         )
         # Before any task is created: they inherit this context, and count into ``metrics``.
@@ -273,15 +276,15 @@ async def run(
             worker=counted(metrics, controller.reconcile), concurrency=settings.concurrency,
             backoff_cap=settings.backoff_max_seconds,
         )
-        dynamic_queue = WorkQueue(
-            worker=counted(metrics, dynamic.reconcile), concurrency=settings.concurrency,
-            backoff_cap=settings.backoff_max_seconds,
-        )
+        kinds.extend(
+            Kind(informer=other.owners, controller=other, queue=WorkQueue(
+                worker=counted(metrics, other.reconcile), concurrency=settings.concurrency,
+                backoff_cap=settings.backoff_max_seconds))
+            for other in others)
         refreshes = Refreshes(queue=queue)
         _connect_handlers(
             caches=caches, queue=queue, refreshes=refreshes, controller=controller,
-            default_refresh=settings.default_refresh_seconds,
-            dynamic_queue=dynamic_queue, dynamic=dynamic,
+            default_refresh=settings.default_refresh_seconds, kinds=kinds,
         )
         for informer in informers:
             tasks.append(asyncio.create_task(informer.run(), name=informer.resource.plural))
@@ -302,7 +305,9 @@ async def run(
                 return
         refreshes.start()
         tasks.append(asyncio.create_task(queue.run(), name="queue"))
-        tasks.append(asyncio.create_task(dynamic_queue.run(), name="dynamic-queue"))
+        for kind in kinds:
+            tasks.append(asyncio.create_task(
+                kind.queue.run(), name=f"queue-{kind.informer.resource.plural}"))
         log.info("ready", objects=len(caches.static_secrets), namespace=settings.namespace,
                  watching=list(watch) or "all namespaces",
                  leader=elector.settings.identity if elector else None)
@@ -319,10 +324,10 @@ async def run(
             lease = elector.settings
             grace = min(grace, max(0.0, lease.lease_duration - lease.renew_deadline
                                    - lease.retry_period))
-        await asyncio.gather(*(q.close(grace=grace) for q in (queue, dynamic_queue)
+        await asyncio.gather(*(q.close(grace=grace) for q in (queue, *(k.queue for k in kinds))
                                if q is not None))
         await templates.close()  # after the queues: no render is running any more
-        for pending in (rollouts, dynamic_rollouts):
+        for pending in (rollouts, *(k.controller.rollouts for k in kinds)):
             if pending is not None:
                 await pending.close()
         if refreshes is not None:
@@ -350,6 +355,15 @@ async def run(
         log.info("stopped")
     if lost:
         raise LeadershipLost("the leader Lease was not renewed within the renew deadline")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind with a controller of its own (VaultDynamicSecret, VaultPKISecret)."""
+
+    informer: Informer
+    controller: Controller
+    queue: WorkQueue[Key]
 
 
 def _depth(*queues: WorkQueue[Key] | None) -> tuple[int, int]:
@@ -395,8 +409,7 @@ def _connect_handlers(
     refreshes: Refreshes,
     controller: Controller,
     default_refresh: float,
-    dynamic_queue: WorkQueue[Key],
-    dynamic: DynamicSecrets,
+    kinds: list[Kind],
 ) -> None:
     log = structlog.get_logger("syncd")
 
@@ -421,24 +434,27 @@ def _connect_handlers(
         # nothing changed.
         for obj in caches.static_secrets:
             queue.add(key_of(obj))
-        for obj in caches.dynamic_secrets or ():
-            dynamic_queue.add(key_of(obj))
+        for kind in kinds:
+            for obj in kind.informer:
+                kind.queue.add(key_of(obj))
 
-    def on_dynamic_secret(change: Change) -> None:
-        key = key_of(change.object)
-        if change.type == "DELETED":
-            dynamic_queue.forget(key)
-            dynamic.forget(key)
-            return
-        old = (change.old or {}).get("metadata") or {}
-        new = change.object["metadata"]
-        if change.old is None or new.get("generation") != old.get("generation") or \
-                bool(new.get("deletionTimestamp")) != bool(old.get("deletionTimestamp")):
-            dynamic_queue.add(key)  # new, its spec changed, or deleted (the finalizer)
+    def on_change_of(kind: Kind) -> Callable[[Change], None]:
+        def on_change(change: Change) -> None:
+            key = key_of(change.object)
+            if change.type == "DELETED":
+                kind.queue.forget(key)
+                kind.controller.forget(key)
+                return
+            old = (change.old or {}).get("metadata") or {}
+            new = change.object["metadata"]
+            if change.old is None or new.get("generation") != old.get("generation") or \
+                    bool(new.get("deletionTimestamp")) != bool(old.get("deletionTimestamp")):
+                kind.queue.add(key)  # new, its spec changed, or deleted (the finalizer)
+        return on_change
 
     def on_secret(change: Change) -> None:
         key = key_of(change.object)
-        for owners, work in ((controller, queue), (dynamic, dynamic_queue)):
+        for owners, work in ((controller, queue), *((k.controller, k.queue) for k in kinds)):
             owner = owners.destinations.get(key)
             if owner is None:
                 continue
@@ -449,8 +465,8 @@ def _connect_handlers(
                 work.add(owner)
 
     caches.static_secrets.add_handler(on_static_secret)
-    if caches.dynamic_secrets is not None:
-        caches.dynamic_secrets.add_handler(on_dynamic_secret)
+    for kind in kinds:
+        kind.informer.add_handler(on_change_of(kind))
     caches.auths.add_handler(on_auth_or_connection)
     caches.connections.add_handler(on_auth_or_connection)
     # A VaultAuthGlobal or SecretTransformation changes what the objects using it resolve to.
