@@ -32,14 +32,13 @@ from structlog.typing import FilteringBoundLogger as BoundLogger
 from plumbing.kube import JSON
 from plumbing.telemetry import tracer
 from syncd import leases
-from syncd.controller import Controller, Key, Outcome, _ready
+from syncd.controller import _ready
 from syncd.dynamic_specs import (
     VAULT_DYNAMIC_SECRET,
-    SpecError,
     VaultDynamicSecret,
     parse_vault_dynamic_secret,
 )
-from syncd.finalizers import keep_finalizer
+from syncd.finalizers import Finalizing
 from syncd.fingerprint import fingerprint
 from syncd.sources import SourceError
 
@@ -95,31 +94,18 @@ def plan(
     return Plan(action="wait", after=None)
 
 
-class DynamicSecrets(Controller):
+class DynamicSecrets(Finalizing):
     """Reconciles VaultDynamicSecrets; :meth:`reconcile` is their work queue's worker."""
 
-    async def reconcile(self, key: Key) -> float | None:
-        obj = self._owners.get(*key)
-        if obj is None:
-            self.forget(key)
-            return None
-        namespace, name = key
-        with tracer("syncd").start_as_current_span(
-            "reconcile", attributes={"k8s.namespace.name": namespace, "syncd.vds.name": name}
-        ) as span:
-            log = self._log.bind(namespace=namespace, name=name, kind="VaultDynamicSecret")
-            if obj["metadata"].get("deletionTimestamp"):
-                outcome, again = await self._finalize(obj, log=log), None
-            else:
-                try:
-                    outcome, again = await self._reconcile_dynamic(obj, log=log)
-                except Outcome as exc:
-                    outcome, again = exc.reason, None
-            span.set_attribute("syncd.outcome", outcome)
-        return again
+    resource = VAULT_DYNAMIC_SECRET
+    finalizer = FINALIZER
+    span_name = "syncd.vds.name"
 
-    async def _reconcile_dynamic(self, obj: JSON, *, log: BoundLogger) -> tuple[str, float | None]:
-        spec = await self._parse(obj, parse=parse_vault_dynamic_secret, log=log)
+    def parse(self, obj: JSON) -> VaultDynamicSecret:
+        return parse_vault_dynamic_secret(obj)
+
+    async def sync(self, obj: JSON, *, log: BoundLogger) -> tuple[str, float | None]:
+        spec = await self._parse(obj, parse=self.parse, log=log)
         await self._keep_finalizer(obj, wanted=spec.revoke)
         status = self._status.current(obj)
         current, secret_type = self._destination_now(spec)
@@ -141,7 +127,7 @@ class DynamicSecrets(Controller):
             if renewed is not None:
                 return "LeaseRenewed", renewed
             why = "the lease cannot be renewed"
-        return await self._issue(obj, spec=spec, client=client, status=status, why=why,
+        return await self._new_credentials(obj, spec=spec, client=client, status=status, why=why,
                                  vault_namespace=vault_namespace, secret_type=secret_type,
                                  current=current, now=now, log=log)
 
@@ -178,28 +164,16 @@ class DynamicSecrets(Controller):
         log.info("lease renewed", duration=duration)
         return max(duration * spec.renewal_percent / 100, 1.0)
 
-    async def _issue(
+    async def _new_credentials(
         self, obj: JSON, *, spec: VaultDynamicSecret, client: hvac.Client, status: JSON,
         why: str, vault_namespace: str | None, secret_type: str, current: JSON | None,
         now: float, log: BoundLogger,
     ) -> tuple[str, float | None]:
         """New credentials, written; the targets restarted; the old lease revoked."""
-        with tracer("syncd").start_as_current_span(
-            "vault.issue", attributes={"vault.mount": spec.mount, "vault.path": spec.path,
-                                       "syncd.why": why}
-        ) as span:
-            try:
-                issued = await leases.issue(
-                    self._pool, client, method=spec.method, mount=spec.mount, path=spec.path,
-                    params=spec.params, namespace=vault_namespace)
-            except SourceError as exc:
-                span.set_attribute("syncd.result", exc.reason)
-                await self._fail(obj, reason=exc.reason, message=str(exc))
-                log.warning("vault request failed", reason=exc.reason, error=str(exc))
-                if exc.retry:
-                    raise
-                raise Outcome(exc.reason) from None
-            span.set_attribute("syncd.result", "ok")
+        issued = await self._issue(
+            obj, client=client, span="vault.issue", method=spec.method, mount=spec.mount,
+            path=spec.path, params=spec.params, vault_namespace=vault_namespace, why=why,
+            log=log)
         data: dict[str, Any] = dict(issued.data)
         static: JSON | None = None
         if spec.allow_static_creds and not issued.lease_id:
@@ -272,37 +246,19 @@ class DynamicSecrets(Controller):
 
     # --- deletion -----------------------------------------------------------------------
 
-    async def _finalize(self, obj: JSON, *, log: BoundLogger) -> str:
-        """Deleted: revoke the lease (``revoke``), then let the object go."""
-        if FINALIZER not in (obj["metadata"].get("finalizers") or []):
-            self.forget(_key(obj))
-            return "Deleted"
+    async def undo(
+        self, obj: JSON, *, spec: VaultDynamicSecret, log: BoundLogger
+    ) -> str | None:
+        """Revoke the lease (``revoke``)."""
         lease_id = ((obj.get("status") or {}).get("secretLease") or {}).get("id")
-        outcome = "Deleted"
-        try:
-            spec = parse_vault_dynamic_secret(obj)
-        except SpecError as exc:
-            spec = None
-            log.warning("deleted with an invalid spec: the lease is left to expire",
-                        error=str(exc))
-        if spec is not None and spec.revoke and lease_id:
-            auth, _connection, client = await self._connect(obj, spec=spec, log=log)
-            if not await self._revoke(obj, spec=spec, client=client, lease_id=lease_id,
-                                      vault_namespace=spec.vault_namespace
-                                      or auth.vault_namespace, log=log):
-                raise RuntimeError("lease not revoked; retrying")  # backoff, keep the object
-            outcome = "LeaseRevoked"
-        await self._keep_finalizer(obj, wanted=False)
-        self.forget(_key(obj))
-        return outcome
-
-    async def _keep_finalizer(self, obj: JSON, *, wanted: bool) -> None:
-        await keep_finalizer(self._kube, obj, resource=VAULT_DYNAMIC_SECRET,
-                             finalizer=FINALIZER, wanted=wanted)
-
-
-def _key(obj: JSON) -> Key:
-    return obj["metadata"]["namespace"], obj["metadata"]["name"]
+        if not (spec.revoke and lease_id):
+            return None
+        auth, _connection, client = await self._connect(obj, spec=spec, log=log)
+        if not await self._revoke(obj, spec=spec, client=client, lease_id=lease_id,
+                                  vault_namespace=spec.vault_namespace or auth.vault_namespace,
+                                  log=log):
+            raise RuntimeError("lease not revoked; retrying")
+        return "LeaseRevoked"
 
 
 def _static_metadata(data: JSON) -> JSON:

@@ -29,13 +29,12 @@ from structlog.typing import FilteringBoundLogger as BoundLogger
 from plumbing.kube import JSON, SECRETS, KubeError
 from plumbing.telemetry import tracer
 from syncd import leases
-from syncd.controller import Controller, Key, Outcome, _ready
-from syncd.finalizers import keep_finalizer
+from syncd.controller import _ready
+from syncd.finalizers import Finalizing
 from syncd.fingerprint import fingerprint
 from syncd.pki_specs import (
     TLS,
     VAULT_PKI_SECRET,
-    SpecError,
     VaultPKISecret,
     parse_vault_pki_secret,
 )
@@ -72,32 +71,18 @@ def tls_data(data: Mapping[str, Any]) -> dict[str, str]:
             "tls.key": str(data.get("private_key") or "")}
 
 
-class PKISecrets(Controller):
+class PKISecrets(Finalizing):
     """Reconciles VaultPKISecrets; :meth:`reconcile` is their work queue's worker."""
 
-    async def reconcile(self, key: Key) -> float | None:
-        obj = self._owners.get(*key)
-        if obj is None:
-            self.forget(key)
-            return None
-        namespace, name = key
-        with tracer("syncd").start_as_current_span(
-            "reconcile", attributes={"k8s.namespace.name": namespace, "syncd.vps.name": name}
-        ) as span:
-            log = self._log.bind(namespace=namespace, name=name, kind="VaultPKISecret")
-            again: float | None = None
-            if obj["metadata"].get("deletionTimestamp"):
-                outcome = await self._finalize(obj, log=log)
-            else:
-                try:
-                    outcome, again = await self._reconcile_pki(obj, log=log)
-                except Outcome as exc:
-                    outcome = exc.reason
-            span.set_attribute("syncd.outcome", outcome)
-        return again
+    resource = VAULT_PKI_SECRET
+    finalizer = FINALIZER
+    span_name = "syncd.vps.name"
 
-    async def _reconcile_pki(self, obj: JSON, *, log: BoundLogger) -> tuple[str, float | None]:
-        spec = await self._parse(obj, parse=parse_vault_pki_secret, log=log)
+    def parse(self, obj: JSON) -> VaultPKISecret:
+        return parse_vault_pki_secret(obj)
+
+    async def sync(self, obj: JSON, *, log: BoundLogger) -> tuple[str, float | None]:
+        spec = await self._parse(obj, parse=self.parse, log=log)
         await self._keep_finalizer(obj, wanted=spec.revoke or spec.clear)
         status = self._status.current(obj)
         current, secret_type = self._destination_now(spec)
@@ -115,8 +100,12 @@ class PKISecrets(Controller):
             why = "the certificate expires"
         auth, _connection, client = await self._connect(obj, spec=spec, log=log)
         vault_namespace = spec.vault_namespace or auth.vault_namespace
-        issued = await self._issue(obj, spec=spec, client=client, why=why,
-                                   vault_namespace=vault_namespace, log=log)
+        path = f"issuer/{spec.issuer_ref}/issue/{spec.role}" if spec.issuer_ref \
+            else f"issue/{spec.role}"
+        issued = await self._issue(
+            obj, client=client, span="vault.certificate.issue", method="POST",
+            mount=spec.mount, path=path, params=spec.request(),
+            vault_namespace=vault_namespace, why=why, log=log)
         data: dict[str, Any] = dict(issued.data)
         if secret_type == TLS:
             data.update(tls_data(data))
@@ -147,30 +136,6 @@ class PKISecrets(Controller):
         at = due(status=fields, offset=spec.expiry_offset_seconds, uid=spec.uid)
         return reason, max(at - time.time(), 0.0) if at is not None else None
 
-    async def _issue(
-        self, obj: JSON, *, spec: VaultPKISecret, client: hvac.Client, why: str,
-        vault_namespace: str | None, log: BoundLogger,
-    ) -> leases.Issued:
-        path = f"issuer/{spec.issuer_ref}/issue/{spec.role}" if spec.issuer_ref \
-            else f"issue/{spec.role}"
-        with tracer("syncd").start_as_current_span(
-            "vault.certificate.issue", attributes={"vault.mount": spec.mount, "vault.path": path,
-                                       "syncd.why": why}
-        ) as span:
-            try:
-                issued = await leases.issue(
-                    self._pool, client, method="POST", mount=spec.mount, path=path,
-                    params=spec.request(), namespace=vault_namespace)
-            except SourceError as exc:
-                span.set_attribute("syncd.result", exc.reason)
-                await self._fail(obj, reason=exc.reason, message=str(exc))
-                log.warning("certificate not issued", reason=exc.reason, error=str(exc))
-                if exc.retry:
-                    raise
-                raise Outcome(exc.reason) from None
-            span.set_attribute("syncd.result", "ok")
-        return issued
-
     async def _revoke(
         self, obj: JSON, *, spec: VaultPKISecret, client: hvac.Client, serial: str,
         vault_namespace: str | None, log: BoundLogger,
@@ -198,29 +163,20 @@ class PKISecrets(Controller):
 
     # --- deletion -----------------------------------------------------------------------
 
-    async def _finalize(self, obj: JSON, *, log: BoundLogger) -> str:
-        """Deleted: revoke the certificate (``revoke``), clear the Secret (``clear``)."""
-        key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
-        if FINALIZER not in (obj["metadata"].get("finalizers") or []):
-            self.forget(key)
-            return "Deleted"
+    async def undo(self, obj: JSON, *, spec: VaultPKISecret, log: BoundLogger) -> str | None:
+        """Revoke the certificate (``revoke``), clear the Secret (``clear``)."""
         serial = (obj.get("status") or {}).get("serialNumber")
-        outcome = "Deleted"
-        try:
-            spec: VaultPKISecret | None = parse_vault_pki_secret(obj)
-        except SpecError as exc:
-            spec = None
-            log.warning("deleted with an invalid spec: nothing revoked", error=str(exc))
-        if spec is not None and spec.revoke and serial:
+        outcome = None
+        if spec.revoke and serial:
             auth, _connection, client = await self._connect(obj, spec=spec, log=log)
             if not await self._revoke(obj, spec=spec, client=client, serial=str(serial),
                                       vault_namespace=spec.vault_namespace
                                       or auth.vault_namespace, log=log):
                 raise RuntimeError("certificate not revoked; retrying")
             outcome = "CertificateRevoked"
-        if spec is not None and spec.clear and not spec.destination.create:
-            # A Secret syncd created goes with its owner; one it did not create keeps
-            # existing, without the certificate.
+        if spec.clear and not spec.destination.create:
+            # A Secret syncd created goes with its owner; one it did not create stays,
+            # without the certificate.
             path = SECRETS.path(namespace=spec.namespace, name=spec.destination.name)
             try:
                 secret = await self._kube.request("GET", path)
@@ -229,10 +185,5 @@ class PKISecrets(Controller):
             except KubeError as exc:
                 # Not worth keeping the object for: the certificate expires anyway.
                 log.warning("Secret not cleared", error=str(exc))
-        await self._keep_finalizer(obj, wanted=False)
-        self.forget(key)
         return outcome
 
-    async def _keep_finalizer(self, obj: JSON, *, wanted: bool) -> None:
-        await keep_finalizer(self._kube, obj, resource=VAULT_PKI_SECRET, finalizer=FINALIZER,
-                             wanted=wanted)
