@@ -147,8 +147,9 @@ async def test_lease_that_cannot_be_renewed_is_replaced_before_it_expires(
     assert not _live(world, old_lease)
     assert not world.vault.admin.credentials_valid(old_user, old_password)
     assert _spans(world, "vault.lease.revoke") == 1
-    rotated = [e for e in world.events("SecretRotated", about="db")]
-    assert rotated and "new credentials" in rotated[0]["message"]
+    rotated = await world.eventually(lambda: world.events("SecretRotated", about="db"),
+                                     message="a SecretRotated Event")
+    assert "new credentials" in rotated[0]["message"]
     assert world.events("LeaseNotRenewable", about="db")
     if ending == "renewal refused":
         assert _spans(world, "vault.lease.renew", result="LeaseNotRenewable") >= 1

@@ -138,7 +138,8 @@ async def test_reissued_expiry_offset_before_expiry_with_one_restart(world: Worl
     await world.eventually(lambda: world.restarts("web") == 1, message="one restart")
     assert await _revoked(world, old_serial)
     assert _spans(world, "vault.certificate.issue") == 2
-    assert world.events("SecretRotated", about="tls")
+    await world.eventually(lambda: world.events("SecretRotated", about="tls"),
+                           message="a SecretRotated Event")
     metric = world.metric("syncd.vault.leases")
     assert metric[(("operation", "certificate.revoke"), ("result", "ok"))] == 1
     _no_leaks(world)
@@ -159,7 +160,9 @@ async def test_role_refusing_the_common_name_is_a_condition_and_nothing_written(
     assert condition["reason"] == "VaultRequestRefused"
     assert "common name evil.other.org not allowed by this role" in condition["message"]
     assert world.secret("evil") is None
-    assert world.events("VaultRequestRefused", about="evil")
+    # The Event follows the status write.
+    await world.eventually(lambda: world.events("VaultRequestRefused", about="evil"),
+                           message="a VaultRequestRefused Event")
 
 
 async def test_spec_change_reissues_at_once_and_a_restart_does_not(world: World) -> None:
