@@ -17,7 +17,7 @@ HTTP endpoints (JSON bodies):
 - ``POST /_testbed/clock`` ``{"advance": seconds}``.
 - ``GET /_testbed/leases``: live leases (as ``sys/leases/lookup`` shows them).
 - ``PUT /_testbed/database/refuse-renewals`` ``{"role": "app", "refused": true, "mount":
-  "database"}``: renewals of that role's leases fail (500), as when the database refuses.
+  "database"}``: renewals of that role's leases fail (400), as when the database refuses.
 - ``POST /_testbed/database/valid`` ``{"username": …, "password": …, "mount": "database"}`` →
   ``{"valid": bool}``: would these credentials log in now.
 """

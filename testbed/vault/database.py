@@ -16,14 +16,14 @@ SQL statements are accepted and stored, never run.
 
 from __future__ import annotations
 
-import math
+import fnmatch
 import secrets
 import string
 from typing import TYPE_CHECKING, Any
 
 from testbed.vault.clock import rfc3339
 from testbed.vault.errors import VaultError, unsupported_operation
-from testbed.vault.logical import Backend, Request, Response, Services
+from testbed.vault.logical import Backend, Request, Response, Services, entry_or_404
 from testbed.vault.params import get_bool, get_duration, get_list, get_str
 
 if TYPE_CHECKING:
@@ -132,9 +132,7 @@ class DatabaseBackend(Backend):
         op = request.operation
         data = request.data
         if op == "read":
-            config = self.configs.get(name)
-            if config is None:
-                raise VaultError(404)
+            config = entry_or_404(self.configs, name)
             return Response(data={k: v for k, v in config.items() if k != "password"})
         if op in ("create", "update"):
             plugin = get_str(data, "plugin_name", self.configs.get(name, {}).get("plugin_name", ""))
@@ -158,8 +156,7 @@ class DatabaseBackend(Backend):
             self.changed()
             return None
         if op == "delete":
-            if self.configs.pop(name, None) is not None:
-                self.changed()
+            self.delete_entry(self.configs, name)
             return None
         raise unsupported_operation()
 
@@ -167,10 +164,7 @@ class DatabaseBackend(Backend):
         op = request.operation
         data = request.data
         if op == "read":
-            role = self.roles.get(name)
-            if role is None:
-                raise VaultError(404)
-            return Response(data=dict(role))
+            return Response(data=dict(entry_or_404(self.roles, name)))
         if op in ("create", "update"):
             old = self.roles.get(name, {})
             db_name = get_str(data, "db_name", old.get("db_name", ""))
@@ -180,7 +174,7 @@ class DatabaseBackend(Backend):
                 "creation_statements", []
             )
             if not creation:
-                raise VaultError(400, "creation statements are required")
+                raise VaultError(400, "empty creation statements")
             default_ttl = get_duration(data, "default_ttl", old.get("default_ttl", 0))
             max_ttl = get_duration(data, "max_ttl", old.get("max_ttl", 0))
             if max_ttl and default_ttl > max_ttl:
@@ -201,8 +195,7 @@ class DatabaseBackend(Backend):
             self.changed()
             return None
         if op == "delete":
-            if self.roles.pop(name, None) is not None:
-                self.changed()
+            self.delete_entry(self.roles, name)
             return None
         raise unsupported_operation()
 
@@ -210,9 +203,7 @@ class DatabaseBackend(Backend):
         op = request.operation
         data = request.data
         if op == "read":
-            role = self.static_roles.get(name)
-            if role is None:
-                raise VaultError(404)
+            role = entry_or_404(self.static_roles, name)
             self._rotate_if_due(name, role)
             body = {k: v for k, v in role.items() if k != "password"}
             body["last_vault_rotation"] = rfc3339(role["last_vault_rotation"])
@@ -247,8 +238,7 @@ class DatabaseBackend(Backend):
             self.changed()
             return None
         if op == "delete":
-            if self.static_roles.pop(name, None) is not None:
-                self.changed()
+            self.delete_entry(self.static_roles, name)
             return None
         raise unsupported_operation()
 
@@ -256,13 +246,7 @@ class DatabaseBackend(Backend):
         role = self.roles.get(name)
         if role is None:
             raise VaultError(400, f"unknown role: {name}")
-        config = self.configs.get(role["db_name"])
-        if config is None:
-            db_name = role["db_name"]
-            raise VaultError(500, f'could not find database connection with name "{db_name}"')
-        allowed = config["allowed_roles"]
-        if "*" not in allowed and name not in allowed:
-            raise VaultError(500, f'"{name}" is not an allowed role')
+        self._check_allowed(name, role["db_name"])
         token = request.token
         display = token.display_name if token is not None else "token"
         # The PostgreSQL plugin's default username template.
@@ -287,10 +271,20 @@ class DatabaseBackend(Backend):
             warnings=warnings or None,
         )
 
+    def _check_allowed(self, name: str, db_name: str) -> None:
+        """The connection must exist and list the role (plain errors: Vault answers 500)."""
+        config = self.configs.get(db_name)
+        if config is None:
+            raise VaultError(500, f'failed to find entry for connection with name: "{db_name}"')
+        allowed = config["allowed_roles"]
+        if "*" not in allowed and not any(fnmatch.fnmatchcase(name, a) for a in allowed):
+            raise VaultError(500, f'"{name}" is not an allowed role')
+
     def _static_creds(self, name: str) -> Response:
         role = self.static_roles.get(name)
         if role is None:
             raise VaultError(400, "unknown role: " + name)
+        self._check_allowed(name, role["db_name"])
         self._rotate_if_due(name, role)
         now = self.services.clock.now()
         next_rotation = role["last_vault_rotation"] + role["rotation_period"]
@@ -300,7 +294,7 @@ class DatabaseBackend(Backend):
                 "password": role["password"],
                 "last_vault_rotation": rfc3339(role["last_vault_rotation"]),
                 "rotation_period": role["rotation_period"],
-                "ttl": max(0, math.floor(next_rotation - now)),
+                "ttl": max(0, round(next_rotation - now)),
             }
         )
 

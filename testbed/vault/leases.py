@@ -71,7 +71,7 @@ def calculate_ttl(
     ttl = increment or backend_ttl or SYSTEM_MAX_TTL
     remaining = math.floor(issue_time + max_ttl - now)
     if remaining < 0:
-        raise VaultError(500, "past the max TTL, cannot renew")
+        raise VaultError(400, "past the max TTL, cannot renew")
     warnings: list[str] = []
     if ttl > remaining:
         warnings.append(
@@ -160,9 +160,10 @@ class LeaseStore:
         try:
             backend_ttl, backend_max_ttl = backend.renew_secret(lease, increment=increment)
         except VaultError as error:
-            # The expiration manager wraps what the engine said (and answers 500 for it).
+            # The expiration manager wraps what the engine said; sys/leases/renew answers every
+            # error of Renew with 400 (handleErrorNoReadOnlyForward → ErrInvalidRequest).
             raise VaultError(
-                500,
+                400,
                 "failed to renew entry: resp: (*logical.Response)(nil) err: "
                 + "; ".join(error.errors),
             ) from None

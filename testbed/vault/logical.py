@@ -67,6 +67,14 @@ class Services:
     leases: LeaseStore
 
 
+def entry_or_404(table: dict[str, Any], name: str) -> Any:
+    """The entry ``name`` of an engine's table, or Vault's bare 404 for a missing one."""
+    entry = table.get(name)
+    if entry is None:
+        raise VaultError(404)
+    return entry
+
+
 class Backend(abc.ABC):
     """One mounted engine. State lives in plain data the storage can serialise."""
 
@@ -94,13 +102,18 @@ class Backend(abc.ABC):
     def renew_secret(self, lease: Lease, *, increment: int) -> tuple[int, int]:
         """Extend what ``lease`` stands for; the engine's (default TTL, max TTL) for it.
 
-        Raise :class:`VaultError` to refuse (the expiration manager wraps it in a 500)."""
+        Raise :class:`VaultError` to refuse (the expiration manager wraps its text in a 400)."""
         del lease, increment
         raise VaultError(400, "lease is not renewable")
 
     def revoke_secret(self, lease: Lease) -> None:
         """Invalidate what ``lease`` stands for (it was revoked or expired)."""
         del lease
+
+    def delete_entry(self, table: dict[str, Any], name: str) -> None:
+        """Drop ``name`` from one of the engine's tables; a missing one is a no-op, as in Vault."""
+        if table.pop(name, None) is not None:
+            self.changed()
 
     def changed(self) -> None:
         self.services.storage.changed()

@@ -32,7 +32,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from testbed.vault.clock import rfc3339
 from testbed.vault.durations import go_duration
 from testbed.vault.errors import VaultError, unsupported_operation
-from testbed.vault.logical import Backend, Request, Response, Services
+from testbed.vault.logical import Backend, Request, Response, Services, entry_or_404
 from testbed.vault.params import get_bool, get_duration, get_int, get_list, get_str
 from testbed.vault.tokens import SYSTEM_MAX_TTL
 
@@ -60,6 +60,7 @@ _ROLE_DEFAULTS: dict[str, Any] = {
     "allow_ip_sans": True,
     "allowed_uri_sans": [],
     "allowed_other_sans": [],
+    "allowed_user_ids": [],
     "server_flag": True,
     "client_flag": True,
     "key_type": "rsa",
@@ -212,9 +213,7 @@ class PkiBackend(Backend):
             return Response(data=self._cert_data(issuer.pem, 0, issuer.id))
         if path.startswith("cert/"):
             serial = path[len("cert/") :].replace("-", ":").lower()
-            entry = self.certs.get(serial)
-            if entry is None:
-                raise VaultError(404)
+            entry = entry_or_404(self.certs, serial)
             return Response(
                 data=self._cert_data(entry["certificate"], entry["revoked"], entry["issuer_id"])
             )
@@ -334,13 +333,9 @@ class PkiBackend(Backend):
     def _role(self, name: str, request: Request) -> Response | None:
         op = request.operation
         if op == "read":
-            role = self.roles.get(name)
-            if role is None:
-                raise VaultError(404)
-            return Response(data=dict(role))
+            return Response(data=dict(entry_or_404(self.roles, name)))
         if op == "delete":
-            if self.roles.pop(name, None) is not None:
-                self.changed()
+            self.delete_entry(self.roles, name)
             return None
         if op not in ("create", "update"):
             raise unsupported_operation()
@@ -433,6 +428,10 @@ class PkiBackend(Backend):
         others = [_other_san(text) for text in get_list(data, "other_sans") or []]
         _check_other_sans(role["allowed_other_sans"], others)
 
+        user_ids = get_list(data, "user_ids") or []
+        for user_id in user_ids:
+            if not _user_id_allowed(role["allowed_user_ids"], user_id):
+                raise VaultError(400, f"user_id {user_id} is not allowed by this role")
         not_before, not_after = self._validity(role, data, issuer, warnings)
         key = generate_key(role["key_type"], role["key_bits"])
         sans: list[x509.GeneralName] = [x509.DNSName(name) for name in dns_names]
@@ -454,9 +453,10 @@ class PkiBackend(Backend):
         builder = (
             x509.CertificateBuilder()
             .subject_name(
-                x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-                if common_name
-                else x509.Name([])
+                x509.Name(
+                    ([x509.NameAttribute(NameOID.COMMON_NAME, common_name)] if common_name else [])
+                    + [x509.NameAttribute(NameOID.USER_ID, user_id) for user_id in user_ids]
+                )
             )
             .issuer_name(issuer.certificate.subject)
             .public_key(key.public_key())
@@ -626,6 +626,16 @@ def _check_other_sans(allowed_texts: list[str], requested: list[tuple[str, str]]
             raise VaultError(400, f"other SAN OID {oid} not allowed by this role")
         if not any(fnmatch.fnmatchcase(value, pattern) for pattern in allowed[oid]):
             raise VaultError(400, f"other SAN {value} not allowed for OID {oid} by this role")
+
+
+def _user_id_allowed(allowed: list[str], user_id: str) -> bool:
+    """Vault's ``ValidateUserId``: case-insensitive match or a glob; nothing when none listed."""
+    return any(
+        pattern.lower() == user_id.lower()
+        or ("*" in pattern and fnmatch.fnmatchcase(user_id, pattern))
+        for pattern in allowed
+        if pattern
+    )
 
 
 def _der_utf8(value: str) -> bytes:

@@ -81,6 +81,15 @@ async def test_creds_refusals(database: hvac.Client) -> None:
     await in_thread(database.secrets.database.create_role, "other", "pg", ["CREATE ROLE x;"])
     with pytest.raises(exceptions.InternalServerError, match='"other" is not an allowed role'):
         await in_thread(database.secrets.database.generate_credentials, "other")
+    await in_thread(database.secrets.database.create_static_role, "other-static", "pg", "u", [],
+                    rotation_period=60)
+    with pytest.raises(exceptions.InternalServerError,
+                       match='"other-static" is not an allowed role'):
+        await in_thread(database.secrets.database.get_static_credentials, "other-static")
+    await in_thread(database.secrets.database.create_role, "orphan", "gone", ["CREATE ROLE x;"])
+    with pytest.raises(exceptions.InternalServerError,
+                       match='failed to find entry for connection with name: "gone"'):
+        await in_thread(database.secrets.database.generate_credentials, "orphan")
 
 
 async def test_static_creds_rotate_with_the_period(
@@ -151,7 +160,7 @@ async def test_http_admin_refuses_renewals_and_checks_credentials(
     refused = await in_thread(requests.put, f"{address}/_testbed/database/refuse-renewals",
                               json={"role": "app"}, timeout=5)
     assert refused.status_code == 204
-    with pytest.raises(exceptions.InternalServerError):
+    with pytest.raises(exceptions.InvalidRequest, match="failed to renew entry"):
         await in_thread(database.sys.renew_lease, creds["lease_id"])
     leases = await in_thread(requests.get, f"{address}/_testbed/leases", timeout=5)
     assert [lease["id"] for lease in leases.json()["leases"]] == [creds["lease_id"]]

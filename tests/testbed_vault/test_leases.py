@@ -203,7 +203,7 @@ async def test_renewal_refused_by_the_database(
     admin = vault_ready.vault.admin
     creds = await _creds(database)
     admin.refuse_renewals("app")
-    with pytest.raises(exceptions.InternalServerError, match="failed to renew entry"):
+    with pytest.raises(exceptions.InvalidRequest, match="failed to renew entry"):
         await in_thread(database.sys.renew_lease, creds["lease_id"])
     # A refused renewal leaves the lease (and the credentials) as they were, until expiry.
     assert admin.credentials_valid(creds["data"]["username"], creds["data"]["password"])

@@ -212,6 +212,16 @@ async def test_role_constraints(root: hvac.Client, pki: dict[str, Any]) -> None:
         await _issue(root, "a.example.com", role="nope")
 
 
+async def test_user_ids(root: hvac.Client, pki: dict[str, Any]) -> None:
+    with pytest.raises(exceptions.InvalidRequest, match="user_id alice is not allowed by"):
+        await _issue(root, "app.example.com", user_ids="alice")
+    await in_thread(root.secrets.pki.create_or_update_role, "web",
+                    extra_params={"allowed_user_ids": ["svc-*"]})
+    issued = await _issue(root, "app.example.com", user_ids="svc-app")
+    subject = _cert(issued["data"]["certificate"]).subject
+    assert [a.value for a in subject.get_attributes_for_oid(x509.NameOID.USER_ID)] == ["svc-app"]
+
+
 async def test_exclude_cn_from_sans(root: hvac.Client, pki: dict[str, Any]) -> None:
     issued = await _issue(root, "app.example.com", exclude_cn_from_sans=True,
                           alt_names="api.example.com")
