@@ -186,6 +186,36 @@ async def test_restart_mid_lease_renews_the_same_lease(world: World) -> None:
     assert world.restarts("web") == 0
 
 
+async def test_leader_change_renews_the_same_lease(world: World) -> None:
+    """The standby that takes over renews the lease the leader left in the status."""
+    await _database(world, ttl=4, max_ttl=120)
+    world.workload("Deployment", "web", secret="db")
+    _vds(world, "db", rolloutRestartTargets=[{"kind": "Deployment", "name": "web"}])
+    a = world.start_syncd(world.replica("syncd-a"))
+    await world.eventually(lambda: world.lease_holder() == "syncd-a", message="a leads")
+    world.start_syncd(world.replica("syncd-b"))
+    lease, username, password = await _first_sync(world, "db")
+
+    await world.stop_one(a)  # releases the Lease: b takes over
+    await world.eventually(lambda: world.lease_holder() == "syncd-b", message="b leads")
+    renewals = _spans(world, "vault.lease.renew")  # a may have renewed once already
+
+    def written_by_b() -> list[Any]:
+        return [r for r in world.requests_of(_user("syncd-b")) if r.verb == "patch"
+                and r.resource == "vaultdynamicsecrets.secrets.vault-syncd.dev/status"]
+
+    await world.eventually(lambda: _spans(world, "vault.lease.renew") > renewals
+                           and written_by_b(), deadline=10, message="the lease renewed by b")
+    assert _lease(world, "db") == lease
+    assert _credentials(world, "db") == (username, password)
+    assert _spans(world, "vault.issue") == 1
+    assert world.restarts("web") == 0
+
+
+def _user(replica: str) -> str:
+    return f"system:serviceaccount:vault-syncd:{replica}"
+
+
 async def test_deletion_with_revoke_revokes_the_lease(world: World) -> None:
     await _database(world, ttl=60, max_ttl=120)
     _vds(world, "db", revoke=True)
