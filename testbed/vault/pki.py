@@ -111,6 +111,19 @@ def generate_key(key_type: str, key_bits: int) -> PrivateKey:
     raise VaultError(400, f"unsupported key type: {key_type}")
 
 
+def _check_key(role: dict[str, Any]) -> None:
+    """Vault's ``validateKeyTypeLength`` (no ``any``/``ed25519`` here); 0 bits = the default."""
+    key_type = role["key_type"]
+    if key_type not in ("rsa", "ec"):
+        raise VaultError(400, f"unknown key type {key_type}")
+    if not role["key_bits"]:
+        role["key_bits"] = 2048 if key_type == "rsa" else 256
+    allowed = (2048, 4096, 8192) if key_type == "rsa" else tuple(_CURVES)
+    if role["key_bits"] not in allowed:
+        name = "RSA" if key_type == "rsa" else "EC"
+        raise VaultError(400, f"unsupported bit length for {name} key: {role['key_bits']}")
+
+
 def _key_type_name(key: PrivateKey) -> str:
     return "ec" if isinstance(key, ec.EllipticCurvePrivateKey) else "rsa"
 
@@ -352,14 +365,7 @@ class PkiBackend(Backend):
         role["key_type"] = get_str(data, "key_type", role["key_type"])
         role["key_bits"] = get_int(data, "key_bits", role["key_bits"])
         role["issuer_ref"] = get_str(data, "issuer_ref", role["issuer_ref"])
-        if role["key_type"] not in ("rsa", "ec"):
-            raise VaultError(400, f"unknown key type {role['key_type']}")
-        if not role["key_bits"]:
-            role["key_bits"] = 2048 if role["key_type"] == "rsa" else 256
-        generate_key_check = role["key_type"] == "ec" and role["key_bits"] not in _CURVES
-        if generate_key_check or (role["key_type"] == "rsa" and role["key_bits"] < 2048):
-            raise VaultError(400, f"unsupported bit length for {role['key_type']}: "
-                                  f"{role['key_bits']}")
+        _check_key(role)
         if role["max_ttl"] and role["ttl"] > role["max_ttl"]:
             raise VaultError(400, '"ttl" value must be less than "max_ttl" value')
         self.roles[name] = role
@@ -750,9 +756,10 @@ def _render(
         key.private_bytes(serialization.Encoding.PEM, private_format, serialization.NoEncryption())
     )
     return {
-        # pem_bundle: the private key and the certificate, concatenated (the issuing CA is
-        # added only when it is not a self-signed root; every issuer here is a root).
-        "certificate": key_pem + "\n" + cert_pem if fmt == "pem_bundle" else cert_pem,
+        # pem_bundle: certutil's ToPEMBundle, i.e. key, certificate and CA chain joined by "\n".
+        "certificate": (
+            "\n".join([key_pem, cert_pem, issuer.pem]) if fmt == "pem_bundle" else cert_pem
+        ),
         "issuing_ca": issuer.pem,
         "ca_chain": [issuer.pem],
         "private_key": key_pem,

@@ -264,12 +264,27 @@ async def test_formats(root: hvac.Client, pki: dict[str, Any]) -> None:
 
     bundle = (await _issue(root, "app.example.com", format="pem_bundle"))["data"]
     assert bundle["certificate"].startswith(bundle["private_key"] + "\n-----BEGIN CERTIFICATE")
-    assert _cert(bundle["certificate"])  # the certificate inside the bundle parses
+    assert bundle["certificate"].endswith("\n" + bundle["issuing_ca"])  # then the chain
+    leaf = _cert(bundle["certificate"])  # the first certificate of the bundle is the leaf
+    leaf.verify_directly_issued_by(_cert(bundle["issuing_ca"]))
 
     pkcs8 = (await _issue(root, "app.example.com", private_key_format="pkcs8"))["data"]
     assert pkcs8["private_key"].startswith("-----BEGIN PRIVATE KEY-----")
     with pytest.raises(exceptions.InvalidRequest, match="unsupported format argument"):
         await _issue(root, "app.example.com", format="p12")
+
+
+async def test_key_type_and_bits_validation(root: hvac.Client, pki: dict[str, Any]) -> None:
+    api = root.secrets.pki
+    with pytest.raises(exceptions.InvalidRequest, match="unsupported bit length for EC key: 255"):
+        await in_thread(api.create_or_update_role, "x", extra_params={"key_type": "ec",
+                                                                        "key_bits": 255})
+    with pytest.raises(exceptions.InvalidRequest, match="unsupported bit length for RSA key: 1024"):
+        await in_thread(api.create_or_update_role, "x", extra_params={"key_bits": 1024})
+    with pytest.raises(exceptions.InvalidRequest, match="unknown key type dsa"):
+        await in_thread(api.create_or_update_role, "x", extra_params={"key_type": "dsa"})
+    await in_thread(api.create_or_update_role, "x", extra_params={"key_type": "ec"})
+    assert (await in_thread(api.read_role, "x"))["data"]["key_bits"] == 256
 
 
 async def test_rsa_role(root: hvac.Client, pki: dict[str, Any]) -> None:
