@@ -215,7 +215,8 @@ class DynamicSecrets(Finalizing):
         log.info("synced", outcome=reason, why=why, written=written or "no",
                  lease_duration=issued.lease_duration, renewable=issued.renewable,
                  data_key_names=sorted(rendered))
-        fresh = {"lastRenewalTime": int(now), "secretLease": lease if issued.lease_id else {},
+        # From the exact time, not the status's whole seconds: renewals at the percent asked.
+        fresh = {"lastRenewalTime": now, "secretLease": lease if issued.lease_id else {},
                  "staticCredsMetaData": static}
         after = plan(status=fresh, new_spec=False, destination_ok=True, now=now,
                      renewal_percent=spec.renewal_percent,

@@ -64,10 +64,14 @@ def due(*, status: JSON, offset: float, uid: str) -> float | None:
 
 def tls_data(data: Mapping[str, Any]) -> dict[str, str]:
     """``tls.crt`` (the certificate, then the chain) and ``tls.key``, from PEM fields."""
-    certificate = "\n".join(_CERTIFICATE.findall(str(data.get("certificate") or "")))
+    # pem_bundle's "certificate" holds the key, the certificate and the chain: the
+    # certificates are taken from it, and the chain added without repeating them.
+    blocks = _CERTIFICATE.findall(str(data.get("certificate") or ""))
     chain = [str(c) for c in data.get("ca_chain") or []] or \
         ([str(data["issuing_ca"])] if data.get("issuing_ca") else [])
-    return {"tls.crt": "\n".join([certificate, *chain]) + "\n",
+    for ca in chain:
+        blocks.extend(b for b in _CERTIFICATE.findall(ca) if b not in blocks)
+    return {"tls.crt": "\n".join(blocks) + "\n",
             "tls.key": str(data.get("private_key") or "")}
 
 

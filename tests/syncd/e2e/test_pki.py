@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from typing import Any
 
 from cryptography import x509
@@ -200,3 +201,32 @@ async def test_deletion_with_revoke_revokes_the_certificate(world: World) -> Non
     world.kube.admin.delete(GROUP_VERSION, "VaultPKISecret", "tls", APP_NS)
     await world.eventually(lambda: _get(world, "tls") is None, message="the object gone")
     assert await _revoked(world, serial)
+
+
+async def test_a_certificate_found_expired_is_replaced_at_once(world: World) -> None:
+    """syncd was down past the expiry: the first reconcile re-issues, whatever the offset."""
+    await _pki(world)
+    _vps(world, "tls", ttl="3s")
+    first_run = world.start_syncd()
+    await world.eventually(lambda: _ready(world, "tls"), message="tls synced")
+    expired = _status(world, "tls")
+    await world.stop_one(first_run)
+    await world.eventually(lambda: time.time() > expired["expiration"], deadline=6,
+                           message="the certificate expired")
+
+    world.start_syncd()
+    await world.eventually(lambda: _status(world, "tls").get("serialNumber")
+                           != expired["serialNumber"], message="replaced")
+    [leaf, *_], _ = _tls(world, "tls")
+    assert leaf.not_valid_after_utc.timestamp() > time.time()
+
+
+async def test_pem_bundle_tls_secret_has_each_certificate_once(world: World) -> None:
+    ca_pem = await _pki(world)
+    _vps(world, "tls", format="pem_bundle")
+    world.start_syncd()
+    await world.eventually(lambda: _ready(world, "tls"), message="tls synced")
+    chain, _ = _tls(world, "tls")
+    assert len(chain) == 2
+    assert chain[1] == x509.load_pem_x509_certificate(ca_pem.encode())
+    chain[0].verify_directly_issued_by(chain[1])

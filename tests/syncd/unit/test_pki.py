@@ -90,6 +90,8 @@ def test_tls_crt_is_the_certificate_then_the_chain() -> None:
     key = "-----BEGIN EC PRIVATE KEY-----\nKEY\n-----END EC PRIVATE KEY-----"
     assert tls_data({"certificate": cert, "ca_chain": [ca], "private_key": key}) == {
         "tls.crt": f"{cert}\n{ca}\n", "tls.key": key}
-    # pem_bundle puts the key into "certificate": tls.crt keeps the certificates only.
-    bundle = tls_data({"certificate": f"{key}\n{cert}", "issuing_ca": ca, "private_key": key})
+    # pem_bundle puts the key and the chain into "certificate": tls.crt keeps the
+    # certificates, each once.
+    bundle = tls_data({"certificate": f"{key}\n{cert}\n{ca}", "ca_chain": [ca],
+                       "private_key": key})
     assert bundle["tls.crt"] == f"{cert}\n{ca}\n"
