@@ -48,6 +48,10 @@ async def keep_finalizer(
         raise
 
 
+#: When a reconcile that ended on a reported failure (not retried with backoff) looks again.
+RETRY_AFTER_SECONDS = 60.0
+
+
 class Finalizing(Controller):
     """A controller whose objects may carry :attr:`finalizer`."""
 
@@ -73,7 +77,9 @@ class Finalizing(Controller):
                 else:
                     outcome, again = await self.sync(obj, log=log)
             except Outcome as exc:
-                outcome = exc.reason
+                # Reported already; what was wrong may be fixed outside the object (a
+                # destination Secret created, a Vault role changed): look again later.
+                outcome, again = exc.reason, RETRY_AFTER_SECONDS
             span.set_attribute("syncd.outcome", outcome)
         return again
 
