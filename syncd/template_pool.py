@@ -33,6 +33,7 @@ from typing import Any
 from syncd.rendering import (
     RenderError,
     SecretTemplate,
+    SourceTemplate,
     TemplateTooExpensive,
     TemplateWorkerError,
 )
@@ -152,12 +153,13 @@ class TemplatePool:
 
     async def render(
         self, *, templates: Sequence[SecretTemplate], context: Mapping[str, Any],
-        tenant: str = "",
+        tenant: str = "", sources: Sequence[SourceTemplate] = (),
     ) -> dict[str, bytes]:
-        """The output of each template, by key. Raises :class:`RenderError` naming the key.
+        """The output of each template, by key. Raises :class:`RenderError` naming the key
+        (and the source template, when the failure is in one of its definitions).
 
-        ``tenant`` (the namespace) shares its workers with no one else's renders: see
-        ``_per_tenant``.
+        ``sources`` join the set the templates are rendered in, unrendered. ``tenant`` (the
+        namespace) shares its workers with no one else's renders: see ``_per_tenant``.
         """
         if not templates:
             return {}
@@ -173,7 +175,7 @@ class TemplatePool:
                 worker = max(self._free, key=lambda w: w.alive)
                 self._free.remove(worker)
                 try:
-                    return await self._render(worker, templates, context)
+                    return await self._render(worker, templates, sources, context)
                 finally:
                     self._free.append(worker)
         finally:
@@ -182,19 +184,26 @@ class TemplatePool:
                 del self._tenants[tenant]
 
     async def _render(
-        self, worker: _Worker, templates: Sequence[SecretTemplate], context: Mapping[str, Any]
+        self, worker: _Worker, templates: Sequence[SecretTemplate],
+        sources: Sequence[SourceTemplate], context: Mapping[str, Any],
     ) -> dict[str, bytes]:
         if not worker.alive:
             await worker.start()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.deadline
+        # One set per resource, as VSO parses it: the source templates, then the templates
+        # (whose definitions win over theirs).
+        siblings = {s.name: s.text for s in sources} | {t.set_name: t.text for t in templates}
+        origins = {s.name: s.origin for s in sources}
         out: dict[str, bytes] = {}
         for template in templates:
             problem = None
             clean = False
             try:
                 async with asyncio.timeout_at(deadline):
-                    reply = await worker.ask({"text": template.text, "context": context})
+                    reply = await worker.ask({
+                        "text": template.text, "context": context, "name": template.set_name,
+                        "siblings": siblings})
                 clean = True
             except TimeoutError:
                 problem = (f"rendering took longer than {self.deadline:g} s "
@@ -209,7 +218,8 @@ class TemplatePool:
                 raise TemplateTooExpensive(problem, key=template.key)
             if reply.get("failure") is not None:
                 failure = Failure(**reply["failure"])
-                message = f"template failed: {failure.describe()}"
+                message = "template failed: " + failure.describe(
+                    template=origins.get(failure.template or ""))
                 if failure.expensive:
                     await worker.kill()  # its heap may stay large: start afresh
                     raise TemplateTooExpensive(message, key=template.key)

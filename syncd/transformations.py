@@ -11,10 +11,13 @@ rendered exactly as inline ones (whatever language :mod:`syncd.rendering` speaks
 - with ``templateRefs``, only the named templates are taken, each written under its
   ``keyOverride`` or its name (a second template for a key so named is an error: it was asked
   for explicitly); without ``templateRefs``, all the SecretTransformation's templates;
-- ``sourceTemplates`` are never written themselves: their text (definitions) is put before every
-  template's text, so that each can use them. Text outside definitions in a source template
-  would therefore show in every output, where VSO drops it: write source templates as
-  ``{{- define "name" -}}...{{- end -}}``;
+- ``sourceTemplates`` join the resource's set of Go templates (:class:`syncd.rendering.
+  SourceTemplate`), as VSO parses them: their ``{{define}}`` blocks can be called from every
+  template, they are never rendered themselves (text outside the definitions goes nowhere),
+  and each template keeps its own line numbers. A source template is named by its ``name``,
+  else ``NAMESPACE/NAME/INDEX`` as in VSO; a name taken twice in the set is an error. They are
+  checked here, so an error names the SecretTransformation, the entry and the line. Jinja2 has
+  no template set: a source template is Go, and one marked ``{{!jinja2}}`` is refused;
 - ``includes`` and ``excludes`` are added to the VaultStaticSecret's unless the reference says
   ``ignoreIncludes`` / ``ignoreExcludes``; excludes apply first, and never to templates.
 
@@ -32,6 +35,7 @@ from typing import Any
 
 from plumbing.kube import JSON, Resource
 from syncd.specs import GROUP, VERSION
+from syncd.templating import TemplateSyntaxProblem, compile_text, jinja2_body
 
 SECRET_TRANSFORMATION = Resource(GROUP, VERSION, "secrettransformations",
                                  kind="SecretTransformation")
@@ -46,6 +50,24 @@ class TransformationError(Exception):
     def __init__(self, message: str, *, reason: str = "InvalidSpec") -> None:
         super().__init__(message)
         self.reason = reason
+
+
+def _source(entry: Any, *, at: str, default_name: str, origin: str) -> JSON:
+    """A source template as :mod:`syncd.specs` reads it; TransformationError if it does not
+    parse as a Go template."""
+    source = _mapping(entry)
+    name, text = source.get("name") or default_name, source.get("text") or ""
+    if not isinstance(name, str) or not isinstance(text, str):
+        raise TransformationError(f"{at}: {origin}: name and text must be strings")
+    if jinja2_body(text) is not None:
+        raise TransformationError(
+            f"{at}: {origin}: a source template joins the set of Go templates, which Jinja2"
+            " has not; put the Jinja2 macro in the template that uses it")
+    try:
+        compile_text(text)
+    except TemplateSyntaxProblem as exc:
+        raise TransformationError(f"{at}: {origin}: {exc}") from None
+    return {"name": name, "text": text, "origin": origin}
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -81,7 +103,7 @@ def resolve_transformation_refs(obj: JSON, *, lookup: Lookup, operator_namespace
     templates: dict[str, Any] = dict(_mapping(transformation.get("templates")))
     includes = _strings(transformation.get("includes"))
     excludes = _strings(transformation.get("excludes"))
-    sources: list[str] = []
+    sources: list[JSON] = []
     seen: set[tuple[str, str]] = set()
     for i, entry in enumerate(refs):
         at = f"{WHERE}.transformationRefs[{i}]"
@@ -126,13 +148,24 @@ def resolve_transformation_refs(obj: JSON, *, lookup: Lookup, operator_namespace
         if not wanted:
             for key in sorted(offered):
                 templates.setdefault(key, offered[key])
-        sources += [text for s in (tspec.get("sourceTemplates") or [])
-                    if isinstance(text := _mapping(s).get("text"), str)]
-    if sources:
-        prefix = "".join(sources)
-        templates = {key: {**_mapping(t), "text": prefix + str(_mapping(t).get("text") or "")}
-                     for key, t in templates.items()}
+        given = tspec.get("sourceTemplates")
+        for j, source_entry in enumerate(given if isinstance(given, list) else []):
+            named = _mapping(source_entry).get("name")
+            origin = (f"SecretTransformation {ref_namespace}/{name} sourceTemplates[{j}]"
+                      + (f" ({named!r})" if isinstance(named, str) and named else ""))
+            sources.append(_source(source_entry, at=at, default_name=f"{ref_namespace}/{name}/{j}",
+                                   origin=origin))
+    # One set of templates per resource: a name twice is refused, as VSO refuses it.
+    taken = {str(_mapping(t).get("name") or f"templates[{key}]"): f"templates[{key}]"
+             for key, t in templates.items()}
+    for source in sources:
+        other = taken.setdefault(source["name"], source["origin"])
+        if other != source["origin"]:
+            raise TransformationError(f"{WHERE}.transformationRefs: {source['origin']}:"
+                                      f" duplicate template name {source['name']!r} (also"
+                                      f" {other})")
     resolved = {k: v for k, v in transformation.items() if k != "transformationRefs"}
-    resolved.update(templates=templates, includes=includes, excludes=excludes)
+    resolved.update(templates=templates, includes=includes, excludes=excludes,
+                    sourceTemplates=sources)
     return {**obj, "spec": {**spec, "destination": {**destination,
                                                    "transformation": resolved}}}

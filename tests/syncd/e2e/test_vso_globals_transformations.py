@@ -1,6 +1,7 @@
 """VaultAuthGlobal and SecretTransformation end to end, from VSO-style manifests.
 
-The corpus (``vso_corpus/``, written from VSO's documentation examples) is applied unchanged
+The corpus (``vso_corpus/globals_and_transformations.yaml``, written from VSO's documentation
+examples; the rest of it is test_vso_corpus.py's) is applied unchanged
 but for its apiVersion with ``kubectl apply --validate=strict`` against the Kubernetes
 emulation, and syncs: the VaultAuth takes its method, role, ServiceAccount and Vault namespace
 from the ``default`` VaultAuthGlobal of syncd's namespace; the VaultStaticSecrets take
@@ -12,56 +13,40 @@ the global starts allowing ``app``, the VaultStaticSecret using it syncs without
 
 from __future__ import annotations
 
-import asyncio
-import os
-import shutil
 from pathlib import Path
 
-import pytest
-
+from tests.syncd.e2e.kubectl import kubectl_apply
 from tests.syncd.e2e.world import APP_NS, GROUP_VERSION, World
 
 CORPUS = Path(__file__).parent / "vso_corpus"
-KUBECTL = shutil.which("kubectl")
-
-
-async def _kubectl(world: World, *args: str, stdin: str) -> str:
-    if KUBECTL is None:
-        pytest.skip("kubectl is not installed")
-    env = {**os.environ, "KUBECONFIG": str(world.kubeconfig),
-           "HOME": str(world.kubeconfig.parent), "NO_PROXY": "127.0.0.1"}
-    proc = await asyncio.create_subprocess_exec(
-        KUBECTL, f"--cache-dir={world.kubeconfig.parent / 'kubectl-cache'}", *args, env=env,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), 60)
-    assert proc.returncode == 0, err.decode() or out.decode()
-    return out.decode()
 
 
 async def test_vso_corpus_applies_unchanged_but_for_api_version_and_syncs(world: World) -> None:
     await world.kubernetes_auth()  # Vault's kubernetes auth, role app-reader
     source = {"username": "app", "password": world.value("db"), "internal-id": "7"}
     await world.write_kv("kv-secret/db", source)
-    for path in sorted(CORPUS.glob("*.yaml")):
-        text = path.read_text().replace("apiVersion: secrets.hashicorp.com/v1beta1",
-                                        f"apiVersion: {GROUP_VERSION}")
-        out = await _kubectl(world, "apply", "--validate=strict", "-f", "-", stdin=text)
-        assert "created" in out
+    text = (CORPUS / "globals_and_transformations.yaml").read_text().replace(
+        "apiVersion: secrets.hashicorp.com/v1beta1", f"apiVersion: {GROUP_VERSION}")
+    out = await kubectl_apply(world, text)
+    assert "created" in out
     world.start_syncd()
 
     # VSO's precedence: the inline template wins over the transformation's for "dsn"; the
-    # templateRefs pick url (as connection-url) and banner; excludes, then includes, filter
-    # the Vault keys (never the templates).
+    # templateRefs pick url (as connection-url) and banner (which calls a definition of the
+    # source template); excludes, then includes, filter the Vault keys, never what the
+    # templates read ("internal-id").
+    password = source["password"]
+    dsn = f"user=app password={password}"
+    url = f"postgresql://app:{password}@db.app.svc:5432/app"
     assert await world.synced("db") == {
-        "username": "app", "password": source["password"], "dsn": "inline-wins",
-        "connection-url": "postgresql://db.app.svc:5432/app", "banner": "shared banner",
+        "username": "app", "password": password, "dsn": dsn, "connection-url": url,
+        "banner": "shared banner for 7",
     }
     # No templateRefs: every template of the transformation whose key is free; its includes
     # ignored, its excludes kept.
     assert await world.synced("db-all") == {
-        "username": "app", "password": source["password"], "dsn": "inline-wins",
-        "url": "postgresql://db.app.svc:5432/app", "banner": "shared banner",
+        "username": "app", "password": password, "dsn": dsn, "url": url,
+        "banner": "shared banner for 7",
     }
     # The method, role and ServiceAccount came from the global: one kubernetes login, as
     # app-reader, and the global's defaultVaultNamespace went with it.

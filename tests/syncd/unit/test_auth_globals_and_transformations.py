@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
 from syncd.auth_globals import GlobalError, merge_auth_global
+from syncd.rendering import RenderError, render
 from syncd.specs import parse_vault_auth, parse_vault_static_secret
+from syncd.template_pool import TemplatePool
+from syncd.templating import JINJA2_MARKER
 from syncd.transformations import TransformationError, resolve_transformation_refs
 
 GV = "secrets.vault-syncd.dev/v1beta1"
@@ -136,12 +140,13 @@ def _st(name: str, ns: str = "app", **spec: Any) -> Obj:
             "metadata": {"name": name, "namespace": ns}, "spec": spec}
 
 
-SHARED = _st("shared", templates={"url": {"text": "{{ 'shared-url' }}"},
-                                  "dsn": {"text": "{{ 'shared-dsn' }}"}},
-             sourceTemplates=[{"name": "helpers", "text": "{% set greeting = 'hi' %}"}],
+SHARED = _st("shared", templates={"url": {"text": '{{ "shared-url" }}'},
+                                  "dsn": {"text": '{{ "shared-dsn" }}'}},
+             sourceTemplates=[{"name": "helpers",
+                               "text": '{{- define "greeting" -}}hi{{- end -}}'}],
              includes=["^user$"], excludes=["^internal"])
-OTHER = _st("other", templates={"url": {"text": "{{ 'other-url' }}"},
-                                "extra": {"text": "{{ 'other-extra' }}"}}, includes=["^pass"])
+OTHER = _st("other", templates={"url": {"text": '{{ "other-url" }}'},
+                                "extra": {"text": '{{ "other-extra" }}'}}, includes=["^pass"])
 
 
 def _resolve(vss: Obj, *sts: Obj) -> Obj:
@@ -156,17 +161,84 @@ def _transformation(obj: Obj) -> dict[str, Any]:
 
 def test_precedence_inline_first_then_refs_in_order() -> None:
     resolved = _transformation(_resolve(_vss(
-        templates={"dsn": {"text": "{{ 'inline' }}"}}, includes=["^own$"],
+        templates={"dsn": {"text": '{{ "inline" }}'}}, includes=["^own$"],
         transformationRefs=[{"name": "shared"}, {"name": "other"}]), SHARED, OTHER))
     texts = {k: v["text"] for k, v in resolved["templates"].items()}
-    prefix = "{% set greeting = 'hi' %}"
-    assert texts == {"dsn": prefix + "{{ 'inline' }}", "url": prefix + "{{ 'shared-url' }}",
-                     "extra": prefix + "{{ 'other-extra' }}"}
+    # The templates keep their own text: the source templates travel beside them.
+    assert texts == {"dsn": '{{ "inline" }}', "url": '{{ "shared-url" }}',
+                     "extra": '{{ "other-extra" }}'}
+    assert resolved["sourceTemplates"] == [{
+        "name": "helpers", "text": '{{- define "greeting" -}}hi{{- end -}}',
+        "origin": "SecretTransformation app/shared sourceTemplates[0] ('helpers')"}]
     assert resolved["includes"] == ["^own$", "^user$", "^pass"]
     assert resolved["excludes"] == ["^internal"]
     assert "transformationRefs" not in resolved
     # What comes out parses as any inline transformation does.
-    parse_vault_static_secret(_resolve(_vss(transformationRefs=[{"name": "shared"}]), SHARED))
+    parsed = parse_vault_static_secret(_resolve(_vss(transformationRefs=[{"name": "shared"}]),
+                                                SHARED))
+    assert [s.name for s in parsed.destination.transformation.sources] == ["helpers"]
+
+
+def test_an_unnamed_source_template_is_named_as_vso_names_it() -> None:
+    resolved = _transformation(_resolve(_vss(transformationRefs=[{"name": "lib"}]), _st(
+        "lib", sourceTemplates=[{"text": '{{define "a"}}A{{end}}'}])))
+    assert [(s["name"], s["origin"]) for s in resolved["sourceTemplates"]] == [
+        ("app/lib/0", "SecretTransformation app/lib sourceTemplates[0]")]
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    # A syntax error: the SecretTransformation, the entry and the line of its own text.
+    ({"name": "helpers", "text": '{{define "a"}}A{{end}}\n\n{{ nosuchfunc . }}'},
+     "SecretTransformation app/lib sourceTemplates[0] ('helpers'): template syntax error on"
+     ' line 3: function "nosuchfunc" not defined'),
+    ({"name": "helpers", "text": JINJA2_MARKER + "\n{% macro hi() %}hi{% endmacro %}"},
+     "SecretTransformation app/lib sourceTemplates[0] ('helpers'): a source template joins"
+     " the set of Go templates"),
+    # One set per resource: a source template may not take an inline template's name.
+    ({"name": "templates[dsn]", "text": ""},
+     "duplicate template name 'templates[dsn]' (also templates[dsn])"),
+])
+def test_source_template_errors_name_the_transformation_entry_and_line(
+        source: Obj, message: str) -> None:
+    with pytest.raises(TransformationError, match=re.escape(message)):
+        _resolve(_vss(templates={"dsn": {"text": "x"}}, transformationRefs=[{"name": "lib"}]),
+                 _st("lib", sourceTemplates=[source]))
+
+
+async def test_source_templates_join_the_set_and_keep_every_line_number() -> None:
+    """Text outside a source template's definitions is not written anywhere; an error in a
+    template reports its own line, and one in a source template's definition names the
+    SecretTransformation, the entry and the line there."""
+    lib = _st("lib", sourceTemplates=[{"name": "helpers", "text": (
+        "leaked text outside any define\n"
+        '{{- define "dsn" -}}postgresql://{{ .Secrets.user }}@db{{- end -}}\n'
+        '{{- define "broken" -}}\n'
+        "{{ index .Secrets.list 5 }}\n"
+        "{{- end -}}")}])
+
+    async def render_(templates: dict[str, str]) -> dict[str, bytes]:
+        spec = parse_vault_static_secret(_resolve(_vss(
+            excludeRaw=True, excludes=[".*"],
+            templates={k: {"text": t} for k, t in templates.items()},
+            transformationRefs=[{"name": "lib"}]), lib))
+        pool = TemplatePool(workers=1)
+        try:
+            return dict(await render(
+                kv_type="kv-v2", data={"data": {"user": "app", "list": [1]}, "metadata": {}},
+                templates=pool, transformation=spec.destination.transformation))
+        finally:
+            await pool.close()
+
+    assert await render_({"url": '{{ template "dsn" . }}'}) == {"url": b"postgresql://app@db"}
+    with pytest.raises(RenderError) as own:
+        await render_({"url": 'line 1\n{{ template "dsn" . }}\n{{ .Secrets.user.nope }}'})
+    assert own.value.key == "url"
+    assert str(own.value).endswith("(line 3)")
+    with pytest.raises(RenderError) as theirs:
+        await render_({"url": 'one\ntwo\n{{ template "broken" . }}'})
+    assert theirs.value.key == "url"
+    assert str(theirs.value).endswith(
+        "(SecretTransformation app/lib sourceTemplates[0] ('helpers'), line 4)")
 
 
 def test_template_refs_key_override_and_ignores() -> None:
