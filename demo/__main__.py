@@ -243,8 +243,14 @@ async def main() -> None:
                 return None
             return base64.b64decode(secret["data"]["API_KEY"]).decode()
 
-        took = await until(lambda: secret_value() == first, "the first sync")
-        status = (kube.admin.get(GROUP_VERSION, "VaultStaticSecret", "web", "app") or {})["status"]
+        def synced_status() -> dict[str, Any]:
+            # Written just after the Secret: wait for it too.
+            vss = kube.admin.get(GROUP_VERSION, "VaultStaticSecret", "web", "app") or {}
+            return dict(vss.get("status") or {})
+
+        took = await until(lambda: secret_value() == first and synced_status().get("secretMAC"),
+                           "the first sync")
+        status = synced_status()
         secret = kube.admin.get("v1", "Secret", "web", "app") or {}
         say(f"   Secret app/web created in {took:.1f}s with keys {sorted(secret['data'])},"
             f" version {status['sourceVersion']}, fingerprint {status['secretMAC'][:12]}...")
