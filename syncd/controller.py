@@ -17,25 +17,31 @@ Restarting syncd therefore restarts nothing: the fingerprint in the status alrea
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, Literal, Protocol, TypeVar, cast
 
+import hvac
 import structlog
+from structlog.typing import FilteringBoundLogger as BoundLogger
 
 from plumbing.events import EventRecorder
 from plumbing.kube import JSON, Kube, KubeError
 from plumbing.telemetry import tracer
 from plumbing.vault import VaultPool
-from plumbing.watching import Informer
+from plumbing.watching import Informer, key_of
 from syncd import sources
 from syncd.auth_globals import GlobalError, merge_auth_global
 from syncd.destinations import Desired, DestinationError, decode_data, in_sync, write
 from syncd.fingerprint import fingerprint
-from syncd.rendering import RenderError, Templates, render
+from syncd.rendering import KVType, RenderError, SecretData, Templates, render
 from syncd.rollout import Result, Rollouts, Workload
 from syncd.specs import (
     AutoTarget,
+    Destination,
     NamedTarget,
     ObjectRef,
+    RolloutRestartTarget,
     SelectorTarget,
     SpecError,
     VaultAuth,
@@ -60,6 +66,38 @@ from syncd.vault_clients import AuthError, VaultClients
 Key = tuple[str, str]
 
 
+class Synced(Protocol):
+    """What the shared steps need of a spec: every kind that writes a Secret has it."""
+
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def generation(self) -> int: ...
+    @property
+    def labels(self) -> Mapping[str, str]: ...
+    @property
+    def annotations(self) -> Mapping[str, str]: ...
+    @property
+    def vault_auth_ref(self) -> ObjectRef | None: ...
+    @property
+    def destination(self) -> Destination: ...
+    @property
+    def rollout_restart_targets(self) -> tuple[RolloutRestartTarget, ...]: ...
+    @property
+    def warnings(self) -> tuple[str, ...]: ...
+
+
+S = TypeVar("S", bound=Synced)
+
+
+class Outcome(Exception):
+    """A step ended the reconcile, already reported; ``reason`` is the outcome."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class NotReady(Exception):
@@ -97,8 +135,11 @@ class Controller:
         operator_namespace: str,
         templates: Templates,
         debounce_seconds: float = 2.0,
+        owners: Informer | None = None,
     ) -> None:
         self._caches = caches
+        #: The objects this controller reconciles (default: the VaultStaticSecrets).
+        self.owners = self._owners = owners if owners is not None else caches.static_secrets
         self._templates = templates
         self._clients = clients
         self._pool = pool
@@ -126,7 +167,7 @@ class Controller:
     # --- the reconcile ------------------------------------------------------------------
 
     async def reconcile(self, key: Key) -> float | None:
-        obj = self._caches.static_secrets.get(*key)
+        obj = self._owners.get(*key)
         if obj is None or (obj.get("metadata") or {}).get("deletionTimestamp"):
             self.forget(key)
             return None
@@ -141,33 +182,97 @@ class Controller:
     async def _reconcile(self, obj: JSON) -> str:
         namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
         log = self._log.bind(namespace=namespace, name=name)
+        try:
+            spec = await self._parse(obj, parse=parse_vault_static_secret, log=log)
+            auth, connection, client = await self._connect(obj, spec=spec, log=log)
+            source = await self._read(obj, spec=spec, auth=auth, connection=connection,
+                                      client=client, log=log)
+            current, secret_type = self._destination_now(spec)
+            rendered = await self._render(obj, spec=spec, kv_type=spec.kv_type,
+                                          data=source.raw, secret_type=secret_type, log=log)
+            mac = fingerprint(key=self._hmac_key, data=rendered)
+            status = self._status.current(obj)  # the cache may not show our last write yet
+            previous_mac = status.get("secretMAC") or ""
+            desired = self._desired(obj, spec=spec, data=rendered, secret_type=secret_type,
+                                    owner_reference=spec.deletion_policy == "Delete")
+            unchanged = previous_mac == mac and status.get("observedGeneration") == spec.generation
+            # A Secret we do not own is not cached: trust the fingerprint for it.
+            needs_write = not in_sync(desired, current) if spec.destination.create \
+                else not unchanged
+            if unchanged and not needs_write and _ready(status):
+                log.debug("unchanged", version=source.version)
+                return "Unchanged"
+            written = await self._write(obj, desired=desired, current=current, mac=mac,
+                                        log=log) if needs_write else ""
+        except Outcome as exc:
+            return exc.reason
+
+        rotated = bool(previous_mac) and previous_mac != mac
+        restarting = rotated and spec.hmac_secret_data and await self._restart(
+            obj, spec=spec, mac=mac)
+        reason, message = _sync_reason(
+            destination=spec.destination.name, previous_mac=previous_mac, rotated=rotated,
+            written=written, new_spec=status.get("observedGeneration") != spec.generation)
+        version_note = f" (version {source.version})" if source.version else ""
+        await self._synced(
+            obj, reason=reason, message=message + version_note, restarting=restarting,
+            fields={"sourceVersion": source.version,
+                    "secretMAC": mac if spec.hmac_secret_data else None},
+            event=bool(written or rotated or not previous_mac) and message,
+        )
+        log.info(
+            "synced", outcome=reason, written=written or "no", version=source.version,
+            data_key_names=sorted(rendered),
+        )
+        return reason
+
+    # --- the steps of a reconcile, shared by every kind (see syncd.dynamic) --------------
+    #
+    # A step that fails reports it (status, Event, log) and raises Outcome, or re-raises what
+    # the queue should retry with backoff.
+
+    async def _parse(self, obj: JSON, *, parse: Callable[[JSON], S], log: BoundLogger) -> S:
+        """The spec of ``obj``, its transformationRefs folded in; its destination remembered."""
         generation = int(obj["metadata"].get("generation") or 0)
         try:
-            spec = parse_vault_static_secret(self._with_transformations(obj))
+            spec = parse(self._with_transformations(obj))
         except TransformationError as exc:
             await self._fail(obj, reason=exc.reason, message=str(exc), ready_only=True)
             log.warning("transformationRefs not resolved", reason=exc.reason, error=str(exc))
-            return exc.reason
+            raise Outcome(exc.reason) from None
         except SpecError as exc:
             await self._fail(obj, reason="InvalidSpec", message=str(exc), ready_only=True)
             log.warning("invalid spec", error=str(exc))
-            return "InvalidSpec"
-        self._remember_destination(spec)
+            raise Outcome("InvalidSpec") from None
+        # It reads the namespace, name and destination of any kind.
+        self._remember_destination(cast(VaultStaticSecret, spec))
         if spec.warnings and (obj.get("status") or {}).get("observedGeneration") != generation:
             # Valid but without effect (labels with create: false...): say so once per spec.
             await self._recorder.post(
                 obj, type="Warning", reason="IneffectiveSettings",
                 message="; ".join(spec.warnings),
             )
+        return spec
+
+    async def _connect(
+        self, obj: JSON, *, spec: Synced, log: BoundLogger
+    ) -> tuple[VaultAuth, VaultConnection, hvac.Client]:
+        """The VaultAuth and VaultConnection ``spec`` uses, and a client logged in with them."""
         try:
             auth, connection = self.resolve(spec)
-            client = await self._clients.get(namespace=namespace, auth=auth, connection=connection)
+            client = await self._clients.get(namespace=spec.namespace, auth=auth,
+                                             connection=connection)
         except (NotReady, AuthError) as exc:
             reason = getattr(exc, "reason", "VaultAuthFailed")
             await self._fail(obj, reason=reason, message=str(exc))
             log.warning("not ready", reason=reason, error=str(exc))
             raise
+        return auth, connection, client
 
+    async def _read(
+        self, obj: JSON, *, spec: VaultStaticSecret, auth: VaultAuth,
+        connection: VaultConnection, client: hvac.Client, log: BoundLogger,
+    ) -> sources.SourceData:
         with tracer("syncd").start_as_current_span(
             "vault.read", attributes={"vault.mount": spec.mount, "vault.path": spec.path,
                                       "vault.kv_type": spec.kv_type}
@@ -181,122 +286,129 @@ class Controller:
             except sources.SourceError as exc:
                 span.set_attribute("syncd.error.reason", exc.reason)
                 if isinstance(exc, sources.SourceForbidden):
-                    self._clients.forget(namespace=namespace, auth=auth,
+                    self._clients.forget(namespace=spec.namespace, auth=auth,
                                          connection=connection, client=client)
                 await self._fail(obj, reason=exc.reason, message=str(exc))
                 log.warning("vault read failed", reason=exc.reason, error=str(exc))
                 if exc.retry:
                     raise
-                return exc.reason
+                raise Outcome(exc.reason) from None
             if source.version is not None:
                 span.set_attribute("vault.kv.version", source.version)
+        return source
 
+    def _destination_now(self, spec: Synced) -> tuple[JSON | None, str]:
+        """The destination Secret as cached (None: absent, or not ours), and its type."""
         destination = spec.destination
-        current = self._caches.secrets.get(namespace, destination.name)
+        current = self._caches.secrets.get(spec.namespace, destination.name)
         secret_type = destination.type
         if not destination.create and current is not None:
             secret_type = current.get("type") or secret_type
+        return current, secret_type
+
+    def _destination_intact(self, spec: Synced, *, current: JSON | None, mac: str) -> bool:
+        """Whether the destination still holds the data of fingerprint ``mac`` (a Secret
+        syncd did not create is not cached: trusted)."""
+        if not spec.destination.create:
+            return True
+        return current is not None and bool(mac) and \
+            fingerprint(key=self._hmac_key, data=decode_data(current)) == mac
+
+    async def _render(
+        self, obj: JSON, *, spec: Synced, kv_type: KVType, data: Mapping[str, Any],
+        secret_type: str, log: BoundLogger,
+    ) -> SecretData:
         try:
-            rendered = await render(
-                kv_type=spec.kv_type, data=source.raw, templates=self._templates,
-                transformation=destination.transformation, labels=spec.labels,
-                annotations=spec.annotations, secret_type=secret_type, tenant=namespace,
+            return await render(
+                kv_type=kv_type, data=data, templates=self._templates,
+                transformation=spec.destination.transformation, labels=spec.labels,
+                annotations=spec.annotations, secret_type=secret_type, tenant=spec.namespace,
             )
         except RenderError as exc:
             await self._fail(obj, reason=exc.reason, message=str(exc))
             log.warning("render failed", reason=exc.reason, error=str(exc))
             if exc.retry:  # over budget: back off, and let the others have the workers
                 raise
-            return exc.reason
+            raise Outcome(exc.reason) from None
 
-        mac = fingerprint(key=self._hmac_key, data=rendered)
-        status = self._status.current(obj)  # the cache may not show our last write yet
-        previous_mac = status.get("secretMAC") or ""
-        desired = Desired(
-            namespace=namespace, name=destination.name, type=secret_type,
+    def _desired(
+        self, obj: JSON, *, spec: Synced, data: SecretData, secret_type: str,
+        owner_reference: bool,
+    ) -> Desired:
+        destination = spec.destination
+        return Desired(
+            namespace=spec.namespace, name=destination.name, type=secret_type,
             create=destination.create, overwrite=destination.overwrite, owner=obj,
-            data=rendered, labels=destination.labels, annotations=destination.annotations,
-            owner_reference=spec.deletion_policy == "Delete",
+            data=data, labels=destination.labels, annotations=destination.annotations,
+            owner_reference=owner_reference,
         )
-        unchanged = previous_mac == mac and status.get("observedGeneration") == generation
-        # A Secret we do not own is not cached: trust the fingerprint for it.
-        needs_write = not in_sync(desired, current) if destination.create else not unchanged
-        if unchanged and not needs_write and _ready(status):
-            log.debug("unchanged", version=source.version)
-            return "Unchanged"
 
-        written = ""
-        if needs_write:
-            with tracer("syncd").start_as_current_span(
-                "secret.write", attributes={"k8s.secret.name": destination.name}
-            ) as span:
-                try:
-                    self._written[(namespace, name)] = mac
-                    self._writing.add((namespace, name))
-                    written = await write(self._kube, desired, current=current)
-                except DestinationError as exc:
-                    await self._fail(obj, reason=exc.reason, message=str(exc))
-                    log.warning("destination refused", error=str(exc))
-                    return exc.reason
-                finally:
-                    self._writing.discard((namespace, name))
-                span.set_attribute("syncd.write", written)
+    async def _write(
+        self, obj: JSON, *, desired: Desired, current: JSON | None, mac: str, log: BoundLogger
+    ) -> str:
+        """Write the destination; what was done (Created, Updated...)."""
+        key = key_of(obj)
+        with tracer("syncd").start_as_current_span(
+            "secret.write", attributes={"k8s.secret.name": desired.name}
+        ) as span:
+            try:
+                self._written[key] = mac
+                self._writing.add(key)
+                written = await write(self._kube, desired, current=current)
+            except DestinationError as exc:
+                await self._fail(obj, reason=exc.reason, message=str(exc))
+                log.warning("destination refused", error=str(exc))
+                raise Outcome(exc.reason) from None
+            finally:
+                self._writing.discard(key)
+            span.set_attribute("syncd.write", written)
+        return written
 
-        rotated = bool(previous_mac) and previous_mac != mac
-        restarting = False
-        if rotated and spec.rollout_restart_targets and spec.hmac_secret_data:
-            workloads = await self._targets(spec)
-            if workloads:
-                self._rollout_results[(namespace, name)] = dict.fromkeys(workloads)
-                self.rollouts.request(
-                    workloads=workloads, secret=destination.name, fingerprint=mac, owner=obj
-                )
-                restarting = True
-        if not previous_mac:
-            reason, message = "SecretSynced", f"synced to Secret {destination.name}"
-        elif rotated:
-            reason, message = "SecretRotated", f"new data in Secret {destination.name}"
-        elif written and status.get("observedGeneration") != generation:
-            reason, message = "SecretSynced", f"Secret {destination.name} updated for the new spec"
-        elif written:
-            # Said apart, so that an edit and a deletion are two Events (identical ones are
-            # posted once per ten minutes).
-            how = "deleted; recreated" if written == "Created" else "changed; restored"
-            reason, message = "SecretRestored", f"Secret {destination.name} was {how} (drift)"
-        else:
-            reason, message = "SecretSynced", f"synced to Secret {destination.name}"
-        version_note = f" (version {source.version})" if source.version else ""
+    async def _restart(self, obj: JSON, *, spec: Synced, mac: str) -> bool:
+        """Request the (debounced) restart of the targets; whether there is any."""
+        if not spec.rollout_restart_targets:
+            return False
+        workloads = await self._targets(spec)
+        if not workloads:
+            return False
+        self._rollout_results[key_of(obj)] = dict.fromkeys(workloads)
+        self.rollouts.request(
+            workloads=workloads, secret=spec.destination.name, fingerprint=mac, owner=obj
+        )
+        return True
+
+    async def _synced(
+        self, obj: JSON, *, reason: str, message: str, restarting: bool, fields: JSON,
+        event: str | Literal[False],
+    ) -> None:
+        """Synced and Ready, with ``fields`` in the status; the Event ``event`` if any."""
+        generation = int(obj["metadata"].get("generation") or 0)
+        key = key_of(obj)
 
         def synced(current: JSON) -> JSON:
             conditions = list(current.get("conditions") or [])
             if restarting:
-                conditions = self._with_rollout(conditions, (namespace, name), generation)
+                conditions = self._with_rollout(conditions, key, generation)
             for kind in (SYNCED, READY):
                 conditions = set_condition(
                     conditions, type=kind, status="True", reason=reason,
-                    message=message + version_note, generation=generation,
+                    message=message, generation=generation,
                 )
             return {
                 "conditions": conditions,
                 "observedGeneration": generation,
                 "lastGeneration": generation,
-                "sourceVersion": source.version,
-                "secretMAC": mac if spec.hmac_secret_data else None,
+                **fields,
                 "lastSyncTime": now(),
             }
 
         await self._status.update(obj, synced)
-        if written or rotated or not previous_mac:
-            await self._recorder.post(obj, type="Normal", reason=reason, message=message)
-        log.info(
-            "synced", outcome=reason, written=written or "no", version=source.version,
-            data_key_names=sorted(rendered),
-        )
-        return reason
+        if event:
+            await self._recorder.post(obj, type="Normal", reason=reason, message=event)
 
     # --- parts --------------------------------------------------------------------------
 
-    def resolve(self, spec: VaultStaticSecret) -> tuple[VaultAuth, VaultConnection]:
+    def resolve(self, spec: Synced) -> tuple[VaultAuth, VaultConnection]:
         """The VaultAuth and VaultConnection ``spec`` reads with; raises :class:`NotReady`."""
         reference = spec.vault_auth_ref or ObjectRef(
             namespace=self._operator_namespace, name="default"
@@ -353,7 +465,7 @@ class Controller:
             obj, lookup=lambda ns, name: cache.get(ns, name) if cache else None,
             operator_namespace=self._operator_namespace)
 
-    async def _targets(self, spec: VaultStaticSecret) -> list[Workload]:
+    async def _targets(self, spec: Synced) -> list[Workload]:
         named = [(t.kind, t.name) for t in spec.rollout_restart_targets
                  if isinstance(t, NamedTarget)]
         selectors = [(t.kind, t.selector.to_query()) for t in spec.rollout_restart_targets
@@ -371,7 +483,7 @@ class Controller:
     async def report_rollout(self, owner: JSON, results: list[Result]) -> None:
         """Record what the debounced restarts did on their owner (called by Rollouts)."""
         key = (owner["metadata"]["namespace"], owner["metadata"]["name"])
-        obj = self._caches.static_secrets.get(*key) or owner
+        obj = self._owners.get(*key) or owner
         generation = int(obj["metadata"].get("generation") or 0)
         entries = self._rollout_results.setdefault(key, {})
         for result in results:
@@ -454,7 +566,7 @@ class Controller:
 
     def drifted(self, secret: JSON | None, owner_key: Key) -> bool:
         """Whether a managed Secret's data no longer has the owner's fingerprint."""
-        owner = self._caches.static_secrets.get(*owner_key)
+        owner = self._owners.get(*owner_key)
         if owner is None or owner_key in self._writing:
             return False
         expected = {(owner.get("status") or {}).get("secretMAC"), self._written.get(owner_key)}
@@ -462,6 +574,24 @@ class Controller:
         if secret is None or not expected:
             return True
         return fingerprint(key=self._hmac_key, data=decode_data(secret)) not in expected
+
+
+def _sync_reason(
+    *, destination: str, previous_mac: str, rotated: bool, written: str, new_spec: bool
+) -> tuple[str, str]:
+    """The reason and message of a successful sync."""
+    if not previous_mac:
+        return "SecretSynced", f"synced to Secret {destination}"
+    if rotated:
+        return "SecretRotated", f"new data in Secret {destination}"
+    if written and new_spec:
+        return "SecretSynced", f"Secret {destination} updated for the new spec"
+    if written:
+        # Said apart, so that an edit and a deletion are two Events (identical ones are
+        # posted once per ten minutes).
+        how = "deleted; recreated" if written == "Created" else "changed; restored"
+        return "SecretRestored", f"Secret {destination} was {how} (drift)"
+    return "SecretSynced", f"synced to Secret {destination}"
 
 
 _ROLLOUT_FAILURES = ("Failed", "NotFound", "Paused")

@@ -10,13 +10,18 @@ name                           kind       attributes
 ``syncd.rollout.restarts``     counter    ``result``: Restarted, Unchanged, Paused, NotFound,
                                           Failed; ``kind`` (VSO #1129)
 ``syncd.vault.reads``          counter    ``result``: ok, or the failure reason
+``syncd.vault.leases``         counter    ``operation``: issue, renew, revoke (VaultDynamicSecret),
+                                          certificate.issue, certificate.revoke
+                                          (VaultPKISecret); ``result``: ok, LeaseNotRenewable,
+                                          or the failure reason
 ``syncd.queue.depth``          gauge      ``state``: waiting, running
 ``syncd.leader``               gauge      1 on the replica that holds the Lease, else 0
 =============================  =========  =======================================================
 
 At ``/metrics`` on the health port (:mod:`plumbing.health`) they have Prometheus names:
 ``syncd_syncs_total``, ``syncd_reconcile_duration_seconds``, ``syncd_rollout_restarts_total``,
-``syncd_vault_reads_total``, ``syncd_queue_depth``, ``syncd_leader``; the alerts and the
+``syncd_vault_reads_total``, ``syncd_vault_leases_total``, ``syncd_queue_depth``,
+``syncd_leader``; the alerts and the
 dashboard of manifests/components/prometheus use them (tests/deploy keeps them in step).
 
 **Where the numbers come from.** A reconcile, a Vault read and a rollout restart are each a
@@ -76,6 +81,11 @@ class Metrics:
         self.vault_reads = m.create_counter(
             "syncd.vault.reads", unit="{request}", description="Vault KV reads, by result",
         )
+        self.leases = m.create_counter(
+            "syncd.vault.leases", unit="{request}",
+            description="credentials and certificates issued, leases renewed, leases and "
+            "certificates revoked, by result",
+        )
         self._queue_depth = queue_depth
         self._leader = leader
         m.create_observable_gauge(
@@ -122,7 +132,8 @@ def counted(metrics: Metrics, worker: Worker[Any]) -> Worker[Any]:
 
 
 class SpanMetrics(SpanProcessor):
-    """Counts the reconcile, vault.read and rollout.restart spans of the current instance."""
+    """Counts the reconcile, vault.read, lease and rollout.restart spans of the current
+    instance."""
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         return
@@ -144,6 +155,9 @@ class SpanMetrics(SpanProcessor):
             failed = span.status.status_code is StatusCode.ERROR
             result = attributes.get("syncd.error.reason") or ("error" if failed else "ok")
             metrics.vault_reads.add(1, {"result": str(result)})
+        elif span.name in _LEASE_SPANS:
+            metrics.leases.add(1, {"operation": _LEASE_SPANS[span.name],
+                                   "result": str(attributes.get("syncd.result", "error"))})
         elif span.name == "rollout.restart":
             metrics.restarts.add(1, {
                 "result": str(attributes.get("syncd.rollout.outcome", "Failed")),
@@ -155,6 +169,11 @@ class SpanMetrics(SpanProcessor):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
+
+
+_LEASE_SPANS = {"vault.issue": "issue", "vault.lease.renew": "renew",
+                "vault.lease.revoke": "revoke", "vault.certificate.issue": "certificate.issue",
+                "vault.certificate.revoke": "certificate.revoke"}
 
 
 def _install_processor() -> None:

@@ -33,7 +33,7 @@ import itertools
 import socket
 import threading
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -50,11 +50,15 @@ from syncd.auth_globals import VAULT_AUTH_GLOBAL
 from syncd.changes import Changes
 from syncd.controller import Caches, Controller, Key
 from syncd.destinations import MANAGED_SELECTOR
+from syncd.dynamic import DynamicSecrets
+from syncd.dynamic_specs import VAULT_DYNAMIC_SECRET
 from syncd.health import HealthServer
 from syncd.hmac_key import load_or_create
 from syncd.instant import InstantSettings, make_source
 from syncd.leadership import LeaderElector, LeadershipLost, LeaseSettings
 from syncd.metrics import Metrics, counted
+from syncd.pki import PKISecrets
+from syncd.pki_specs import VAULT_PKI_SECRET
 from syncd.rollout import Rollouts
 from syncd.specs import (
     VAULT_AUTH,
@@ -171,6 +175,9 @@ async def run(
     pool = VaultPool(max_workers=settings.vault_threads)
     tasks: list[asyncio.Task[None]] = []
     queue: WorkQueue[Key] | None = None
+    #: VaultDynamicSecrets and VaultPKISecrets: each kind its own controller and queue (their
+    #: keys are not VaultStaticSecrets').
+    kinds: list[Kind] = []
     rollouts: Rollouts | None = None
     refreshes: Refreshes | None = None
     elector = LeaderElector(kube=kube, settings=settings.lease()) if settings.leader_elect \
@@ -219,6 +226,8 @@ async def run(
         auth_globals = Informer(kube=kube, resource=VAULT_AUTH_GLOBAL, namespaces=referable)
         transformations = Informer(kube=kube, resource=SECRET_TRANSFORMATION,
                                    namespaces=referable)
+        dynamic_secrets = Informer(kube=kube, resource=VAULT_DYNAMIC_SECRET, namespaces=watch)
+        pki_secrets = Informer(kube=kube, resource=VAULT_PKI_SECRET, namespaces=watch)
         caches = Caches(
             static_secrets=Informer(kube=kube, resource=VAULT_STATIC_SECRET, namespaces=watch),
             auths=Informer(kube=kube, resource=VAULT_AUTH, namespaces=referable),
@@ -229,7 +238,7 @@ async def run(
             auth_globals=auth_globals, transformations=transformations,
         )
         informers = (caches.auths, caches.connections, caches.secrets, caches.static_secrets,
-                     auth_globals, transformations)
+                     auth_globals, transformations, dynamic_secrets, pki_secrets)
         recorder = EventRecorder(kube=kube, component=COMPONENT, instance=socket.gethostname())
         addresses = AllowedAddresses(
             patterns=None if settings.allowed_vault_addresses is None else tuple(
@@ -245,8 +254,16 @@ async def run(
             debounce_seconds=settings.debounce_seconds,
         )
         rollouts = controller.rollouts
+        others = [
+            kind(caches=caches, clients=clients, pool=pool, recorder=recorder,
+                 status=StatusWriter(kube=kube, resource=resource), kube=kube,
+                 hmac_key=hmac_key, operator_namespace=settings.namespace, templates=templates,
+                 debounce_seconds=settings.debounce_seconds, owners=informer)
+            for kind, informer, resource in (
+                (DynamicSecrets, dynamic_secrets, VAULT_DYNAMIC_SECRET),
+                (PKISecrets, pki_secrets, VAULT_PKI_SECRET))]
         metrics = Metrics(
-            queue_depth=lambda: (len(queue), queue.in_flight) if queue is not None else (0, 0),
+            queue_depth=lambda: _depth(queue, *(k.queue for k in kinds)),
             leader=lambda: elector is None or elector.state == "leader",
         )
         # Before any task is created: they inherit this context, and count into ``metrics``.
@@ -255,6 +272,11 @@ async def run(
             worker=counted(metrics, controller.reconcile), concurrency=settings.concurrency,
             backoff_cap=settings.backoff_max_seconds,
         )
+        kinds.extend(
+            Kind(informer=other.owners, controller=other, queue=WorkQueue(
+                worker=counted(metrics, other.reconcile), concurrency=settings.concurrency,
+                backoff_cap=settings.backoff_max_seconds))
+            for other in others)
         refreshes = Refreshes(queue=queue)
         changes = Changes(queue=queue, reschedule=refreshes.ensure,
                           safety_seconds=settings.instant_updates.safety_seconds)
@@ -262,7 +284,7 @@ async def run(
                               clients=clients)
         _connect_handlers(
             caches=caches, queue=queue, refreshes=refreshes, controller=controller,
-            changes=changes, default_refresh=settings.default_refresh_seconds,
+            changes=changes, default_refresh=settings.default_refresh_seconds, kinds=kinds,
         )
         for informer in informers:
             tasks.append(asyncio.create_task(informer.run(), name=informer.resource.plural))
@@ -285,6 +307,9 @@ async def run(
         tasks.append(asyncio.create_task(queue.run(), name="queue"))
         if instant is not None:
             tasks.append(asyncio.create_task(instant.run(), name="instant-updates"))
+        for kind in kinds:
+            tasks.append(asyncio.create_task(
+                kind.queue.run(), name=f"queue-{kind.informer.resource.plural}"))
         log.info("ready", objects=len(caches.static_secrets), namespace=settings.namespace,
                  watching=list(watch) or "all namespaces",
                  leader=elector.settings.identity if elector else None)
@@ -301,11 +326,12 @@ async def run(
             lease = elector.settings
             grace = min(grace, max(0.0, lease.lease_duration - lease.renew_deadline
                                    - lease.retry_period))
-        if queue is not None:
-            await queue.close(grace=grace)
-        await templates.close()  # after the queue: no render is running any more
-        if rollouts is not None:
-            await rollouts.close()
+        await asyncio.gather(*(q.close(grace=grace) for q in (queue, *(k.queue for k in kinds))
+                               if q is not None))
+        await templates.close()  # after the queues: no render is running any more
+        for pending in (rollouts, *(k.controller.rollouts for k in kinds)):
+            if pending is not None:
+                await pending.close()
         if refreshes is not None:
             refreshes.shutdown()
         if electing is not None:
@@ -331,6 +357,21 @@ async def run(
         log.info("stopped")
     if lost:
         raise LeadershipLost("the leader Lease was not renewed within the renew deadline")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind with a controller of its own (VaultDynamicSecret, VaultPKISecret)."""
+
+    informer: Informer
+    controller: Controller
+    queue: WorkQueue[Key]
+
+
+def _depth(*queues: WorkQueue[Key] | None) -> tuple[int, int]:
+    """Objects waiting in the work queues, and being reconciled."""
+    return (sum(len(q) for q in queues if q is not None),
+            sum(q.in_flight for q in queues if q is not None))
 
 
 async def _first(wanted: Awaitable[object], stop: asyncio.Event,
@@ -371,6 +412,7 @@ def _connect_handlers(
     controller: Controller,
     changes: Changes,
     default_refresh: float,
+    kinds: list[Kind],
 ) -> None:
     log = structlog.get_logger("syncd")
 
@@ -397,19 +439,39 @@ def _connect_handlers(
         # nothing changed.
         for obj in caches.static_secrets:
             queue.add(key_of(obj))
+        for kind in kinds:
+            for obj in kind.informer:
+                kind.queue.add(key_of(obj))
+
+    def on_change_of(kind: Kind) -> Callable[[Change], None]:
+        def on_change(change: Change) -> None:
+            key = key_of(change.object)
+            if change.type == "DELETED":
+                kind.queue.forget(key)
+                kind.controller.forget(key)
+                return
+            old = (change.old or {}).get("metadata") or {}
+            new = change.object["metadata"]
+            if change.old is None or new.get("generation") != old.get("generation") or \
+                    bool(new.get("deletionTimestamp")) != bool(old.get("deletionTimestamp")):
+                kind.queue.add(key)  # new, its spec changed, or deleted (the finalizer)
+        return on_change
 
     def on_secret(change: Change) -> None:
         key = key_of(change.object)
-        owner = controller.destinations.get(key)
-        if owner is None:
-            return
-        secret = None if change.type == "DELETED" else change.object
-        if controller.drifted(secret, owner):
-            log.info("drift", secret_name="/".join(key), change=change.type,
-                     owner="/".join(owner))
-            queue.add(owner)
+        for owners, work in ((controller, queue), *((k.controller, k.queue) for k in kinds)):
+            owner = owners.destinations.get(key)
+            if owner is None:
+                continue
+            secret = None if change.type == "DELETED" else change.object
+            if owners.drifted(secret, owner):
+                log.info("drift", secret_name="/".join(key), change=change.type,
+                         owner="/".join(owner))
+                work.add(owner)
 
     caches.static_secrets.add_handler(on_static_secret)
+    for kind in kinds:
+        kind.informer.add_handler(on_change_of(kind))
     caches.auths.add_handler(on_auth_or_connection)
     caches.connections.add_handler(on_auth_or_connection)
     # A VaultAuthGlobal or SecretTransformation changes what the objects using it resolve to.

@@ -80,7 +80,7 @@ def _location(kv_type: KVType, mount: str, path: str) -> str:
     return f"v1/{mount}/data/{path}" if kv_type == "kv-v2" else f"v1/{mount}/{path}"
 
 
-def _errors(response: requests.Response) -> str:
+def errors(response: requests.Response) -> str:
     try:
         errors = response.json().get("errors") or []
     except ValueError:
@@ -113,17 +113,23 @@ def read_blocking(
         return _parse(response, kv_type=kv_type, where=where)
     if status == 404:
         raise _not_found(response, where=where, version=version)
+    raise failure(response, where=where)
+
+
+def failure(response: requests.Response, *, where: str) -> SourceError:
+    """The error for a refusal of any Vault request (403, 503, other 5xx, redirects...)."""
+    status = response.status_code
     if status == 403:
-        raise SourceForbidden(f"{where}: permission denied (check the Vault policy)")
+        return SourceForbidden(f"{where}: permission denied (check the Vault policy)")
     if status == 503:
-        if "sealed" in _errors(response).lower():
-            raise VaultSealed(f"{where}: Vault is sealed")
-        raise VaultUnavailable(f"{where}: Vault answered 503: {_errors(response)}")
+        if "sealed" in errors(response).lower():
+            return VaultSealed(f"{where}: Vault is sealed")
+        return VaultUnavailable(f"{where}: Vault answered 503: {errors(response)}")
     if status >= 500 or status == 429:
-        raise VaultUnavailable(f"{where}: Vault answered {status}: {_errors(response)}")
+        return VaultUnavailable(f"{where}: Vault answered {status}: {errors(response)}")
     if 300 <= status < 400:
-        raise VaultUnavailable(f"{where}: {REDIRECT_REFUSED.format(status=status)}")
-    raise SourceError(f"{where}: Vault answered {status}: {_errors(response)}")
+        return VaultUnavailable(f"{where}: {REDIRECT_REFUSED.format(status=status)}")
+    return SourceError(f"{where}: Vault answered {status}: {errors(response)}")
 
 
 def _parse(response: requests.Response, *, kv_type: KVType, where: str) -> SourceData:

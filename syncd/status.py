@@ -19,7 +19,7 @@ import datetime as dt
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from plumbing.kube import JSON, MERGE_PATCH, Kube
+from plumbing.kube import JSON, MERGE_PATCH, Kube, Resource
 from syncd.specs import VAULT_STATIC_SECRET
 
 ConditionStatus = Literal["True", "False", "Unknown"]
@@ -64,10 +64,12 @@ def _comparable(status: Mapping[str, Any]) -> JSON:
 
 
 class StatusWriter:
-    """Patch ``/status`` of VaultStaticSecrets, skipping patches that change nothing."""
+    """Patch ``/status`` of VaultStaticSecrets (or ``resource``), skipping patches that change
+    nothing."""
 
-    def __init__(self, *, kube: Kube) -> None:
+    def __init__(self, *, kube: Kube, resource: Resource = VAULT_STATIC_SECRET) -> None:
         self._kube = kube
+        self._resource = resource
         self._locks: dict[Key, asyncio.Lock] = {}
         #: (namespace, name) -> (uid, resourceVersion, status) of this process's last write,
         #: until the cache has caught up with it.
@@ -104,7 +106,7 @@ class StatusWriter:
             merged = {**current, **fields}
             if _comparable(merged) == _comparable(current):
                 return False
-            path = VAULT_STATIC_SECRET.path(
+            path = self._resource.path(
                 namespace=metadata["namespace"], name=metadata["name"], subresource="status"
             )
             reply = await self._kube.request(

@@ -25,7 +25,15 @@ from typing import Any
 
 import yaml
 
-from tests.syncd.e2e.world import APP_NS, LEASE_TIMINGS, OPERATOR_NS, ROOT, SYNCD_USER, World
+from tests.syncd.e2e.world import (
+    APP_NS,
+    GROUP_VERSION,
+    LEASE_TIMINGS,
+    OPERATOR_NS,
+    ROOT,
+    SYNCD_USER,
+    World,
+)
 
 Triple = tuple[str, str, str]  # (API group, resource[/subresource], verb)
 
@@ -103,6 +111,16 @@ async def prepare_every_request(world: World) -> None:
     world.vss("missing", destination={"name": "missing", "create": False})
     await world.kubernetes_auth()
     world.vss("via-kubernetes-auth", vaultAuthRef="k8s")
+    # A VaultDynamicSecret and a VaultPKISecret with revoke: their finalizers (a patch) and a
+    # status write (the policy refuses the paths).
+    world.apply({"apiVersion": GROUP_VERSION, "kind": "VaultDynamicSecret",
+                 "metadata": {"name": "dynamic", "namespace": APP_NS},
+                 "spec": {"mount": "database", "path": "creds/none", "revoke": True,
+                          "destination": {"name": "dynamic", "create": True}}})
+    world.apply({"apiVersion": GROUP_VERSION, "kind": "VaultPKISecret",
+                 "metadata": {"name": "certificate", "namespace": APP_NS},
+                 "spec": {"mount": "pki", "role": "none", "revoke": True,
+                          "destination": {"name": "certificate", "create": True}}})
 
 
 async def exercise_every_request(world: World, *, user: str) -> None:
@@ -112,6 +130,12 @@ async def exercise_every_request(world: World, *, user: str) -> None:
     await world.synced("everything")
     await world.synced("via-kubernetes-auth")
     await world.wait_condition("missing", "Ready", status="False", reason="DestinationError")
+    await world.eventually(lambda: (world.kube.admin.get(
+        GROUP_VERSION, "VaultDynamicSecret", "dynamic", APP_NS) or {}).get("status"),
+        message="the VaultDynamicSecret's status written")
+    await world.eventually(lambda: (world.kube.admin.get(
+        GROUP_VERSION, "VaultPKISecret", "certificate", APP_NS) or {}).get("status"),
+        message="the VaultPKISecret's status written")
 
     await world.write_kv("kv-secret/info", {"password": world.value("rbac-rotated")})
     await world.wait_condition("everything", "RolloutRestart", status="True")

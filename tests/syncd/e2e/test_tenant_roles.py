@@ -16,6 +16,8 @@ import pytest
 
 from plumbing.kube import KubeError
 from syncd.auth_globals import VAULT_AUTH_GLOBAL
+from syncd.dynamic_specs import VAULT_DYNAMIC_SECRET
+from syncd.pki_specs import VAULT_PKI_SECRET
 from syncd.specs import VAULT_AUTH, VAULT_CONNECTION, VAULT_STATIC_SECRET
 from syncd.transformations import SECRET_TRANSFORMATION
 from tests.syncd.e2e.world import APP_NS, GROUP_VERSION, Tenant, World
@@ -23,7 +25,8 @@ from tests.syncd.e2e.world import APP_NS, GROUP_VERSION, Tenant, World
 OTHER_NS = "team-b"
 KINDS = {"VaultConnection": VAULT_CONNECTION, "VaultAuth": VAULT_AUTH,
          "VaultAuthGlobal": VAULT_AUTH_GLOBAL, "SecretTransformation": SECRET_TRANSFORMATION,
-         "VaultStaticSecret": VAULT_STATIC_SECRET}
+         "VaultStaticSecret": VAULT_STATIC_SECRET, "VaultDynamicSecret": VAULT_DYNAMIC_SECRET,
+         "VaultPKISecret": VAULT_PKI_SECRET}
 MERGE = "application/merge-patch+json"
 
 
@@ -43,6 +46,13 @@ def _objects(namespace: str) -> list[dict[str, Any]]:
         {"kind": "VaultStaticSecret", "metadata": {"name": "mine", "namespace": namespace},
          "spec": {"vaultAuthRef": "mine", "mount": "secret", "path": "kv-secret/info",
                   "type": "kv-v2", "destination": {"name": "mine", "create": True}}},
+        {"kind": "VaultDynamicSecret", "metadata": {"name": "mine", "namespace": namespace},
+         "spec": {"vaultAuthRef": "mine", "mount": "database", "path": "creds/app",
+                  "destination": {"name": "mine-db", "create": True}}},
+        {"kind": "VaultPKISecret", "metadata": {"name": "mine", "namespace": namespace},
+         "spec": {"vaultAuthRef": "mine", "mount": "pki", "role": "web",
+                  "commonName": "app.example.com",
+                  "destination": {"name": "mine-tls", "create": True}}},
     ]
 
 
@@ -89,6 +99,15 @@ async def test_edit_and_admin_manage_our_kinds_in_their_namespace_only(
             "PUT", VAULT_STATIC_SECRET.path(namespace=APP_NS, name="mine", subresource="status"),
             body={**current, **forged}), verb="update", resource="vaultstaticsecrets/status")
         assert world.status("mine") == {}
+        # A lease id or serial in the status is what syncd renews and revokes: a user who
+        # could write one could have another namespace's credentials revoked.
+        for kind, forged_status in (
+                ("VaultDynamicSecret", {"secretLease": {"id": "database/creds/app/theirs",
+                                                        "duration": 60, "renewable": True}}),
+                ("VaultPKISecret", {"serialNumber": "01:02:03"})):
+            await _refused(_patch(tenant, kind, "mine", {"status": forged_status},
+                                  subresource="status"),
+                           verb="patch", resource=f"{KINDS[kind].plural}/status")
 
         # Nothing in a namespace where the user has no binding: no write, no read.
         for obj in _objects(OTHER_NS):

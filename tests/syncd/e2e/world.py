@@ -30,9 +30,11 @@ from plumbing.kube import SECRETS
 from plumbing.kube import Kube as KubeClient
 from plumbing.kube import connect as kube_connect
 from syncd.auth_globals import VAULT_AUTH_GLOBAL
+from syncd.dynamic_specs import VAULT_DYNAMIC_SECRET
 from syncd.health import HealthServer
 from syncd.leadership import LEASES
 from syncd.operator import Settings, run
+from syncd.pki_specs import VAULT_PKI_SECRET
 from syncd.specs import VAULT_AUTH, VAULT_CONNECTION, VAULT_STATIC_SECRET
 from syncd.transformations import SECRET_TRANSFORMATION
 from testbed.kube import Kube
@@ -65,7 +67,8 @@ TENANT_ROLES = ROOT / "manifests/syncd/tenant-roles.yaml"
 _TENANT_KINDS = {"Secret": SECRETS, "VaultConnection": VAULT_CONNECTION,
                  "VaultAuth": VAULT_AUTH, "VaultStaticSecret": VAULT_STATIC_SECRET,
                  "VaultAuthGlobal": VAULT_AUTH_GLOBAL,
-                 "SecretTransformation": SECRET_TRANSFORMATION}
+                 "SecretTransformation": SECRET_TRANSFORMATION,
+                 "VaultDynamicSecret": VAULT_DYNAMIC_SECRET, "VaultPKISecret": VAULT_PKI_SECRET}
 
 
 @dataclass

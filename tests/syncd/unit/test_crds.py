@@ -11,17 +11,22 @@ import pytest
 from syncd import specs
 from syncd.auth_globals import VAULT_AUTH_GLOBAL, merge_auth_global
 from syncd.durations import DURATION_PATTERN
+from syncd.dynamic_specs import VAULT_DYNAMIC_SECRET, parse_vault_dynamic_secret
+from syncd.pki_specs import VAULT_PKI_SECRET, parse_vault_pki_secret
 from syncd.transformations import SECRET_TRANSFORMATION
 
 Obj = dict[str, Any]
 KINDS = {k.kind: k for k in (specs.VAULT_CONNECTION, specs.VAULT_AUTH, specs.VAULT_STATIC_SECRET,
-                             VAULT_AUTH_GLOBAL, SECRET_TRANSFORMATION)}
+                             VAULT_AUTH_GLOBAL, SECRET_TRANSFORMATION, VAULT_DYNAMIC_SECRET,
+                             VAULT_PKI_SECRET)}
 PARSERS: dict[str, Callable[[Any], Any]] = {
     "VaultConnection": specs.parse_vault_connection,
     # As the controller reads one: through the VaultAuthGlobal merge (none here).
     "VaultAuth": lambda obj: specs.parse_vault_auth(merge_auth_global(
         obj, lookup=lambda ns, name: None, operator_namespace="vault-syncd")),
     "VaultStaticSecret": specs.parse_vault_static_secret,
+    "VaultDynamicSecret": parse_vault_dynamic_secret,
+    "VaultPKISecret": parse_vault_pki_secret,
 }
 
 # Declared for VSO manifests to apply under kubectl's strict field validation, and ignored.
@@ -38,9 +43,12 @@ IGNORED = {
     ("VaultAuth", "spec.vaultAuthGlobalRef.mergeStrategy.headers"),
     ("VaultAuth", "spec.vaultAuthGlobalRef.mergeStrategy.params"),
     # Read by syncd.transformations before parsing.
-    *(("VaultStaticSecret", f"spec.destination.transformation.transformationRefs[].{f}")
+    *((kind, f"spec.destination.transformation.transformationRefs[].{f}")
+      for kind in ("VaultStaticSecret", "VaultDynamicSecret", "VaultPKISecret")
       for f in ("namespace", "name", "templateRefs", "templateRefs[].name",
                 "templateRefs[].keyOverride", "ignoreIncludes", "ignoreExcludes")),
+    ("VaultDynamicSecret", "spec.destination.transformation.templates.*.name"),
+    ("VaultPKISecret", "spec.destination.transformation.templates.*.name"),
 }
 
 
@@ -63,10 +71,11 @@ def walk(node: Obj, path: str = "") -> Iterator[tuple[str, Obj]]:
 # --- shape --------------------------------------------------------------------------------
 
 
-def test_five_crds_with_the_names_the_code_uses(crds: dict[str, Obj]) -> None:
+def test_seven_crds_with_the_names_the_code_uses(crds: dict[str, Obj]) -> None:
     assert set(crds) == set(KINDS)
     short = {"VaultConnection": ["vc"], "VaultAuth": ["va"], "VaultStaticSecret": ["vss"],
-             "VaultAuthGlobal": ["vag"], "SecretTransformation": ["st"]}
+             "VaultAuthGlobal": ["vag"], "SecretTransformation": ["st"],
+             "VaultDynamicSecret": ["vds"], "VaultPKISecret": ["vps"]}
     for kind, crd in crds.items():
         names = crd["spec"]["names"]
         assert crd["apiVersion"] == "apiextensions.k8s.io/v1"
@@ -261,6 +270,51 @@ FULL: dict[str, list[Any]] = {
             {"auto": True, "kind": "DaemonSet"},
         ],
         "deletionPolicy": "Retain", "syncConfig": {"instantUpdates": False},
+    }],
+    "VaultDynamicSecret": [{
+        "vaultAuthRef": "auth", "namespace": "ns1", "mount": "database", "path": "creds/app",
+        "requestHTTPMethod": "POST", "params": {"ttl": "1h"}, "renewalPercent": 50,
+        "revoke": True, "allowStaticCreds": False, "refreshAfter": "1h",
+        "destination": {
+            "name": "s", "create": True, "overwrite": True, "labels": {"a": "b"},
+            "annotations": {"c": "d"}, "type": "Opaque",
+            "transformation": {
+                "templates": {"t": {"name": "n", "text": "{{ .Secrets.username }}"}},
+                "includes": ["a"], "excludes": ["b"], "excludeRaw": True,
+                "transformationRefs": [],
+            },
+        },
+        "rolloutRestartTargets": [
+            {"kind": "Deployment", "name": "web"},
+            {"kind": "StatefulSet", "selector": {
+                "matchLabels": {"app": "db"},
+                "matchExpressions": [{"key": "tier", "operator": "In", "values": ["x"]}]}},
+            {"auto": True, "kind": "DaemonSet"},
+        ],
+    }],
+    "VaultPKISecret": [{
+        "vaultAuthRef": "auth", "namespace": "ns1", "mount": "pki", "role": "web",
+        "issuerRef": "default", "commonName": "web.example.com",
+        "altNames": ["www.example.com"], "ipSans": ["10.0.0.1"], "uriSans": ["spiffe://x/y"],
+        "otherSans": ["1.2.3.4;UTF8:v"], "userIDs": ["u"], "ttl": "1h",
+        "notAfter": "2030-01-01T00:00:00Z", "format": "pem", "privateKeyFormat": "pkcs8",
+        "excludeCNFromSans": True, "expiryOffset": "10m", "revoke": True, "clear": True,
+        "destination": {
+            "name": "s", "create": True, "overwrite": True, "labels": {"a": "b"},
+            "annotations": {"c": "d"}, "type": "kubernetes.io/tls",
+            "transformation": {
+                "templates": {"t": {"name": "n", "text": "{{ .Secrets.certificate }}"}},
+                "includes": ["a"], "excludes": ["b"], "excludeRaw": True,
+                "transformationRefs": [],
+            },
+        },
+        "rolloutRestartTargets": [
+            {"kind": "Deployment", "name": "web"},
+            {"kind": "StatefulSet", "selector": {
+                "matchLabels": {"app": "db"},
+                "matchExpressions": [{"key": "tier", "operator": "In", "values": ["x"]}]}},
+            {"auto": True, "kind": "DaemonSet"},
+        ],
     }],
     "VaultAuth": [
         {"method": method, "mount": "m", "namespace": "ns1", "vaultConnectionRef": "c",
