@@ -12,15 +12,21 @@ from __future__ import annotations
 
 import json
 import ssl
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 import jwt
 
-from testbed.vault.auth_kubernetes import ALLOWED_ALGORITHMS, _public_key, glob_match
-from testbed.vault.errors import VaultError, unsupported_operation
-from testbed.vault.logical import Backend, Request, Response, Services
+from testbed.vault.auth_roles import (
+    ALLOWED_ALGORITHMS,
+    RoleBackend,
+    TokenRole,
+    glob_match,
+    public_key,
+)
+from testbed.vault.errors import VaultError
+from testbed.vault.logical import Request, Response
 from testbed.vault.params import get_duration, get_list, get_str
 from testbed.vault.token_fields import TokenFields
 
@@ -42,7 +48,7 @@ class JWTConfig:
 
 
 @dataclass
-class JWTRole:
+class JWTRole(TokenRole):
     role_type: str
     user_claim: str
     bound_audiences: list[str] = field(default_factory=list)
@@ -51,12 +57,6 @@ class JWTRole:
     bound_claims: dict[str, list[str]] = field(default_factory=dict)
     bound_claims_type: str = "string"
     clock_skew_leeway: int = 0
-    token: TokenFields = field(default_factory=TokenFields)
-
-    def describe(self) -> dict[str, Any]:
-        described = {k: v for k, v in asdict(self).items() if k != "token"}
-        described.update(self.token.describe())
-        return described
 
 
 def _error(message: str) -> VaultError:
@@ -87,58 +87,14 @@ def _audiences(claims: dict[str, Any]) -> list[str]:
     return [audience] if isinstance(audience, str) else [str(a) for a in audience]
 
 
-class JWTAuthBackend(Backend):
+class JWTAuthBackend(RoleBackend[JWTConfig, JWTRole]):
     mount_type = "jwt"
-    unauthenticated = frozenset({"login"})
+    config_class = JWTConfig
+    role_class = JWTRole
 
-    def __init__(self, *, services: Services, state: dict[str, Any] | None) -> None:
-        super().__init__(services=services, state=state)
-        state = state or {}
-        config = state.get("config")
-        self.config: JWTConfig | None = JWTConfig(**config) if config is not None else None
-        self.roles: dict[str, JWTRole] = {}
-        for name, role in state.get("roles", {}).items():
-            token = TokenFields(**role.pop("token", {}))
-            self.roles[name] = JWTRole(**role, token=token)
-
-    def dump(self) -> dict[str, Any]:
-        return {
-            "config": asdict(self.config) if self.config is not None else None,
-            "roles": {name: asdict(role) for name, role in self.roles.items()},
-        }
-
-    async def handle(self, request: Request) -> Response | None:
-        op, path = request.operation, request.path
-        writes = op in ("create", "update")
-        if path == "login" and writes:
-            return await self._login(request.data, mount_path=request.mount_path)
-        if path == "config":
-            if op == "read":
-                if self.config is None:
-                    raise VaultError(404)
-                return Response(data=asdict(self.config))
-            if writes:
-                self._write_config(request.data)
-                return None
-        if path in ("role", "role/") and op == "list":
-            if not self.roles:
-                raise VaultError(404)
-            return Response(data={"keys": sorted(self.roles)})
-        if path.startswith("role/") and len(path) > len("role/"):
-            name = path[len("role/"):].lower()
-            if op == "read":
-                role = self.roles.get(name)
-                if role is None:
-                    raise VaultError(404)
-                return Response(data=role.describe())
-            if writes:
-                self._write_role(name, request.data)
-                return None
-            if op == "delete":
-                if self.roles.pop(name, None) is not None:
-                    self.changed()
-                return None
-        raise unsupported_operation()
+    @staticmethod
+    def _role_name(raw: str) -> str:
+        return raw.lower()  # the plugin lower-cases role names
 
     # -- configuration ---------------------------------------------------------------------
 
@@ -152,7 +108,7 @@ class JWTAuthBackend(Backend):
                          "'jwt_validation_pubkeys' must be set")
         for pem in keys:
             try:
-                _public_key(pem)
+                public_key(pem)
             except ValueError:
                 raise _error("error parsing public key") from None
         self.config = JWTConfig(
@@ -201,7 +157,8 @@ class JWTAuthBackend(Backend):
 
     # -- login -----------------------------------------------------------------------------
 
-    async def _login(self, data: dict[str, Any], *, mount_path: str) -> Response:
+    async def _login(self, request: Request) -> Response:
+        data, mount_path = request.data, request.mount_path
         config = self.config
         if config is None:
             raise _error("could not load configuration")
@@ -223,13 +180,10 @@ class JWTAuthBackend(Backend):
             raise _error(f'claim "{role.user_claim}" not found in token')
         if not isinstance(user, str):
             raise _error(f'claim "{role.user_claim}" could not be converted to string')
-        entry = self.services.tokens.create(
-            role.token.token_request(
-                path=f"{mount_path}login", display_name=f"{mount_path.split('/')[1]}-{user}",
-                meta={"role": role_name}, role=role_name,
-            )
+        return self._issue(
+            role, request=request, display_name=f"{mount_path.split('/')[1]}-{user}",
+            meta={"role": role_name}, name=role_name,
         )
-        return Response(auth=entry.auth_block(self.services.clock.now()))
 
     async def _verified_claims(self, token: str, config: JWTConfig) -> dict[str, Any]:
         algorithms = config.jwt_supported_algs or ALLOWED_ALGORITHMS
@@ -252,7 +206,7 @@ class JWTAuthBackend(Backend):
             raise _error(f"error parsing token: {exc}") from None
         for pem in config.jwt_validation_pubkeys:
             try:
-                return _decode(token, _public_key(pem), algorithms)
+                return _decode(token, public_key(pem), algorithms)
             except (jwt.PyJWTError, ValueError):
                 continue
         raise _error("no known key successfully validated the token signature")

@@ -11,33 +11,25 @@ decides whether a login succeeds, and every rejection carries Vault's status and
 from __future__ import annotations
 
 import json
-import re
 import ssl
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import aiohttp
 import jwt
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from testbed.vault.errors import VaultError, permission_denied, unsupported_operation
-from testbed.vault.logical import Backend, Request, Response, Services
+from testbed.vault.auth_roles import (
+    ALLOWED_ALGORITHMS,
+    RoleBackend,
+    TokenRole,
+    glob_match,
+    public_key,
+)
+from testbed.vault.errors import VaultError, permission_denied
+from testbed.vault.logical import Request, Response
 from testbed.vault.params import get_bool, get_list, get_str
 from testbed.vault.token_fields import TokenFields
 
-ALLOWED_ALGORITHMS = [
-    "RS256",
-    "RS384",
-    "RS512",
-    "ES256",
-    "ES384",
-    "ES512",
-    "PS256",
-    "PS384",
-    "PS512",
-]
 TOKEN_REVIEW_PATH = "/apis/authentication.k8s.io/v1/tokenreviews"
 _CLOCK_SKEW_LEEWAY = 150  # seconds of leeway on exp/nbf, as the JWT validator Vault uses
 
@@ -54,17 +46,11 @@ class KubeConfig:
 
 
 @dataclass
-class KubeRole:
+class KubeRole(TokenRole):
     bound_service_account_names: list[str]
     bound_service_account_namespaces: list[str]
     audience: str = ""
     alias_name_source: str = "serviceaccount_uid"
-    token: TokenFields = field(default_factory=TokenFields)
-
-    def describe(self) -> dict[str, Any]:
-        described = {k: v for k, v in asdict(self).items() if k != "token"}
-        described.update(self.token.describe())
-        return described
 
 
 @dataclass(frozen=True)
@@ -74,15 +60,6 @@ class ServiceAccount:
     uid: str
     secret_name: str
     audiences: list[str]
-
-
-def glob_match(patterns: list[str], value: str) -> bool:
-    """Vault's ``StrListContainsGlob``: ``*`` matches any run of characters, anywhere."""
-    for pattern in patterns:
-        regex = ".*".join(re.escape(part) for part in pattern.split("*"))
-        if re.fullmatch(regex, value, re.DOTALL):
-            return True
-    return False
 
 
 def _forbidden(message: str) -> VaultError:
@@ -109,80 +86,18 @@ def _service_account(claims: dict[str, Any]) -> ServiceAccount:
     )
 
 
-def _public_key(pem: str) -> rsa.RSAPublicKey | ec.EllipticCurvePublicKey:
-    """``pem_keys`` entries may be public keys or certificates (RSA or ECDSA)."""
-    data = pem.strip().encode()
-    key: object
-    if data.startswith(b"-----BEGIN CERTIFICATE-----"):
-        key = x509.load_pem_x509_certificate(data).public_key()
-    else:
-        key = serialization.load_pem_public_key(data)
-    if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
-        raise ValueError("unsupported key type")
-    return key
-
-
-class KubernetesAuthBackend(Backend):
+class KubernetesAuthBackend(RoleBackend[KubeConfig, KubeRole]):
     mount_type = "kubernetes"
-    unauthenticated = frozenset({"login"})
-
-    def __init__(self, *, services: Services, state: dict[str, Any] | None) -> None:
-        super().__init__(services=services, state=state)
-        state = state or {}
-        config = state.get("config")
-        self.config: KubeConfig | None = KubeConfig(**config) if config is not None else None
-        self.roles: dict[str, KubeRole] = {}
-        for name, role in state.get("roles", {}).items():
-            token = TokenFields(**role.pop("token", {}))
-            self.roles[name] = KubeRole(**role, token=token)
-
-    def dump(self) -> dict[str, Any]:
-        return {
-            "config": asdict(self.config) if self.config is not None else None,
-            "roles": {name: asdict(role) for name, role in self.roles.items()},
-        }
-
-    async def handle(self, request: Request) -> Response | None:
-        op = request.operation
-        path = request.path
-        writes = op in ("create", "update")
-        if path == "login" and writes:
-            return await self._login(request)
-        if path == "config":
-            if op == "read":
-                return self._read_config()
-            if writes:
-                self._write_config(request.data)
-                return None
-        if path in ("role", "role/") and op == "list":
-            if not self.roles:
-                raise VaultError(404)
-            return Response(data={"keys": sorted(self.roles)})
-        if path.startswith("role/") and len(path) > len("role/"):
-            name = path[len("role/") :]
-            if op == "read":
-                role = self.roles.get(name)
-                if role is None:
-                    raise VaultError(404)
-                return Response(data=role.describe())
-            if writes:
-                self._write_role(name, request.data)
-                return None
-            if op == "delete":
-                if self.roles.pop(name, None) is not None:
-                    self.changed()
-                return None
-        raise unsupported_operation()
+    config_class = KubeConfig
+    role_class = KubeRole
 
     # -- configuration ---------------------------------------------------------------------
 
-    def _read_config(self) -> Response:
-        if self.config is None:
-            raise VaultError(404)
-        described = asdict(self.config)
+    def _describe_config(self, config: KubeConfig) -> dict[str, Any]:
+        described = asdict(config)
         described.pop("token_reviewer_jwt")
-        described["token_reviewer_jwt_set"] = bool(self.config.token_reviewer_jwt)
-        return Response(data=described)
+        described["token_reviewer_jwt_set"] = bool(config.token_reviewer_jwt)
+        return described
 
     def _write_config(self, data: dict[str, Any]) -> None:
         host = get_str(data, "kubernetes_host")
@@ -264,15 +179,13 @@ class KubernetesAuthBackend(Backend):
             "service_account_secret_name": account.secret_name,
             "service_account_uid": account.uid,
         }
-        entry = self.services.tokens.create(
-            role.token.token_request(
-                path=f"{request.mount_path}login",
-                display_name=f"kubernetes-{account.namespace}-{account.name}",
-                meta=metadata,
-                role=role_name,
-            )
+        return self._issue(
+            role,
+            request=request,
+            display_name=f"kubernetes-{account.namespace}-{account.name}",
+            meta=metadata,
+            name=role_name,
         )
-        return Response(auth=entry.auth_block(self.services.clock.now()))
 
     def _validate(self, token: str, role: KubeRole, config: KubeConfig) -> ServiceAccount:
         try:
@@ -312,7 +225,7 @@ class KubernetesAuthBackend(Backend):
     def _verified_claims(token: str, pem_keys: list[str]) -> dict[str, Any]:
         for pem in pem_keys:
             try:
-                key = _public_key(pem)
+                key = public_key(pem)
                 claims: dict[str, Any] = jwt.decode(
                     token,
                     key,
