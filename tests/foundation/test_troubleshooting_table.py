@@ -12,10 +12,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 CONDITION_STATUSES = {"True", "False", "Unknown"}
 PATTERNS = (
-    re.compile(r'reason\w*(?:,\s*\w+)?\s*(?::\s*str\s*)?=\s*"([A-Z][A-Za-z]+)"'),
+    re.compile(r'reason\w*(?:,\s*\w+)?\s*(?::\s*str\s*)?=\s*\(?"([A-Z][A-Za-z]+)"'),
     re.compile(r'status, reason = "\w+", "([A-Z][A-Za-z]+)"'),
 )
-CHOOSER = re.compile(r"\ndef _\w*reason\(.*?(?=\n\S)", re.S)
+# A top-level ``def _..reason(`` up to the next top-level line (a signature's closing
+# parenthesis at column 0 does not end it).
+CHOOSER = re.compile(r"\ndef _\w*reason\(.*?(?=\n[^\s)])", re.S)
 
 
 def emitted() -> set[str]:
@@ -26,7 +28,7 @@ def emitted() -> set[str]:
             for pattern in PATTERNS:
                 found.update(pattern.findall(text))
             for chooser in CHOOSER.findall(text):
-                found.update(re.findall(r'return "([A-Z][A-Za-z]+)"', chooser))
+                found.update(re.findall(r'return \(?"([A-Z][A-Za-z]+)"', chooser))
     return found - CONDITION_STATUSES
 
 
