@@ -1,0 +1,34 @@
+"""``cold-sync``: syncd starts with N VaultStaticSecrets and none of their Secrets; the time
+until the last Secret holds its data, against the ``limit`` rate on the same testbed."""
+
+from __future__ import annotations
+
+import argparse
+
+from bench import limit
+from bench.harness import cold_sync, prepare, running_bench
+
+TARGETS = {"ratio_to_limit": "≥ 0.8"}
+
+
+async def run(args: argparse.Namespace) -> dict[str, float]:
+    async with running_bench() as bench:
+        await prepare(bench, secrets=args.secrets, refresh=args.refresh)
+        synced = await cold_sync(bench, secrets=args.secrets)
+        rss = synced.syncd.rss()
+    async with running_bench() as bench:
+        await bench.write_secrets(range(args.secrets), "v1")
+        ceiling = await limit.measure(bench, secrets=args.secrets,
+                                      concurrency=args.concurrency)
+    rate = args.secrets / synced.seconds
+    ceiling_rate = args.secrets / ceiling
+    return {
+        "seconds": round(synced.seconds, 2),
+        "per_second": round(rate, 1),
+        "first_secret_after_s": round(synced.first_secret, 2),
+        "syncd_cpu_s": round(synced.cpu_seconds, 2),
+        "rss_mib_after": round(rss, 1),
+        "limit_seconds": round(ceiling, 2),
+        "limit_per_second": round(ceiling_rate, 1),
+        "ratio_to_limit": round(rate / ceiling_rate, 2),
+    }
