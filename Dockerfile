@@ -4,16 +4,18 @@
 
 FROM python:3.12-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY plumbing ./plumbing
 COPY syncd ./syncd
 COPY unsealer ./unsealer
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . && cp constraints.txt /wheels/
 
 FROM python:3.12-slim
-# The wheel only; its dependencies come from the package index for the target architecture.
+# The wheel only; its dependencies come from the package index for the target architecture, at
+# the exact versions of constraints.txt (transitive ones included): what the tests ran.
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+RUN pip install --no-cache-dir --constraint /wheels/constraints.txt /wheels/*.whl \
+    && rm -rf /wheels
 # A read-only root filesystem: nothing is written outside /tmp (mount an emptyDir there).
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

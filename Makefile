@@ -6,13 +6,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint install clean
 
-# Re-install whenever the project's metadata changes.
-$(STAMP): pyproject.toml
+# Re-install whenever the project's metadata changes. Runtime dependencies at the image's exact
+# versions (constraints.txt), so the tests run what ships.
+$(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "Python 3.11 or newer is needed (PYTHON=$(PYTHON))"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,dev]'
+	$(BIN)/python -m pip install -q -e '.[test,dev]' --constraint constraints.txt
 	@touch $(STAMP)
 
 install: $(STAMP)

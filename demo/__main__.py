@@ -114,7 +114,7 @@ def prepare_cluster(kube: Kube, port: int) -> None:
     })
     for path in sorted((ROOT / "manifests" / "crds").glob("*.yaml")):
         kube.admin.apply_yaml(path.read_text())
-    for manifest in ("syncd/rbac.yaml", "unsealer/rbac.yaml"):
+    for manifest in ("syncd/rbac.yaml", "unsealer/rbac.yaml", "unsealer/custody-rbac.yaml"):
         kube.admin.apply_yaml((ROOT / "manifests" / manifest).read_text())
 
 
@@ -126,7 +126,9 @@ def custody_config(port: int) -> Path:
             {"name": "kube-secret", "kind": "kubernetesSecret", "namespace": "vault-custody",
              "secretName": "unseal-shares", "shares": 2},
             {"name": "disk-a", "kind": "file", "path": str(shares_a), "shares": 2},
-            {"name": "disk-b", "kind": "file", "path": str(shares_b), "shares": 1},
+            # Two files on one node are one place: this one stands for a removable disk.
+            {"name": "disk-b", "kind": "file", "path": str(shares_b), "shares": 1,
+             "place": "usb-key"},
         ],
     }
     path = WORK / "custody.yaml"

@@ -1,4 +1,4 @@
-"""Run a service until SIGTERM or SIGINT, then let it stop cleanly.
+"""Run a service until SIGTERM or SIGINT, then let it stop cleanly; or hold signals off.
 
 Kubernetes sends SIGTERM and waits ``terminationGracePeriodSeconds`` before SIGKILL. The
 service's main coroutine receives a ``stop`` event instead of being cancelled outright, so it
@@ -57,3 +57,38 @@ def serve(*, prog: str, version: str, log_format: str, log_level: str, main: Mai
         asyncio.run(run_until_signalled(main))
     finally:
         telemetry.shutdown()
+
+
+class DeferredSignals:
+    """SIGTERM, SIGINT and SIGHUP noted, not obeyed, while something must not be cut short.
+
+    ``unsealer init`` holds the only copy of Vault's new shares between ``sys/init`` and their
+    custody: a SIGTERM, a Ctrl-C or a dropped SSH session (SIGHUP) must not end the process
+    there. Inside ``with DeferredSignals() as deferred:`` (in the running loop) such a signal
+    sets :attr:`received` and the :attr:`arrived` event instead, so the holder can finish or
+    rescue what it holds, then honour it. Outside, each signal is back to its previous
+    handling. Only SIGKILL (or power loss) remains.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.received: signal.Signals | None = None
+        self.arrived = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def __enter__(self) -> DeferredSignals:
+        self._loop = asyncio.get_running_loop()
+        for signum in self.SIGNALS:
+            self._loop.add_signal_handler(signum, self._note, signum)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._loop is not None
+        for signum in self.SIGNALS:
+            self._loop.remove_signal_handler(signum)
+
+    def _note(self, signum: signal.Signals) -> None:
+        if self.received is None:
+            self.received = signum
+        self.arrived.set()

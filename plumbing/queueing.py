@@ -26,6 +26,18 @@ from typing import Generic, TypeVar
 import structlog
 
 K = TypeVar("K", bound=Hashable)
+
+
+def jittered_backoff(
+    failures: int, *, base: float, cap: float, rng: random.Random | None = None
+) -> float:
+    """The delay before retry number ``failures`` (from 1): exponential, capped, jittered.
+
+    "Equal jitter": between half the ceiling and the ceiling, so retries spread out but never
+    come back at once (full jitter may draw ~0 s, which a loop of failures turns into a burst).
+    """
+    ceiling = min(cap, base * 2 ** max(failures - 1, 0))
+    return (rng or random).uniform(ceiling / 2, ceiling)
 Worker = Callable[[K], Awaitable[float | None]]
 
 
@@ -95,8 +107,8 @@ class WorkQueue(Generic[K]):
 
     def backoff(self, failures: int) -> float:
         """The delay before retry number ``failures``: exponential, capped, with jitter."""
-        ceiling = min(self._backoff_cap, self._backoff_base * 2 ** (failures - 1))
-        return self._rng.uniform(ceiling / 2, ceiling)
+        return jittered_backoff(failures, base=self._backoff_base, cap=self._backoff_cap,
+                                rng=self._rng)
 
     async def run(self) -> None:
         """Hand due keys to jobs until :meth:`close`; returns when the queue is closed."""

@@ -21,7 +21,7 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Literal, TextIO
 
@@ -43,7 +43,7 @@ from opentelemetry.sdk.trace.export import (
 )
 from opentelemetry.util._once import Once
 
-from plumbing.redaction import Redactor
+from plumbing.redaction import Redactor, render_exceptions
 
 LogFormat = Literal["json", "console"]
 LOG_FORMATS: tuple[LogFormat, ...] = ("json", "console")
@@ -52,6 +52,55 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 class TelemetryError(Exception):
     """A telemetry setting (an ``OTEL_*`` variable) is unusable."""
+
+
+#: The logging methods of structlog's bound loggers that interpolate positional arguments.
+_LEVEL_METHODS = ("debug", "info", "warning", "warn", "error", "exception", "critical", "fatal",
+                  "msg")
+
+
+def without_positional_arguments(
+    base: type[structlog.typing.FilteringBoundLogger],
+) -> type[structlog.typing.FilteringBoundLogger]:
+    """``base`` whose methods never %-interpolate positional arguments into the event.
+
+    ``log.info("read %s", value)`` would put ``value`` into the one field redaction never looks
+    at. The arguments are dropped instead (and counted, in ``positional_args_dropped``, so the
+    mistake shows): values go in keyword fields, where redaction sees their names.
+    """
+    namespace: dict[str, Any] = {"__doc__": base.__doc__}
+    for name in _LEVEL_METHODS:
+        namespace[name] = _dropping(getattr(base, name))
+        namespace["a" + name] = _adropping(getattr(base, "a" + name))
+
+    def log(self: Any, level: int, event: str, *args: Any, **kw: Any) -> Any:
+        return base.log(self, level, event, **_counted(args, kw))
+
+    async def alog(self: Any, level: int, event: str, *args: Any, **kw: Any) -> Any:
+        return await base.alog(self, level, event, **_counted(args, kw))
+
+    namespace.update(log=log, alog=alog)
+    return type(base.__name__, (base,), namespace)
+
+
+def _counted(args: tuple[Any, ...], kw: dict[str, Any]) -> dict[str, Any]:
+    if args:
+        kw["positional_args_dropped"] = len(args)
+    return kw
+
+
+def _dropping(method: Callable[..., Any]) -> Callable[..., Any]:
+    def call(self: Any, event: str | None = None, *args: Any, **kw: Any) -> Any:
+        return method(self, event, **_counted(args, kw))
+
+    return call
+
+
+def _adropping(method: Callable[..., Any]) -> Callable[..., Any]:
+    async def call(self: Any, event: str | None = None, *args: Any, **kw: Any) -> Any:
+        return await method(self, event, **_counted(args, kw))
+
+    return call
 
 
 def add_trace_context(
@@ -163,11 +212,12 @@ def configure(
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             add_trace_context,
+            # Exceptions are rendered first, so that redaction sees all there is to render.
+            render_exceptions,
             Redactor(extra_keys=sensitive_keys),
-            structlog.processors.format_exc_info,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
+        wrapper_class=without_positional_arguments(structlog.make_filtering_bound_logger(level)),
         logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
         cache_logger_on_first_use=False,
     )

@@ -8,10 +8,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import re
 from collections.abc import Sequence
 
 import structlog
 
+from plumbing.hardening import disable_core_dumps
 from plumbing.lifecycle import serve
 from plumbing.options import (
     OptionParser,
@@ -55,8 +57,9 @@ def build_parser() -> OptionParser:
         help="syncd's own namespace: the fingerprint key Secret and the default VaultAuth",
     )
     run.option(
-        "--watch-namespace", default=None,
-        help="only sync VaultStaticSecrets of this namespace (default: all namespaces)",
+        "--watch-namespace", type=_namespaces, default="",
+        help="only sync VaultStaticSecrets of these namespaces, comma-separated (default: all "
+        "namespaces); with the Roles of manifests/syncd/namespaced/ instead of the ClusterRole",
     )
     run.option(
         "--max-concurrent-reconciles", type=positive_int, default=4,
@@ -109,6 +112,20 @@ def build_parser() -> OptionParser:
         "on the host or port (https://vault-*.vault.svc:8200, http://127.0.0.1:*); default: "
         "the addresses of the VaultConnections in --namespace",
     )
+    run.option(
+        "--template-deadline", type=_duration, default="1s",
+        help="how long the templates of one VaultStaticSecret may take to render; the render "
+        "is then stopped and reported (TemplateTooExpensive)",
+    )
+    run.option(
+        "--template-memory-mib", type=positive_int, default=24,
+        help="memory (MiB) one render may use in its worker process, beyond the idle worker's",
+    )
+    run.option(
+        "--template-workers", type=positive_int, default=2,
+        help="worker processes rendering templates at once (each about 11 MiB once started); "
+        "one namespace uses all but one of them at most",
+    )
     add_telemetry_options(run)
     return parser
 
@@ -119,6 +136,18 @@ def _duration(text: str) -> float:
         return positive_float(str(parse_duration(text)))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def _namespaces(text: str) -> tuple[str, ...]:
+    """``a,b`` -> ("a", "b"); empty: all namespaces."""
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    for name in names:
+        if not _NAMESPACE.fullmatch(name):
+            raise argparse.ArgumentTypeError(f"{name!r} is not a namespace name (RFC 1123 label)")
+    return names
 
 
 def _bool(text: str) -> bool:
@@ -150,7 +179,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings(
         kubeconfig=args.kubeconfig,
         namespace=args.namespace,
-        watch_namespace=args.watch_namespace,
+        watch_namespaces=args.watch_namespace,
         concurrency=args.max_concurrent_reconciles,
         vault_threads=args.vault_threads,
         default_refresh_seconds=args.default_refresh_after,
@@ -164,6 +193,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         retry_period_seconds=args.retry_period,
         health_address=args.health_address,
         allowed_vault_addresses=args.allowed_vault_addresses,
+        template_deadline_seconds=args.template_deadline,
+        template_memory_bytes=args.template_memory_mib * 1024 * 1024,
+        template_workers=args.template_workers,
     )
 
 
@@ -180,6 +212,7 @@ async def _run(settings: Settings, stop: asyncio.Event) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    disable_core_dumps()  # tokens and secret values live in this process's memory
     args: argparse.Namespace = build_parser().parse_args(argv)
     if args.command == "run":
         settings = _settings(args)

@@ -29,7 +29,7 @@ from plumbing.watching import Informer
 from syncd import sources
 from syncd.destinations import Desired, DestinationError, decode_data, in_sync, write
 from syncd.fingerprint import fingerprint
-from syncd.rendering import RenderError, render
+from syncd.rendering import RenderError, Templates, render
 from syncd.rollout import Result, Rollouts, Workload
 from syncd.specs import (
     AutoTarget,
@@ -90,9 +90,11 @@ class Controller:
         kube: Kube,
         hmac_key: bytes,
         operator_namespace: str,
+        templates: Templates,
         debounce_seconds: float = 2.0,
     ) -> None:
         self._caches = caches
+        self._templates = templates
         self._clients = clients
         self._pool = pool
         self.rollouts = Rollouts(kube=kube, report=self.report_rollout, debounce=debounce_seconds)
@@ -186,14 +188,17 @@ class Controller:
         if not destination.create and current is not None:
             secret_type = current.get("type") or secret_type
         try:
-            rendered = render(
-                kv_type=spec.kv_type, data=source.raw, transformation=destination.transformation,
-                labels=spec.labels, annotations=spec.annotations, secret_type=secret_type,
+            rendered = await render(
+                kv_type=spec.kv_type, data=source.raw, templates=self._templates,
+                transformation=destination.transformation, labels=spec.labels,
+                annotations=spec.annotations, secret_type=secret_type, tenant=namespace,
             )
         except RenderError as exc:
-            await self._fail(obj, reason="InvalidSecretData", message=str(exc))
-            log.warning("render failed", error=str(exc))
-            return "InvalidSecretData"
+            await self._fail(obj, reason=exc.reason, message=str(exc))
+            log.warning("render failed", reason=exc.reason, error=str(exc))
+            if exc.retry:  # over budget: back off, and let the others have the workers
+                raise
+            return exc.reason
 
         mac = fingerprint(key=self._hmac_key, data=rendered)
         status = self._status.current(obj)  # the cache may not show our last write yet
@@ -276,7 +281,7 @@ class Controller:
             await self._recorder.post(obj, type="Normal", reason=reason, message=message)
         log.info(
             "synced", outcome=reason, written=written or "no", version=source.version,
-            data_keys=sorted(rendered),
+            data_key_names=sorted(rendered),
         )
         return reason
 

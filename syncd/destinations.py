@@ -6,7 +6,14 @@ The rules, from VSO's and ESO's users' experience:
   watches them, which is how drift is noticed at once) and, under ``deletionPolicy: Delete``,
   an ownerReference to the VaultStaticSecret so that Kubernetes deletes it with its owner.
   An existing Secret that is not ours is left alone unless ``overwrite: true``.
-- ``create: false``: the Secret belongs to someone else; only its ``data`` is replaced.
+- ``create: false``: the Secret belongs to someone else; only its ``data`` is replaced, and
+  only if the Secret agrees to it: it carries the annotation
+  ``secrets.vault-syncd.dev/destination-of: <name of the VaultStaticSecret>``, or syncd created
+  it for this VaultStaticSecret. Whoever may create a VaultStaticSecret must not be able to
+  overwrite any Secret of the namespace through syncd (a Helm release record once lost its
+  ``release`` key that way). Even with the annotation, a Secret that is another program's is
+  refused: a type syncd does not write (service-account tokens, ``helm.sh/release.v1``,
+  bootstrap tokens...), a controller ownerReference to something else, or cert-manager's.
 - The ``type`` of a Secret is immutable in Kubernetes, so a change of type recreates it.
 - Writes are conditional on the resourceVersion we read: a concurrent edit is a conflict and
   the reconcile is retried, never a silent overwrite.
@@ -28,6 +35,15 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "vault-syncd"
 OWNER_UID_LABEL = "secrets.vault-syncd.dev/owner-uid"
 MANAGED_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+#: On a Secret, the name of the VaultStaticSecret (same namespace) allowed to write its data
+#: with ``create: false``.
+DESTINATION_OF = "secrets.vault-syncd.dev/destination-of"
+#: The Secret types ``create: false`` writes: those that are data. Others belong to programs
+#: (``kubernetes.io/service-account-token``, ``helm.sh/release.v1``,
+#: ``bootstrap.kubernetes.io/token``, any custom type).
+WRITABLE_TYPES = ("Opaque", "kubernetes.io/basic-auth", "kubernetes.io/ssh-auth",
+                  "kubernetes.io/tls", "kubernetes.io/dockerconfigjson", "kubernetes.io/dockercfg")
+_CERT_MANAGER = "cert-manager.io/certificate-name"
 
 Written = Literal["Created", "Updated", "Recreated"]
 
@@ -36,6 +52,12 @@ class DestinationError(Exception):
     """The destination cannot be written as asked; the message says what to change."""
 
     reason = "DestinationError"
+
+
+class DestinationRefused(DestinationError):
+    """The destination is not syncd's to write (``create: false``); nothing was written."""
+
+    reason = "DestinationRefused"
 
 
 @dataclass(frozen=True)
@@ -133,10 +155,16 @@ async def write(kube: Kube, desired: Desired, *, current: JSON | None) -> Writte
             except KubeError as exc:
                 if exc.not_found:
                     raise DestinationError(
-                        f"{where} does not exist; create it, or set spec.destination.create"
-                        " to true"
+                        f"{where} does not exist; create it (annotated {DESTINATION_OF}:"
+                        f" {desired.owner['metadata']['name']}), or set"
+                        " spec.destination.create to true"
                     ) from None
                 raise
+        refusal = _refusal(current, desired)
+        if refusal is not None:
+            raise DestinationRefused(
+                f"spec.destination.name: {where} {refusal}; nothing was written")
+        # Conditional on the resourceVersion read: the Secret written is the one checked.
         body = {**current, "data": _encode(desired.data)}
         await kube.request("PUT", item, body=body)
         return "Updated"
@@ -174,6 +202,30 @@ async def write(kube: Kube, desired: Desired, *, current: JSON | None) -> Writte
     return "Updated"
 
 
+def _refusal(secret: Mapping[str, Any], desired: Desired) -> str | None:
+    """Why ``create: false`` must not write ``secret``, or None."""
+    metadata = secret.get("metadata") or {}
+    owner_uid = desired.owner["metadata"]["uid"]
+    secret_type = secret.get("type") or "Opaque"
+    if secret_type not in WRITABLE_TYPES:
+        return (f"is of type {secret_type}, which belongs to the program that made it; syncd"
+                f" writes only Secrets of type {', '.join(WRITABLE_TYPES)}")
+    for reference in metadata.get("ownerReferences") or []:
+        if reference.get("controller") and reference.get("uid") != owner_uid:
+            return (f"is controlled by {reference.get('kind')} {reference.get('name')}"
+                    " (metadata.ownerReferences); syncd does not write another controller's"
+                    " Secret")
+    annotations = metadata.get("annotations") or {}
+    if _CERT_MANAGER in annotations:
+        return f"is cert-manager's (annotation {_CERT_MANAGER}); syncd does not write it"
+    if is_ours(secret, owner_uid) or annotations.get(DESTINATION_OF) == \
+            desired.owner["metadata"]["name"]:
+        return None
+    return (f"does not opt in: with create: false, syncd writes only a Secret annotated"
+            f" {DESTINATION_OF}: {desired.owner['metadata']['name']} (or one it created); add"
+            " the annotation, or set spec.destination.create to true for a Secret of syncd's own")
+
+
 def _new_secret(desired: Desired) -> JSON:
     return {
         "apiVersion": "v1",
@@ -185,9 +237,11 @@ def _new_secret(desired: Desired) -> JSON:
 
 
 __all__ = [
+    "DESTINATION_OF",
     "MANAGED_SELECTOR",
     "Desired",
     "DestinationError",
+    "DestinationRefused",
     "decode_data",
     "in_sync",
     "is_ours",

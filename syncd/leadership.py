@@ -89,7 +89,7 @@ class LeaderElector:
         self._record_changed_at = 0.0
         self._renewed_at = 0.0
         self._log = structlog.get_logger("leadership").bind(
-            lease=f"{settings.namespace}/{settings.name}", identity=settings.identity
+            lease=f"{settings.namespace}/{settings.name}", replica=settings.identity
         )
 
     @property

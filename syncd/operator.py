@@ -61,6 +61,7 @@ from syncd.specs import (
     parse_vault_static_secret,
 )
 from syncd.status import StatusWriter
+from syncd.template_pool import MIB, TemplatePool
 from syncd.vault_addresses import AddressPattern, AllowedAddresses
 from syncd.vault_clients import VaultClients, api_server_audiences
 
@@ -73,7 +74,10 @@ class Settings:
 
     kubeconfig: str | None = None
     namespace: str = "vault-syncd"
-    watch_namespace: str | None = None
+    #: Namespaces whose VaultStaticSecrets are synced; empty: all. syncd then reads and writes
+    #: only there and in :attr:`namespace` (its VaultAuths and VaultConnections too), so Roles
+    #: in those namespaces are all the rights it needs (manifests/syncd/namespaced/).
+    watch_namespaces: tuple[str, ...] = ()
     concurrency: int = 4
     vault_threads: int = 4
     debounce_seconds: float = 2.0
@@ -95,6 +99,12 @@ class Settings:
     #: The Vault addresses VaultConnections may use (exact URLs or globs, see
     #: :mod:`syncd.vault_addresses`); None: those of the VaultConnections in :attr:`namespace`.
     allowed_vault_addresses: tuple[str, ...] | None = None
+    #: Templates: how long one VaultStaticSecret's may take, how much memory (bytes of address
+    #: space beyond an idle worker's) they may use, and how many render at once; see
+    #: :mod:`syncd.template_pool`.
+    template_deadline_seconds: float = 1.0
+    template_memory_bytes: int = 24 * MIB
+    template_workers: int = 2
 
     def lease(self) -> LeaseSettings:
         return LeaseSettings(
@@ -172,6 +182,10 @@ async def run(
     metrics_token = None
     lost = False
     informers: tuple[Informer, ...] = ()
+    templates = TemplatePool(
+        workers=settings.template_workers, deadline=settings.template_deadline_seconds,
+        memory=settings.template_memory_bytes,
+    )
     try:
         def alive() -> str | None:
             if stop.is_set():
@@ -201,13 +215,15 @@ async def run(
         hmac_key = await _fingerprint_key(kube, namespace=settings.namespace, stop=stop)
         if hmac_key is None:
             return
-        watch = settings.watch_namespace
+        watch = settings.watch_namespaces
+        # The default VaultAuth and VaultConnection live in syncd's own namespace.
+        referable = (*watch, settings.namespace) if watch else ()
         caches = Caches(
-            static_secrets=Informer(kube=kube, resource=VAULT_STATIC_SECRET, namespace=watch),
-            auths=Informer(kube=kube, resource=VAULT_AUTH),
-            connections=Informer(kube=kube, resource=VAULT_CONNECTION),
+            static_secrets=Informer(kube=kube, resource=VAULT_STATIC_SECRET, namespaces=watch),
+            auths=Informer(kube=kube, resource=VAULT_AUTH, namespaces=referable),
+            connections=Informer(kube=kube, resource=VAULT_CONNECTION, namespaces=referable),
             secrets=Informer(
-                kube=kube, resource=SECRETS, namespace=watch, label_selector=MANAGED_SELECTOR
+                kube=kube, resource=SECRETS, namespaces=watch, label_selector=MANAGED_SELECTOR
             ),
         )
         informers = (caches.auths, caches.connections, caches.secrets, caches.static_secrets)
@@ -222,7 +238,7 @@ async def run(
         controller = Controller(
             caches=caches, clients=clients, pool=pool,
             recorder=recorder, status=StatusWriter(kube=kube), kube=kube,
-            hmac_key=hmac_key, operator_namespace=settings.namespace,
+            hmac_key=hmac_key, operator_namespace=settings.namespace, templates=templates,
             debounce_seconds=settings.debounce_seconds,
         )
         rollouts = controller.rollouts
@@ -251,7 +267,7 @@ async def run(
             return
         if elector is not None:
             log.info("caches synced, electing a leader", lease=elector.path,
-                     identity=elector.settings.identity)
+                     replica=elector.settings.identity)
             electing = asyncio.create_task(elector.run(), name="leader-election")
             if not await _first(elector.leading.wait(), stop, electing):
                 if electing.done() and not stop.is_set():
@@ -261,6 +277,7 @@ async def run(
         refreshes.start()
         tasks.append(asyncio.create_task(queue.run(), name="queue"))
         log.info("ready", objects=len(caches.static_secrets), namespace=settings.namespace,
+                 watching=list(watch) or "all namespaces",
                  leader=elector.settings.identity if elector else None)
         await _first(stop.wait(), stop, *([electing] if electing else []))
         lost = not stop.is_set()
@@ -277,6 +294,7 @@ async def run(
                                    - lease.retry_period))
         if queue is not None:
             await queue.close(grace=grace)
+        await templates.close()  # after the queue: no render is running any more
         if rollouts is not None:
             await rollouts.close()
         if refreshes is not None:

@@ -36,32 +36,28 @@ kv-v1); ``annotations`` and ``labels`` those of the VaultStaticSecret. A printed
 not a string is written as JSON (``true``, not ``True``), and a trailing newline is kept, as Go
 keeps it.
 
-No secret value may leave this module except inside the returned :class:`SecretData`: errors
-name keys and templates only, and an error raised while a template runs is passed on only when
-its type is known to carry no data, after quoted text that matches secret data is blanked.
+Templates run in worker processes (:mod:`syncd.template_pool`), with a deadline and a memory
+bound, and their errors are described by kind and line, never by what Jinja said
+(:mod:`syncd.templating`). No secret value may leave this module except inside the returned
+:class:`SecretData`: errors name keys and templates only.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import functools
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-import jinja2
-from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from syncd.templating import MAX_SECRET_SIZE as MAX_SECRET_SIZE  # noqa: PLC0414 (re-exported)
+from syncd.templating import TemplateSyntaxProblem, compile_text
+from syncd.templating import go_json as go_json  # noqa: PLC0414 (re-exported)
 
 KVType = Literal["kv-v1", "kv-v2"]
 
 RAW_KEY = "_raw"
-#: Kubernetes' limit on a Secret's data: the sum of the value lengths (keys are not counted).
-MAX_SECRET_SIZE = 1024 * 1024
 
 _KEY = re.compile(r"[-._a-zA-Z0-9]+")
 _MAX_KEY_LENGTH = 253
@@ -73,11 +69,17 @@ _TYPE_KEYS: Mapping[str, tuple[str, ...]] = {
     "kubernetes.io/ssh-auth": ("ssh-privatekey",),
 }
 _JSON_KEYS = frozenset({".dockerconfigjson", ".dockercfg"})
-_REDACTED = "[REDACTED]"
 
 
 class RenderError(Exception):
-    """The Secret data cannot be built. ``key`` is the Secret data key or template at fault."""
+    """The Secret data cannot be built. ``key`` is the Secret data key or template at fault.
+
+    ``reason`` is the condition reason; ``retry``: retried with backoff (the failure is not a
+    property of the data alone), rather than at the next refresh.
+    """
+
+    reason = "InvalidSecretData"
+    retry = False
 
     def __init__(self, message: str, *, key: str | None = None) -> None:
         super().__init__(message)
@@ -86,6 +88,20 @@ class RenderError(Exception):
 
     def __str__(self) -> str:
         return f"key {self.key!r}: {self.message}" if self.key is not None else self.message
+
+
+class TemplateTooExpensive(RenderError):
+    """A template went over its deadline or its memory, or its worker died rendering it."""
+
+    reason = "TemplateTooExpensive"
+    retry = True
+
+
+class TemplateWorkerError(RenderError):
+    """No template worker could be started (or syncd is stopping)."""
+
+    reason = "TemplateWorkerFailed"
+    retry = True
 
 
 class SecretData(Mapping[str, bytes]):
@@ -116,12 +132,11 @@ class SecretData(Mapping[str, bytes]):
 
 @dataclass(frozen=True, kw_only=True)
 class SecretTemplate:
-    """One compiled template; ``key`` is the Secret data key it renders."""
+    """One template, checked to compile; ``key`` is the Secret data key it renders."""
 
     key: str
     # The text is configuration, not secret, but people do paste literals into templates.
     text: str = field(repr=False)
-    compiled: jinja2.Template = field(repr=False, compare=False)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,120 +149,52 @@ class Transformation:
     exclude_raw: bool = False
 
 
-def go_json(value: Any) -> str:
-    """``value`` as Go's ``json.Marshal`` writes it: compact, sorted keys, HTML-safe."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True,
-                      allow_nan=False)
-    # These characters can only occur inside JSON strings, so replacing them is safe.
-    return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+class Templates(Protocol):
+    """What renders templates: :class:`syncd.template_pool.TemplatePool`."""
 
-
-class _FilterError(Exception):
-    """Raised by our template filters; the message never holds the input."""
-
-
-def _b64encode(value: Any) -> str:
-    text = value if isinstance(value, str) else go_json(value)
-    return base64.b64encode(text.encode()).decode("ascii")
-
-
-def _b64decode(value: Any) -> str:
-    if not isinstance(value, str):
-        raise _FilterError("b64decode needs a string")
-    try:
-        return base64.b64decode(value, validate=True).decode()
-    except UnicodeDecodeError:
-        problem = "b64decode: the decoded bytes are not UTF-8 text"
-    except (binascii.Error, ValueError):
-        problem = "b64decode: the input is not valid base64"
-    raise _FilterError(problem)
-
-
-def _finalize(value: Any) -> Any:
-    # Print non-strings as JSON, as the untemplated data is written; leave undefined values
-    # alone so that printing them raises.
-    if isinstance(value, str | jinja2.Undefined):
-        return value
-    return go_json(value)
-
-
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """Jinja's immutable sandbox, plus a bound on what one operator can allocate.
-
-    ``'x' * 10**10`` would take a small node's memory before any output limit is reached.
-    """
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**" and isinstance(right, int) and abs(right) > 64:
-            raise _FilterError("an exponent above 64 is refused")
-        if operator == "*":
-            sized, count = (left, right) if isinstance(right, int) else (right, left)
-            if isinstance(sized, str | list | tuple) and isinstance(count, int) \
-                    and len(sized) * count > MAX_SECRET_SIZE:
-                raise _FilterError("a repetition larger than the 1 MiB Secret limit is refused")
-        return super().call_binop(context, operator, left, right)
-
-
-def _environment() -> ImmutableSandboxedEnvironment:
-    env = _Sandbox(
-        autoescape=False,
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        finalize=_finalize,
-    )
-    env.filters["b64encode"] = _b64encode
-    env.filters["b64decode"] = _b64decode
-    env.filters["tojson"] = go_json
-    return env
-
-
-_ENV = _environment()
-
-
-@functools.lru_cache(maxsize=512)
-def _compile(text: str) -> jinja2.Template:
-    # Specs are parsed on every watch event; the same texts come back again and again.
-    return _ENV.from_string(text)
+    async def render(
+        self, *, templates: Sequence[SecretTemplate], context: Mapping[str, Any], tenant: str
+    ) -> dict[str, bytes]: ...
 
 
 def compile_template(*, key: str, text: str) -> SecretTemplate:
-    """Compile ``text`` in the sandbox; a syntax error is a :class:`RenderError` naming ``key``."""
+    """Check that ``text`` compiles in the sandbox; a :class:`RenderError` naming ``key`` if
+    not."""
     try:
-        compiled = _compile(text)
-    except TemplateSyntaxError as exc:
-        # Not str(exc): with the source at hand Jinja appends the offending line.
-        raise RenderError(f"template syntax error on line {exc.lineno}: {exc.message}",
-                          key=key) from None
-    return SecretTemplate(key=key, text=text, compiled=compiled)
+        compile_text(text)
+    except TemplateSyntaxProblem as exc:
+        raise RenderError(str(exc), key=key) from None
+    return SecretTemplate(key=key, text=text)
 
 
-def render(
+async def render(
     *,
     kv_type: KVType,
     data: Mapping[str, Any],
+    templates: Templates,
     transformation: Transformation | None = None,
     labels: Mapping[str, str] | None = None,
     annotations: Mapping[str, str] | None = None,
     secret_type: str = "Opaque",
+    tenant: str = "",
 ) -> SecretData:
     """The Secret data for ``data``, the ``data`` object of a Vault KV read response.
 
-    ``labels`` and ``annotations`` are the VaultStaticSecret's, offered to templates;
-    ``secret_type`` is the destination Secret's type, whose required keys are checked. Raises
-    :class:`RenderError` for anything Kubernetes would refuse, and for template failures.
+    ``templates`` runs the templates, on behalf of ``tenant`` (the namespace); ``labels`` and
+    ``annotations`` are the VaultStaticSecret's, offered to templates; ``secret_type`` is the
+    destination Secret's type, whose required keys are checked. Raises :class:`RenderError` for
+    anything Kubernetes would refuse, and for template failures.
     """
     transformation = transformation or Transformation()
     secrets, metadata = _source(kv_type=kv_type, data=data)
 
     out: dict[str, bytes] = {}
     if transformation.templates:
-        out.update(_render_templates(
-            templates=transformation.templates.values(),
+        out.update(await templates.render(
+            templates=list(transformation.templates.values()),
             context={"secrets": secrets, "metadata": metadata,
                      "labels": dict(labels or {}), "annotations": dict(annotations or {})},
+            tenant=tenant,
         ))
     source = {k: v for k, v in secrets.items() if _selected(k, transformation)}
     if not transformation.exclude_raw:
@@ -284,75 +231,6 @@ def _selected(key: str, transformation: Transformation) -> bool:
 
 def _encode(value: Any) -> bytes:
     return (value if isinstance(value, str) else go_json(value)).encode()
-
-
-def _render_templates(
-    *, templates: Iterable[SecretTemplate], context: Mapping[str, Any]
-) -> dict[str, bytes]:
-    out: dict[str, bytes] = {}
-    for template in templates:
-        failure = None
-        try:
-            out[template.key] = _bounded(template.compiled, context)
-        except Exception as exc:  # whatever a template does wrong is the template's error
-            failure = _describe(exc, context["secrets"])
-        # Raised outside the except block, so the original exception, whose message or
-        # attributes may hold secret data, is not even reachable as __context__.
-        if failure is not None:
-            raise RenderError(f"template failed: {failure}", key=template.key)
-    return out
-
-
-def _bounded(template: jinja2.Template, context: Mapping[str, Any]) -> bytes:
-    """The output of ``template``, stopped as soon as it outgrows a Secret."""
-    parts, size = [], 0
-    for chunk in template.generate(context):
-        part = chunk.encode()
-        size += len(part)
-        if size > MAX_SECRET_SIZE:
-            raise _FilterError("the output is larger than the 1 MiB Secret limit")
-        parts.append(part)
-    return b"".join(parts)
-
-
-# Exceptions whose messages hold names and types, not data; anything else is reported by type.
-_TELLING = (UndefinedError, SecurityError, _FilterError, TypeError, ZeroDivisionError)
-_QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
-
-
-def _describe(exc: Exception, secrets: Mapping[str, Any]) -> str:
-    if not isinstance(exc, _TELLING):
-        return (f"{type(exc).__name__} (details withheld: the message may contain "
-                "secret data)")
-    message = str(exc)
-    leaves = {text for leaf in _leaves(secrets) for text in (leaf, repr(leaf)[1:-1]) if text}
-
-    # A name in quotes may have been computed from a secret (secrets[secrets.x]): blank any
-    # quoted text that is part of a secret value, or holds one.
-    def blank(match: re.Match[str]) -> str:
-        quoted = match.group(1) if match.group(1) is not None else match.group(2)
-        if quoted and any(quoted in leaf or leaf in quoted for leaf in leaves):
-            return f"'{_REDACTED}'"
-        return match.group(0)
-
-    message = _QUOTED.sub(blank, message)
-    for leaf in sorted(leaves, key=len, reverse=True):
-        if len(leaf) >= 4:  # shorter ones would mangle ordinary words; they are quoted above
-            message = message.replace(leaf, _REDACTED)
-    return message
-
-
-def _leaves(value: Any) -> Iterator[str]:
-    if isinstance(value, Mapping):
-        for v in value.values():
-            yield from _leaves(v)
-    elif isinstance(value, list | tuple):
-        for v in value:
-            yield from _leaves(v)
-    elif isinstance(value, str):
-        yield value
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        yield str(value)
 
 
 def _check(data: Mapping[str, bytes], *, secret_type: str) -> None:

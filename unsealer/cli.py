@@ -5,6 +5,7 @@
 - ``unsealer init``: initialise Vault straight into split custody.
 - ``unsealer custody verify``: check the custodians' shares against Vault and the invariant.
 - ``unsealer custody import``: store the shares of ``vault operator init`` output (stdin).
+- ``unsealer custody rbac``: the Roles and RoleBindings the custody config needs.
 
 Every option is also an environment variable (``UNSEALER_*``; see :mod:`plumbing.options`),
 except the few that expose or destroy secrets (``--print-root-token``, ``--replace``), which
@@ -19,10 +20,11 @@ import asyncio
 import functools
 from collections.abc import Sequence
 
+from plumbing.hardening import disable_core_dumps
 from plumbing.lifecycle import serve
 from plumbing.options import OptionParser, add_telemetry_options
 from plumbing.version import VERSION
-from unsealer.commands import custody_import, initialize, options, status, verify
+from unsealer.commands import custody_import, initialize, options, rbac, status, verify
 from unsealer.commands.runner import (
     OK,
     PROG,
@@ -58,6 +60,7 @@ def build_parser() -> OptionParser:
     )
     verify.add_parser(custody_commands)
     custody_import.add_parser(custody_commands)
+    rbac.add_parser(custody_commands)
     return parser
 
 
@@ -159,5 +162,6 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    disable_core_dumps()  # every command may hold shares or a root token in memory
     args: argparse.Namespace = build_parser().parse_args(argv)
     raise SystemExit(args.entry(args))

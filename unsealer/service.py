@@ -45,6 +45,7 @@ from unsealer.custody import (
     require_invariant,
     survey,
 )
+from unsealer.custody.invariant import require_configured
 from unsealer.discovery import VaultPod, on_pod_change
 from unsealer.settings import Settings
 from unsealer.shares import FingerprintKey
@@ -179,7 +180,7 @@ class Service:
         log = self._log.bind(pod=name, outcome=attempt.outcome,
                              custodians=list(attempt.custodians),
                              unreachable=list(attempt.unreachable),
-                             bad_shares=list(attempt.bad_shares))
+                             inconsistent=list(attempt.bad_shares))
         if attempt.outcome == "Unsealed":
             since = self._sealed_since.pop(name, started)
             self.metrics.time_to_unseal.record(now - since)
@@ -220,6 +221,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             f"custody config {config.source}: 'threshold' is required by unsealer run, to"
             " check that no custodian alone reaches it"
         )
+    # Refused by place from the config alone, before any connection or log line (exit 2).
+    require_configured(config, allow_unsafe=settings.allow_unsafe_custody)
     kube = await connect(kubeconfig=settings.kubeconfig)
     session = aiohttp.ClientSession()
     tasks: list[asyncio.Task[None]] = []
@@ -271,7 +274,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                 await peer.close()
         await session.close()
         await kube.close()
-        log.info("stopped")
+        if service is not None:  # a refusal before serving is one line, not a log (cli.py)
+            log.info("stopped")
 
 
 async def _poll(service: Service) -> None:

@@ -245,7 +245,7 @@ class Unsealer:
         report = await asyncio.to_thread(check_consistency, gathered.shares, threshold=threshold)
         bad = report.inconsistent
         if bad:
-            self._log.warning("inconsistent shares", shares=list(bad),
+            self._log.warning("inconsistent shares", inconsistent=list(bad),
                               custodians=sorted({b.split("/", 1)[0] for b in bad}))
         candidates: list[Sequence[Share]]
         good = [s for s in gathered.shares if s.origin not in bad]

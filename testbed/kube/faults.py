@@ -2,9 +2,11 @@
 
 Faults match requests by verb and by resource/namespace/name patterns (fnmatch), fire N times or
 with a probability, and are one of: added latency, an error Status (5xx), 429 with Retry-After,
-a watch connection dropped after some events, or a watch that is answered with 410 Expired at
-once. Counters record every API request by (verb, resource) so a test can assert, for example,
-that a reconcile which changes nothing made zero Kubernetes requests.
+a watch connection dropped after some events, a watch that is answered with 410 Expired at
+once, a watch ended cleanly (a proper end of the chunked stream, as a proxy with a short idle
+timeout does) after some events, or raw events written into a watch (malformed ones, say).
+Counters record every API request by (verb, resource) so a test can assert, for example, that
+a reconcile which changes nothing made zero Kubernetes requests.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-FaultKind = Literal["latency", "error", "throttle", "drop_watch", "expire_watch"]
+FaultKind = Literal[
+    "latency", "error", "throttle", "drop_watch", "expire_watch", "close_watch", "watch_events"
+]
 
 
 @dataclass
@@ -30,7 +34,8 @@ class Fault:
     seconds: float = 0.0  # latency; for drop_watch: drop after this long (if > 0)
     code: int = 500
     retry_after: int = 1
-    after_events: int = 0  # drop_watch: after this many events were written
+    after_events: int = 0  # drop_watch, close_watch: after this many events were written
+    events: tuple[Any, ...] = ()  # watch_events: written as JSON lines after the initial ones
     hits: int = 0
 
     def matches(self, verb: str, resource: str, namespace: str, name: str) -> bool:
@@ -77,6 +82,7 @@ class Faults:
         code: int = 500,
         retry_after: int = 1,
         after_events: int = 0,
+        events: tuple[Any, ...] = (),
     ) -> Fault:
         if isinstance(verbs, str):
             verbs = [verbs]
@@ -92,6 +98,7 @@ class Faults:
             code,
             retry_after,
             after_events,
+            tuple(events),
         )
         self._faults.append(fault)
         return fault
@@ -119,6 +126,18 @@ class Faults:
         """The next matching watch (``times=1`` unless given) is answered with 410 Expired."""
         match.setdefault("times", 1)
         return self.add("expire_watch", **match)
+
+    def close_watch(
+        self, *, after_events: int = 0, after_seconds: float = 0.0, **match: Any
+    ) -> Fault:
+        """Matching watches end cleanly (the stream's last chunk is sent) after ``after_events``
+        events or ``after_seconds``: what a proxy with a short timeout does."""
+        return self.add("close_watch", after_events=after_events, seconds=after_seconds, **match)
+
+    def watch_events(self, *events: Any, **match: Any) -> Fault:
+        """Matching watches carry ``events`` (any JSON, malformed on purpose) verbatim, after
+        their initial events; JSON watches only (not protobuf)."""
+        return self.add("watch_events", events=events, **match)
 
     def remove(self, fault: Fault) -> None:
         if fault in self._faults:

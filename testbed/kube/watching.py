@@ -159,7 +159,8 @@ async def serve_watch(
     failure: ApiError | None = None
     start_rv = store.rv
     expire = next((f for f in faults if f.kind == "expire_watch"), None)
-    drop = next((f for f in faults if f.kind == "drop_watch"), None)
+    drop = next((f for f in faults if f.kind in ("drop_watch", "close_watch")), None)
+    injected = [event for f in faults if f.kind == "watch_events" for event in f.events]
     try:
         if expire is not None:
             rv_text = req.resource_version or str(store.rv)
@@ -204,12 +205,12 @@ async def serve_watch(
         if req.send_initial_events and req.allow_bookmarks:
             chunks.append(bookmark(req, start_rv, initial_end=True))
             sent_rv = max(sent_rv, start_rv)
+        chunks.extend(dump_bytes(event) + b"\n" for event in injected)
         if chunks:
             await response.write(b"".join(chunks))
             written += len(initial)
         if drop is not None and drop.after_events <= written and drop.seconds <= 0:
-            _abort(request)
-            return response
+            return await _cut(request, response, drop)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + req.timeout
         drop_at = loop.time() + drop.seconds if drop is not None and drop.seconds > 0 else None
@@ -219,8 +220,7 @@ async def serve_watch(
             if now >= deadline:
                 break
             if drop_at is not None and now >= drop_at:
-                _abort(request)
-                return response
+                return await _cut(request, response, drop)
             wait = deadline - now
             if req.allow_bookmarks:
                 wait = min(wait, max(0.0, last_activity + req.bookmark_interval - now))
@@ -257,8 +257,7 @@ async def serve_watch(
                 await response.write(b"".join(chunks))
                 last_activity = loop.time()
             if drop is not None and drop_at is None and written >= drop.after_events:
-                _abort(request)
-                return response
+                return await _cut(request, response, drop)
         await response.write_eof()
         return response
     except (ConnectionResetError, ConnectionError, asyncio.CancelledError):
@@ -266,6 +265,17 @@ async def serve_watch(
     finally:
         unsubscribe()
         on_close()
+
+
+async def _cut(
+    request: web.Request, response: web.StreamResponse, fault: Fault
+) -> web.StreamResponse:
+    """End the watch as ``fault`` says: cut the connection, or close the stream properly."""
+    if fault.kind == "close_watch":
+        await response.write_eof()
+    else:
+        _abort(request)
+    return response
 
 
 def _abort(request: web.Request) -> None:

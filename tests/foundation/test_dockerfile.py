@@ -67,3 +67,78 @@ def test_command_is_an_entry_point_of_the_distribution() -> None:
         package = module.split(".")[0]
         copied = any(f"COPY {package} " in i for i in STAGES[0])
         assert copied, f"{package} is not copied into the build stage"
+
+
+# --- dependency versions: floors without advisories, exact pins the image installs --------
+
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+CONSTRAINTS = ROOT / "constraints.txt"
+#: Floors below which a published advisory applies (the issue's list; pyproject may be higher).
+ADVISORY_FLOORS = {"jinja2": "3.1.6", "aiohttp": "3.14.3", "requests": "2.33.0",
+                   "urllib3": "2.7.0"}
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _pins() -> dict[str, str]:
+    pins: dict[str, str] = {}
+    for raw in CONSTRAINTS.read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line:
+            name, sep, version = line.partition("==")
+            assert sep and version and not re.search(r"[<>=!~;, ]", version), f"not exact: {line}"
+            pins[_canonical(name)] = version
+    return pins
+
+
+def _runtime_closure() -> dict[str, str]:
+    """Every runtime dependency, transitive ones included, as installed here."""
+    from importlib.metadata import distribution
+
+    from packaging.requirements import Requirement
+
+    found: dict[str, str] = {}
+
+    def walk(name: str) -> None:
+        if _canonical(name) in found:
+            return
+        dist = distribution(name)
+        found[_canonical(name)] = dist.version
+        for text in dist.requires or []:
+            requirement = Requirement(text)
+            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
+                walk(requirement.name)
+
+    for text in PROJECT["dependencies"]:
+        walk(Requirement(text).name)
+    return found
+
+
+def test_the_image_installs_with_the_constraints_file() -> None:
+    build = STAGES[0]
+    assert any(i.startswith("COPY ") and "constraints.txt" in i for i in build)
+    installs = [i for i in FINAL if "pip install" in i]
+    assert installs and all("--constraint /wheels/constraints.txt" in i for i in installs)
+    assert any("constraints.txt /wheels/" in i for i in build), "not carried to the final stage"
+
+
+def test_constraints_pin_every_runtime_dependency_exactly() -> None:
+    closure = _runtime_closure()
+    expected = "\n".join(f"{name}=={version}" for name, version in sorted(closure.items()))
+    assert _pins() == closure, f"constraints.txt should list exactly:\n{expected}"
+
+
+def test_floors_exclude_versions_with_advisories() -> None:
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    declared = {_canonical(Requirement(t).name): Requirement(t)
+                for t in PROJECT["dependencies"]}
+    pins = _pins()
+    for name, floor in ADVISORY_FLOORS.items():
+        floors = [Version(s.version) for s in declared[name].specifier if s.operator == ">="]
+        assert floors and max(floors) >= Version(floor), f"{name}: the floor allows < {floor}"
+    for name, requirement in declared.items():
+        assert requirement.specifier.contains(pins[name]), f"{name}=={pins[name]} vs floor"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -80,8 +82,10 @@ async def test_forced_expiry_of_next_watch(k8s, kube: Kube) -> None:
         break
 
 
-async def test_connection_dropped_mid_watch(kube: Kube) -> None:
-    kube.faults.drop_watch(after_events=1, resource="configmaps")
+@contextlib.asynccontextmanager
+async def _watch_with_one_change(kube: Kube) -> AsyncIterator[aiohttp.StreamReader]:
+    """A raw watch of ConfigMaps from now, and ConfigMap "a" created; on exit, the server has
+    closed the watch."""
     async with (
         aiohttp.ClientSession() as session,
         session.get(
@@ -89,8 +93,25 @@ async def test_connection_dropped_mid_watch(kube: Kube) -> None:
         ) as resp,
     ):
         kube.admin.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}})
-        line = await asyncio.wait_for(resp.content.readline(), 5)
+        yield resp.content
+    await kube.wait_for(lambda: kube.cluster.open_watches == 0, message="watch closed server-side")
+
+
+async def test_connection_dropped_mid_watch(kube: Kube) -> None:
+    kube.faults.drop_watch(after_events=1, resource="configmaps")
+    async with _watch_with_one_change(kube) as content:
+        line = await asyncio.wait_for(content.readline(), 5)
         assert json.loads(line)["object"]["metadata"]["name"] == "a"
         with pytest.raises(aiohttp.ClientPayloadError):
-            await asyncio.wait_for(resp.content.read(), 5)
-    await kube.wait_for(lambda: kube.cluster.open_watches == 0, message="watch closed server-side")
+            await asyncio.wait_for(content.read(), 5)
+
+
+async def test_watch_closed_cleanly_and_raw_events(kube: Kube) -> None:
+    kube.faults.watch_events({"type": "ADDED", "object": {"metadata": {}}}, "raw",
+                             resource="configmaps", times=1)
+    kube.faults.close_watch(after_events=1, resource="configmaps", times=1)
+    async with _watch_with_one_change(kube) as content:
+        rest = await asyncio.wait_for(content.read(), 5)  # a clean end: no payload error
+    lines = [json.loads(line) for line in rest.splitlines()]
+    assert lines[:2] == [{"type": "ADDED", "object": {"metadata": {}}}, "raw"]
+    assert lines[2]["object"]["metadata"]["name"] == "a" and len(lines) == 3

@@ -29,3 +29,22 @@ async def test_crds_then_everything_else_apply_and_roll_out(kubectl: Kubectl) ->
     again = (await kubectl("apply", "-f", str(MANIFESTS / "syncd"),
                            "-f", str(MANIFESTS / "unsealer"))).check()
     assert "created" not in again.out and "configured" not in again.out  # all unchanged
+
+
+async def test_the_namespaced_install_applies_without_cluster_wide_rights(
+    kubectl: Kubectl,
+) -> None:
+    """The namespaced mode: deployment.yaml, namespaced/rbac.yaml and the watched-namespace
+    template (its example namespace "app") apply as they are; they hold no ClusterRole."""
+    (await kubectl("apply", "-f", str(MANIFESTS / "crds"))).check()
+    (await kubectl("create", "namespace", "app")).check()
+    applied = (await kubectl("apply", "-f", str(MANIFESTS / "syncd" / "deployment.yaml"),
+                             "-f", str(MANIFESTS / "syncd" / "namespaced"))).check()
+    for created in ("role.rbac.authorization.k8s.io/vault-syncd-own-namespace created",
+                    "role.rbac.authorization.k8s.io/vault-syncd created",
+                    "rolebinding.rbac.authorization.k8s.io/vault-syncd created",
+                    "serviceaccount/vault-syncd created"):
+        assert created in applied.out, applied.out
+    assert "clusterrole" not in applied.out
+    (await kubectl("rollout", "status", "deployment/vault-syncd", "-n", "vault-syncd",
+                   "--timeout=60s")).check()

@@ -35,7 +35,7 @@ def load_custody(args: argparse.Namespace, *, require_files: bool = True) -> Cus
 
 
 async def build(config: CustodyConfig, clients: Clients) -> dict[str, Custodian]:
-    needs_kube = any(isinstance(spec, KubeSecretConfig) for spec in config.custodians)
+    needs_kube = any(isinstance(spec, KubeSecretConfig) for spec in config.share_custodians)
     return build_custodians(config, kube=await clients.kube() if needs_kube else None)
 
 

@@ -29,10 +29,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import structlog
 
+from plumbing.lifecycle import DeferredSignals
 from plumbing.options import OptionParser
 from unsealer.commands import options
 from unsealer.commands.custody_access import build, load_custody, placement_lines
@@ -43,7 +46,15 @@ from unsealer.commands.root_token import (
     open_store,
     place_root_token,
 )
-from unsealer.commands.runner import OK, Clients, CommandError, execute, usage_error
+from unsealer.commands.runner import (
+    FAILED,
+    OK,
+    Clients,
+    CommandError,
+    execute,
+    report,
+    usage_error,
+)
 from unsealer.commands.secret_io import TokenFile, check_fallback_dir, rescue, rescue_root_token
 from unsealer.commands.status import PodStatus, probe
 from unsealer.commands.targets import find_targets
@@ -57,10 +68,11 @@ from unsealer.custody import (
 )
 from unsealer.custody.custodian import StoredCustodian, wipe_all_entries
 from unsealer.custody.distribution import plan
+from unsealer.custody.invariant import require_configured
 from unsealer.custody.root_token import RootTokenStore
 from unsealer.init_output import RootToken
 from unsealer.shares import Share, wipe_all
-from unsealer.vault_sys import InitResult
+from unsealer.vault_sys import InitResult, VaultNode
 
 log = structlog.get_logger("unsealer")
 
@@ -134,6 +146,7 @@ async def initialize(args: argparse.Namespace, clients: Clients) -> int:
     config = await asyncio.to_thread(load_custody, args, require_files=False)
     token_custodian = check_destination(args, config, required=True, doing="initialise")
     count, threshold = seal_shape(args, config)
+    require_configured(config, threshold=threshold, allow_unsafe=args.allow_unsafe_custody)
     try:
         plan(count, threshold=threshold, config=config, allow_unsafe=args.allow_unsafe_custody)
     except ValueError as exc:
@@ -152,6 +165,34 @@ async def initialize(args: argparse.Namespace, clients: Clients) -> int:
 
     token_file = TokenFile.create(Path(args.root_token_file)) if args.root_token_file else None
     node = clients.vault(target.address, timeout=INIT_TIMEOUT_SECONDS)
+    # SIGTERM, SIGINT, SIGHUP wait from before sys/init is sent until every share and the
+    # token are stored or rescued: see DeferredSignals and hand_over.
+    with DeferredSignals() as deferred:
+        code = await _initialize(
+            node, count=count, threshold=threshold, config=config, custodians=custodians,
+            fallback_dir=fallback_dir, store=store, token_file=token_file, target=target,
+            deferred=deferred, args=args,
+        )
+    if deferred.received is not None:
+        return report(NAME, f"{deferred.received.name} received during init and deferred "
+                      "until every share and the root token were stored", code=FAILED)
+    return code
+
+
+async def _initialize(
+    node: VaultNode,
+    *,
+    count: int,
+    threshold: int,
+    config: CustodyConfig,
+    custodians: dict[str, Custodian],
+    fallback_dir: Path,
+    store: RootTokenStore | None,
+    token_file: TokenFile | None,
+    target: PodStatus,
+    deferred: DeferredSignals,
+    args: argparse.Namespace,
+) -> int:
     try:
         result = await node.initialize(shares=count, threshold=threshold)
     except BaseException:
@@ -161,6 +202,7 @@ async def initialize(args: argparse.Namespace, clients: Clients) -> int:
     # From here on the shares and the token exist only in this process: custody first, words
     # after (a closed stdout must not cost a share). The shares go first: a lost root token can
     # be made again from them (vault operator generate-root), never the reverse.
+    received = time.monotonic()
     token = RootToken(result.root_token.encode("ascii", "replace"), origin="sys/init")
     placed = Placed()
     failing = True
@@ -168,7 +210,7 @@ async def initialize(args: argparse.Namespace, clients: Clients) -> int:
         try:
             distribution = await hand_over(
                 result, threshold=threshold, config=config, custodians=custodians,
-                fallback_dir=fallback_dir, args=args,
+                fallback_dir=fallback_dir, args=args, interrupt=deferred,
             )
         except Exception:
             placed = await keep_root_token(token, store, token_file, fallback_dir, args)
@@ -176,10 +218,14 @@ async def initialize(args: argparse.Namespace, clients: Clients) -> int:
         except BaseException:  # cancelled: no awaiting; save the token at once
             placed = keep_root_token_now(token, store, token_file, fallback_dir)
             raise
+        finally:
+            # The window only SIGKILL or power loss can exploit: shares in memory only.
+            log.info("init.shares.durable",
+                     seconds=round(time.monotonic() - received, 4))
         placed = await keep_root_token(token, store, token_file, fallback_dir, args)
         failing = False
     finally:
-        log.info("vault.initialized", pod=target.pod, shares=count, threshold=threshold)
+        log.info("vault.initialized", pod=target.pod, share_count=count, threshold=threshold)
         print(f"Vault initialised at {target.pod} ({target.address}): {count} shares, "
               f"threshold {threshold}")
         if placed.note:
@@ -190,6 +236,12 @@ async def initialize(args: argparse.Namespace, clients: Clients) -> int:
             print(f"unsealer init: error: {placed.problem}", file=sys.stderr, flush=True)
         token.wipe()
     print("\n".join(placement_lines(distribution, count=count, threshold=threshold)))
+    missing = [f"{key}: {value}" for key, value, configured in (
+        ("threshold", threshold, config.threshold), ("shares", count, config.shares))
+        if configured is None]
+    if missing:  # the record unsealer run and verify check Vault and custody against
+        print(f"Record the seal in {config.source}: {', '.join(missing)} (unsealer run checks "
+              "custody, and Vault's seal-status, against it)")
     print("Vault is still sealed: `unsealer run` unseals it from the custodians.")
     if placed.problem is not None:
         raise CommandError(f"every share is at its custodians, but {placed.problem}")
@@ -262,7 +314,7 @@ async def check_custodians_empty(
     ``--replace`` a custodian that holds shares is overwritten; one that cannot be read is
     refused either way.
     """
-    for spec in config.custodians:
+    for spec in config.share_custodians:
         custodian = custodians[spec.name]
         # Only the custodians distribution writes to: writable, with a 'shares' count.
         if not spec.writable or not spec.shares or not isinstance(custodian, StoredCustodian):
@@ -296,6 +348,19 @@ async def uninitialised_target(args: argparse.Namespace, clients: Clients) -> Po
     return first
 
 
+async def _unless_interrupted(work: asyncio.Future[Any], interrupt: DeferredSignals) -> None:
+    """Wait for ``work``; on a deferred signal cancel it (awaited) and raise Interrupted."""
+    signalled = asyncio.ensure_future(interrupt.arrived.wait())
+    try:
+        await asyncio.wait({work, signalled}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        signalled.cancel()
+    if not work.done():  # signalled first: what is not stored yet is rescued by the caller
+        work.cancel()
+        await asyncio.gather(work, return_exceptions=True)
+        raise Interrupted(interrupt.received.name if interrupt.received else "a signal")
+
+
 def save_root_token(token: RootToken, token_file: TokenFile | None) -> str:
     """Write the root token to its file; the line to print about it ("" without a file)."""
     if token_file is None:
@@ -310,6 +375,10 @@ def save_root_token(token: RootToken, token_file: TokenFile | None) -> str:
     return f"Root token written to {token_file.path} (mode 0600)"
 
 
+class Interrupted(Exception):
+    """A deferred signal arrived while the shares were being stored: rescue them now."""
+
+
 async def hand_over(
     result: InitResult,
     *,
@@ -318,14 +387,19 @@ async def hand_over(
     custodians: dict[str, Custodian],
     fallback_dir: Path,
     args: argparse.Namespace,
+    interrupt: DeferredSignals | None = None,
 ) -> Distribution:
-    """Distribute the new shares; never return or raise with a share only in memory."""
+    """Distribute the new shares; never return or raise with a share only in memory.
+
+    A signal deferred by ``interrupt`` (before or during distribution) stops waiting on the
+    custodians: every share goes to the rescue file at once, named in the error.
+    """
     keys = result.keys_hex
     shares: list[Share] = []
     try:
         for number, key in enumerate(keys, start=1):
             shares.append(Share.parse(key, origin=f"unseal key {number}"))
-        distribution = await distribute(
+        work = asyncio.ensure_future(distribute(
             shares,
             threshold=threshold,
             config=config,
@@ -333,7 +407,10 @@ async def hand_over(
             fallback_dir=fallback_dir,
             replace=args.replace,
             allow_unsafe=args.allow_unsafe_custody,
-        )
+        ))
+        if interrupt is not None:
+            await _unless_interrupted(work, interrupt)
+        distribution = await work
     except DistributionError as exc:
         if exc.fallback is not None:
             raise  # its message names the file that holds what is missing
@@ -344,6 +421,10 @@ async def hand_over(
         print(f"unsealer init: {where}", file=sys.stderr, flush=True)
         if not isinstance(exc, Exception):
             raise
+        if isinstance(exc, Interrupted):
+            raise CommandError(f"{exc} while the shares were being stored; {where}: store them "
+                               f"with `unsealer custody import < FILE` (custodians that "
+                               "already hold theirs keep them), then delete the file") from None
         raise CommandError(f"storing the shares failed ({type(exc).__name__}); {where}") from None
     finally:
         wipe_all(shares)

@@ -164,8 +164,8 @@ def failure_code(exc: BaseException) -> int | None:
     not an ``Exception`` (``SystemExit``, cancellation), which passes through."""
     if isinstance(exc, CommandError):
         return exc.code
-    if isinstance(exc, CustodyConfigError | InitOutputError | ConfigException):
-        return USAGE
+    if isinstance(exc, CustodyConfigError | InvariantError | InitOutputError | ConfigException):
+        return USAGE  # unusable input, unsafe custody included: refused, nothing done
     if isinstance(exc, Exception):
         return FAILED  # expected or not: one line either way (see failure_message)
     return None

@@ -37,7 +37,15 @@ from plumbing.options import OptionParser
 from unsealer.commands import options
 from unsealer.commands.custody_access import open_custody
 from unsealer.commands.root_token import open_store
-from unsealer.commands.runner import FAILED, OK, Clients, CommandError, execute, report
+from unsealer.commands.runner import (
+    FAILED,
+    OK,
+    USAGE,
+    Clients,
+    CommandError,
+    execute,
+    report,
+)
 from unsealer.commands.status import PodStatus, probe
 from unsealer.commands.targets import find_targets
 from unsealer.custody import (
@@ -49,6 +57,7 @@ from unsealer.custody import (
     survey,
 )
 from unsealer.custody.config import PeerConfig
+from unsealer.custody.invariant import require_configured
 from unsealer.custody.root_token import can_hold_root_token
 from unsealer.shares import Consistency, FingerprintKey, Share, check_consistency, wipe_all
 
@@ -104,6 +113,8 @@ class Fetched:
     error: str | None = None
     #: Not asked (a peer), with the reason.
     skipped: str | None = None
+    #: Holds shares (not an identity holder declared ``shares: 0``).
+    holds_shares: bool = True
 
 
 @dataclass
@@ -125,7 +136,9 @@ async def verify(args: argparse.Namespace, clients: Clients) -> int:
         else FingerprintKey.generate()
     )
     config, custodians = await open_custody(args, clients)
+    require_configured(config)
     findings = Findings()
+    invariant: InvariantReport | None = None
     fetched = await fetch_all(config, custodians)
     try:
         vault = await seal_of_vault(args, clients, findings)
@@ -159,7 +172,7 @@ async def verify(args: argparse.Namespace, clients: Clients) -> int:
     return report(
         "custody verify",
         f"{len(findings.problems)} problem(s): {'; '.join(findings.problems)}",
-        code=FAILED,
+        code=USAGE if invariant is not None and not invariant.ok else FAILED,
     )
 
 
@@ -168,7 +181,8 @@ async def fetch_all(config: CustodyConfig, custodians: Mapping[str, Custodian]) 
 
     async def one(spec_name: str, is_peer: bool) -> Fetched:
         custodian = custodians[spec_name]
-        item = Fetched(name=spec_name, describe=custodian.describe())
+        item = Fetched(name=spec_name, describe=custodian.describe(),
+                       holds_shares=config.custodian(spec_name).holds_shares)
         if is_peer:
             item.skipped = "not asked: a peer releases shares only to unseal a pod it sees sealed"
             return item
@@ -182,7 +196,7 @@ async def fetch_all(config: CustodyConfig, custodians: Mapping[str, Custodian]) 
         return item
 
     return list(await asyncio.gather(*(
-        one(spec.name, isinstance(spec, PeerConfig)) for spec in config.custodians
+        one(spec.name, isinstance(spec, PeerConfig)) for spec in config.share_custodians
     )))
 
 
@@ -258,7 +272,7 @@ def describe_custodians(
             for share in item.shares:
                 findings.say(f"  {' ' * width}    {share.origin}  fingerprint "
                              f"{share.fingerprint(key)}")
-            if not item.shares:
+            if not item.shares and item.holds_shares:
                 findings.problem(f"custodian {item.name!r} holds no shares")
 
 
@@ -353,20 +367,33 @@ def describe_consistency(
 
 
 def describe_invariant(report: InvariantReport, findings: Findings) -> None:
+    describe_places(report, findings)
     for violation in report.violations:
         findings.problem(f"split custody does not hold: {violation.reason}")
-    for name in report.unverified:
-        findings.problem(
-            f"custodian {name!r} could not be read and has no 'shares' count in the custody "
-            "config, so the invariant cannot be checked for it"
-        )
-    if report.ok and not report.unverified:
+    if report.ok:
         findings.say(
-            f"Invariant: holds: no custodian alone, nor an encrypted one together with the "
-            f"holder of its key, yields {report.threshold} shares"
+            f"Invariant: holds: no place alone, nor a place together with the place of the key "
+            f"to its encrypted shares, yields {report.threshold} shares"
         )
-    elif report.violations:
+    else:
         findings.say(f"Invariant: VIOLATED ({len(report.violations)} way(s))")
+
+
+def describe_places(report: InvariantReport, findings: Findings) -> None:
+    """The table of places: each compromise checked, what it yields, and the margin (shares
+    still missing to reach the threshold: safe above 0)."""
+    header = ("place", "custodians", "shares", "margin")
+    rows = [
+        (" + ".join(row.places), ", ".join(row.custodians),
+         "unknown" if row.usable is None else str(row.usable),
+         "NONE" if row.margin is None or row.margin <= 0 else str(row.margin))
+        for row in report.places
+    ]
+    widths = [max(len(line[i]) for line in [header, *rows]) for i in range(len(header))]
+    findings.say(f"Places (threshold {report.threshold}):")
+    for line in [header, *rows]:
+        findings.say("  " + "  ".join(cell.ljust(width) for cell, width in
+                                      zip(line, widths, strict=True)).rstrip())
 
 
 def _distinct(shares: Sequence[Share], key: FingerprintKey) -> int:

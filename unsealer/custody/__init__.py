@@ -1,7 +1,8 @@
 """Split custody of the unseal shares: custodians, their config, and the invariant.
 
-No single custodian holds enough shares to unseal Vault, and no encrypted custodian sits beside
-the key that decrypts it (:mod:`.invariant`). The unseal procedure needs only the
+No single place (a namespace, a node, a peer: custodians that fail or leak together) holds
+enough shares to unseal Vault, nor does one together with the place of the key that decrypts
+its encrypted shares (:mod:`.invariant`). The unseal procedure needs only the
 :class:`Custodian` protocol; the CLI loads a config (:func:`load_config`), builds the
 custodians (:func:`build_custodians`), checks the invariant before serving, and uses
 :func:`distribute` for ``init``/``import``. The config format is documented in :mod:`.config`.
@@ -15,8 +16,11 @@ from unsealer.custody.invariant import (
     Holding,
     InvariantError,
     InvariantReport,
+    PlaceRow,
     Violation,
+    check_configured,
     check_invariant,
+    require_configured,
     require_invariant,
     static_holdings,
     survey,
@@ -36,12 +40,15 @@ __all__ = [
     "InvariantReport",
     "IsSealed",
     "PeerServer",
+    "PlaceRow",
     "Violation",
     "build_custodians",
     "build_peer_server",
+    "check_configured",
     "check_invariant",
     "distribute",
     "load_config",
+    "require_configured",
     "require_invariant",
     "static_holdings",
     "survey",

@@ -41,17 +41,19 @@ def build_custodians(
     kube: Kube | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> dict[str, Custodian]:
-    """One custodian per config entry, by name, in config order.
+    """One custodian per entry the unsealer reads, by name, in config order: every custodian
+    but those that only hold the root token (``shares: 0``; see
+    :attr:`~.config.CustodyConfig.share_custodians`).
 
     ``kube`` is required when a ``kubernetesSecret`` custodian is configured.
     """
     backends: dict[str, Backend] = {}
-    for spec in config.custodians:
+    for spec in config.share_custodians:
         backend = _backend(spec, kube=kube, environ=environ)
         if backend is not None:
             backends[spec.name] = backend
     custodians: dict[str, Custodian] = {}
-    for spec in config.custodians:
+    for spec in config.share_custodians:
         if isinstance(spec, PeerConfig):
             custodians[spec.name] = PeerCustodian(
                 name=spec.name,

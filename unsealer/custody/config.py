@@ -16,9 +16,15 @@ Format (YAML, or JSON, which is YAML)::
         secretName: unseal-a
         keyPrefix: share-           # optional (default share-): keys share-1, share-2, ...
         identityKey: age-identity   # optional: holds the age identity of another custodian
-        rootTokenKey: root-token    # optional: may hold the root token (init/import
-                                    # --root-token-custodian kube-a), under this key only
-        shares: 2                   # optional: how many shares it holds (invariant, init)
+        shares: 2                   # optional: how many shares it holds (invariant, init);
+                                    # without it, counted as all of them until read
+        place: rack-1               # optional: see "Places" below
+      - name: token
+        kind: kubernetesSecret
+        namespace: vault-root       # a place that holds no shares...
+        secretName: root-token
+        rootTokenKey: root-token    # ...may hold the root token (init/import
+        shares: 0                   # --root-token-custodian token), under this key only
       - name: disk
         kind: file
         path: /var/lib/unsealer/shares    # 0600, owned by the unsealer's user
@@ -49,16 +55,32 @@ Format (YAML, or JSON, which is YAML)::
       keyFile: /etc/unsealer/peer/tls.key
       allowedPeers: [unsealer-a]    # optional: certificate names (CN or DNS SAN) allowed
       releases: [disk]              # the custodians whose shares peers may receive
+
+Places. Custodians that fail or leak together share a *place*, and the invariant counts places,
+not names (:mod:`.invariant`). Each custodian's place is derived unless ``place:`` declares it:
+a ``kubernetesSecret`` is in ``namespace/<namespace>`` (whoever reads Secrets there reads every
+Secret there, whatever its name or key prefix); a ``file`` is on ``node/<node>``, this node
+(``NODE_NAME``, from the downward API, else the host name); an ``env`` custodian (development
+only) is in ``process``: its environment leaks through other ways than the node's disk (a pod
+spec, ``ps e``), though root on the node reads both; a ``peer`` is
+``peer/<serverName or URL host>``. Declare a place to group custodians the
+derivation cannot see together (two namespaces one team administers: ``place: team-ops``) or to
+tell apart what it lumps together (a file on a removable disk: ``place: usb-key``). The root
+token may only be kept in a place that holds no shares: every custodian there says
+``shares: 0``.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+import socket
+from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
+from urllib.parse import urlsplit
 
 import structlog
 import yaml
@@ -68,6 +90,8 @@ from unsealer.custody.file import private_file_problem
 
 log = structlog.get_logger("unsealer.custody")
 
+#: Whether local files are checked (see parse_config's ``local_files``).
+_LOCAL_FILES: ContextVar[bool] = ContextVar("custody_local_files", default=True)
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]+")
@@ -92,6 +116,17 @@ class CustodianConfig:
     #: How many shares it holds, when stated (the static invariant check, distribution).
     shares: int | None = None
     encryption: Encryption | None = None
+    #: Where it is, for the invariant: declared (``place:``) or derived (see the module doc).
+    place: str = ""
+
+    @property
+    def holds_shares(self) -> bool:
+        """Whether it may hold shares: all but the custodians declared ``shares: 0``."""
+        return self.shares != 0
+
+    @property
+    def holds_root_token(self) -> bool:
+        return False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,6 +139,10 @@ class KubeSecretConfig(CustodianConfig):
     #: The data key of the root token, when this custodian may hold it (never a share key).
     root_token_key: str | None = None
 
+    @property
+    def holds_root_token(self) -> bool:
+        return self.root_token_key is not None
+
 
 @dataclass(frozen=True, kw_only=True)
 class FileConfig(CustodianConfig):
@@ -112,6 +151,10 @@ class FileConfig(CustodianConfig):
     identity_file: Path | None = None
     #: The 0600 file of the root token, when this custodian may hold it (never ``path``).
     root_token_file: Path | None = None
+
+    @property
+    def holds_root_token(self) -> bool:
+        return self.root_token_file is not None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -159,15 +202,39 @@ class CustodyConfig:
                 return custodian
         raise KeyError(name)
 
+    @property
+    def share_custodians(self) -> tuple[CustodianConfig, ...]:
+        """The custodians the unsealer reads: all that may hold shares (not those declared
+        ``shares: 0``) and those that hold another's identity. A root-token-only custodian is
+        not among them, so ``unsealer run`` needs no right on it."""
+        holders = {c.encryption.identity_from for c in self.custodians if c.encryption}
+        return tuple(c for c in self.custodians if c.holds_shares or c.name in holders)
+
+    def place_of(self, name: str) -> str:
+        return self.custodian(name).place
+
+
+def this_node(environ: Mapping[str, str] | None = None) -> str:
+    """The node this process runs on: ``NODE_NAME`` (the downward API's ``spec.nodeName``),
+    else the host name."""
+    node = (os.environ if environ is None else environ).get("NODE_NAME", "").strip()
+    return node or socket.gethostname()
+
 
 def load_config(
-    path: Path, *, vault_namespace: str, require_files: bool = True
+    path: Path,
+    *,
+    vault_namespace: str,
+    require_files: bool = True,
+    node: str | None = None,
+    local_files: bool = True,
 ) -> CustodyConfig:
     """Read and validate the custody config at ``path``.
 
     ``vault_namespace`` is where Vault runs (no Secret custodian may live there).
     ``require_files=False`` lets share files not exist yet (``init`` creates them); files that
-    exist are held to the 0600/owner rule either way.
+    exist are held to the 0600/owner rule either way. ``node`` is the node this process runs on
+    (default :func:`this_node`), the place of file and env custodians.
     """
     try:
         text = path.read_text(encoding="utf-8")
@@ -180,14 +247,37 @@ def load_config(
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise CustodyConfigError(f"custody config {path}: not valid YAML{where}") from None
     return parse_config(
-        document, source=str(path), vault_namespace=vault_namespace, require_files=require_files
+        document, source=str(path), vault_namespace=vault_namespace, require_files=require_files,
+        node=node, local_files=local_files,
     )
 
 
 def parse_config(
-    document: Any, *, source: str, vault_namespace: str, require_files: bool = True
+    document: Any,
+    *,
+    source: str,
+    vault_namespace: str,
+    require_files: bool = True,
+    node: str | None = None,
+    local_files: bool = True,
 ) -> CustodyConfig:
-    """Validate an already-parsed config document (see :func:`load_config`)."""
+    """Validate an already-parsed config document (see :func:`load_config`).
+
+    ``local_files=False`` skips every check of a local file (share files, TLS files): for a
+    config read away from the node it describes (``unsealer custody rbac``).
+    """
+    node = node or this_node()
+    token = _LOCAL_FILES.set(local_files)
+    try:
+        return _parse_config(document, source=source, vault_namespace=vault_namespace,
+                             require_files=require_files, node=node)
+    finally:
+        _LOCAL_FILES.reset(token)
+
+
+def _parse_config(
+    document: Any, *, source: str, vault_namespace: str, require_files: bool, node: str
+) -> CustodyConfig:
     top = _Fields(document, where=f"custody config {source}")
     threshold = top.optional("threshold", _count)
     total = top.optional("shares", _count)
@@ -209,6 +299,7 @@ def parse_config(
             index=index,
             vault_namespace=vault_namespace,
             require_files=require_files,
+            node=node,
         )
         if any(c.name == custodian.name for c in custodians):
             raise CustodyConfigError(
@@ -219,6 +310,7 @@ def parse_config(
     by_name = {c.name: c for c in custodians}
     for custodian in custodians:
         _check_identity_holder(custodian, by_name, where=f"custody config {source}")
+        _check_root_token_place(custodian, custodians, where=f"custody config {source}")
         if isinstance(custodian, EnvironmentConfig):
             log.warning(
                 "custody.environment.development_only",
@@ -243,12 +335,13 @@ def parse_config(
 
 
 def _custodian(
-    item: Any, *, where: str, index: int, vault_namespace: str, require_files: bool
+    item: Any, *, where: str, index: int, vault_namespace: str, require_files: bool, node: str
 ) -> CustodianConfig:
     fields = _Fields(item, where=f"{where}: custodian #{index}")
     name = fields.require("name", _name)
     fields.where = f"{where}: custodian {name!r}"
     kind = fields.require("kind", _text)
+    declared = fields.optional("place", _text)
     common: dict[str, Any] = {"name": name, "shares": fields.optional("shares", _whole)}
     recipient = fields.optional("encryptedFor", _recipient)
     identity_from = fields.optional("identityFrom", _name)
@@ -277,6 +370,7 @@ def _custodian(
                 fields.fail("rootTokenKey", "must differ from identityKey")
         custodian = KubeSecretConfig(
             **common,
+            place=declared or f"namespace/{namespace}",
             namespace=namespace,
             secret_name=fields.require("secretName", _secret_name),
             key_prefix=key_prefix,
@@ -287,7 +381,8 @@ def _custodian(
         path = fields.require("path", _path)
         identity_file = fields.optional("identityFile", _path)
         root_token_file = fields.optional("rootTokenFile", _path)
-        _check_private(fields, "path", path, require=require_files)
+        # A file declared to hold no shares (the root token's) is never read for shares.
+        _check_private(fields, "path", path, require=require_files and common["shares"] != 0)
         if identity_file is not None:
             _check_private(fields, "identityFile", identity_file, require=require_files)
         if root_token_file is not None:
@@ -297,7 +392,8 @@ def _custodian(
             # Never required: it exists only once a root token was stored there.
             _check_private(fields, "rootTokenFile", root_token_file, require=False)
         custodian = FileConfig(
-            **common, path=path, identity_file=identity_file, root_token_file=root_token_file
+            **common, place=declared or f"node/{node}", path=path, identity_file=identity_file,
+            root_token_file=root_token_file,
         )
     elif kind == PeerConfig.kind:
         if "encryption" in common:
@@ -305,18 +401,21 @@ def _custodian(
         url = fields.require("url", _text)
         if not url.startswith("https://"):
             fields.fail("url", "must be an https:// URL (peers talk mutual TLS)")
+        server_name = fields.optional("serverName", _text)
         custodian = PeerConfig(
             **common,
+            place=declared or f"peer/{server_name or _url_host(url)}",
             url=url,
             ca_file=_readable(fields, "caFile"),
             cert_file=_readable(fields, "certFile"),
             key_file=_readable(fields, "keyFile"),
-            server_name=fields.optional("serverName", _text),
+            server_name=server_name,
             timeout=fields.optional("timeoutSeconds", _positive) or 10.0,
         )
     elif kind == EnvironmentConfig.kind:
         custodian = EnvironmentConfig(
             **common,
+            place=declared or "process",
             variable=fields.require("variable", _env_name),
             identity_variable=fields.optional("identityVariable", _env_name),
         )
@@ -352,6 +451,31 @@ def _check_identity_holder(
         )
 
 
+def _check_root_token_place(
+    custodian: CustodianConfig, custodians: Sequence[CustodianConfig], *, where: str
+) -> None:
+    """The root token only in a place that holds no shares: whoever reads it must not also read
+    shares (the unsealer's own reads included, which then need no right on the root token)."""
+    if not custodian.holds_root_token:
+        return
+    field = "rootTokenKey" if isinstance(custodian, KubeSecretConfig) else "rootTokenFile"
+    beside = [
+        f"{c.name} ({'an unknown number: no shares count' if c.shares is None else c.shares})"
+        for c in custodians
+        if c.place == custodian.place and c.holds_shares
+    ]
+    if beside:
+        raise CustodyConfigError(
+            f"{where}: custodian {custodian.name!r}: field {field!r}: the root token must be "
+            f"kept in a place that holds no shares, but {custodian.place} holds shares of "
+            f"{', '.join(beside)}; keep it at a custodian of its own elsewhere (shares: 0)"
+        )
+
+
+def _url_host(url: str) -> str:
+    return urlsplit(url).hostname or url
+
+
 def _peer_server(
     document: Any, by_name: Mapping[str, CustodianConfig], *, where: str
 ) -> PeerServerConfig:
@@ -363,6 +487,8 @@ def _peer_server(
             fields.fail("releases", f"no custodian is named {name!r}")
         if isinstance(released, PeerConfig):
             fields.fail("releases", f"{name!r} is a peer; a peer server does not relay")
+        if released is not None and not released.holds_shares:
+            fields.fail("releases", f"{name!r} holds no shares (shares: 0)")
     config = PeerServerConfig(
         ca_file=_readable(fields, "caFile"),
         cert_file=_readable(fields, "certFile"),
@@ -377,6 +503,8 @@ def _peer_server(
 
 
 def _check_private(fields: _Fields, key: str, path: Path, *, require: bool) -> None:
+    if not _LOCAL_FILES.get():
+        return
     problem = private_file_problem(path)
     if problem:
         fields.fail(key, f"refusing to start: {problem}")
@@ -386,7 +514,7 @@ def _check_private(fields: _Fields, key: str, path: Path, *, require: bool) -> N
 
 def _readable(fields: _Fields, key: str) -> Path:
     path = fields.require(key, _path)
-    if not os.access(path, os.R_OK):
+    if _LOCAL_FILES.get() and not os.access(path, os.R_OK):
         fields.fail(key, f"{path} does not exist or is not readable")
     return path
 

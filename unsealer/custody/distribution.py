@@ -5,8 +5,9 @@ process ends, the Vault can never be unsealed again. So distribution is careful 
 
 1. Plan: give each writable custodian its configured number of shares (``shares`` in the
    custody config), laid out cyclically (with three custodians of two shares each and three
-   shares: AB, CA, BC), trying custodian orders until the invariant holds and every share is
-   placed at least once. No plan, no writes.
+   shares: AB, CA, BC), trying custodian orders until the invariant holds *by place* (two
+   custodians in one namespace may hold the same share, never together the threshold) and
+   every share is placed at least once. No plan, no writes.
 2. Store each custodian's shares, retrying failures with backoff a bounded number of times. A
    custodian that already holds other shares is not retried (:class:`CustodyConflict`).
 3. Whatever could not be delivered (or everything, when there is no plan) is written to a new
@@ -137,13 +138,15 @@ def plan(
     count: int, *, threshold: int, config: CustodyConfig, allow_unsafe: bool = False
 ) -> dict[str, list[int]]:
     """Share indices (0-based) per writable custodian; ``ValueError`` when none is safe."""
-    writable = [s for s in config.custodians if s.writable and (s.shares or 0) > 0]
+    writable = [s for s in config.share_custodians if s.writable and (s.shares or 0) > 0]
     if not writable:
         raise ValueError("no writable custodian has a 'shares' count")
-    # Read-only custodians (peers, env) hold shares we do not place: count them pessimistically.
+    # Read-only custodians (peers, env) hold shares we do not place: count them pessimistically
+    # (without a count, as all of them). A writable one without a count is given none.
     fixed = [
-        Holding(custodian=s.name, count=s.shares or 0, identity_from=_identity_from(s))
-        for s in config.custodians
+        Holding(custodian=s.name, count=s.shares or 0, identity_from=_identity_from(s),
+                unknown=s.shares is None and not s.writable, place=s.place)
+        for s in config.share_custodians
         if s not in writable
     ]
     capacity = sum(s.shares or 0 for s in writable)
@@ -162,6 +165,7 @@ def plan(
                 custodian=s.name,
                 fingerprints=frozenset(str(i) for i in placement[s.name]),
                 identity_from=_identity_from(s),
+                place=s.place,
             )
             for s in order
         ]

@@ -1,7 +1,8 @@
 """The destination Secret: whose it is, what syncd may change in it, and when it goes away.
 
-- ``create: false``: the Secret is someone else's; only its data is written. A missing one is a
-  clear condition, and is written once it exists.
+- ``create: false``: the Secret is someone else's, opted in by an annotation; only its data is
+  written. A missing one is a clear condition, and is written once it exists. (What is refused:
+  test_destination_ownership.py.)
 - ``create: true`` and a Secret that is not syncd's: left alone unless ``overwrite: true``.
 - A change of ``destination.type`` recreates the Secret (the type is immutable).
 - ``deletionPolicy: Delete`` sets an ownerReference, so the cluster's garbage collector deletes
@@ -16,6 +17,7 @@ from typing import Any
 from tests.syncd.e2e.world import APP_NS, GROUP_VERSION, World
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
+DESTINATION_OF = "secrets.vault-syncd.dev/destination-of"
 
 
 def _secret(name: str, *, data: dict[str, str], labels: dict[str, str] | None = None,
@@ -33,7 +35,8 @@ async def test_secrets_syncd_does_not_own(world: World) -> None:
     await world.write_kv("kv-secret/info", {"password": value})
     plain = {"name": "x", "create": False, "transformation": {"excludeRaw": True}}
     world.apply(_secret("external", data={"password": "placeholder"},
-                        labels={"team": "payments"}, annotations={"note": "hand-made"}))
+                        labels={"team": "payments"},
+                        annotations={"note": "hand-made", DESTINATION_OF: "external"}))
     world.vss("external", destination={**plain, "name": "external"})
     world.vss("not-yet", destination={**plain, "name": "not-yet"})
     world.apply(_secret("taken", data={"password": "keep-me"}, labels={"team": "payments"}))
@@ -44,7 +47,8 @@ async def test_secrets_syncd_does_not_own(world: World) -> None:
     assert await world.synced("external") == {"password": value}
     external = world.secret("external") or {}
     assert external["metadata"]["labels"] == {"team": "payments"}
-    assert external["metadata"]["annotations"] == {"note": "hand-made"}
+    assert external["metadata"]["annotations"] == {"note": "hand-made",
+                                                   DESTINATION_OF: "external"}
     assert not external["metadata"].get("ownerReferences")
 
     # create: false and no Secret: said clearly, and written once the Secret exists.
@@ -54,7 +58,9 @@ async def test_secrets_syncd_does_not_own(world: World) -> None:
     assert "spec.destination.create" in found["message"]
     await world.eventually(lambda: world.events("DestinationError", about="not-yet",
                                                 type="Warning"))
-    world.apply(_secret("not-yet", data={"password": "placeholder"}))
+    assert f"annotated {DESTINATION_OF}: not-yet" in found["message"]
+    world.apply(_secret("not-yet", data={"password": "placeholder"},
+                        annotations={DESTINATION_OF: "not-yet"}))
     assert await world.synced("not-yet") == {"password": value}
     assert MANAGED_BY not in (world.secret("not-yet") or {})["metadata"].get("labels", {})
 

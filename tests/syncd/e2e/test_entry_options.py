@@ -45,3 +45,14 @@ def test_bad_values_end_with_one_line_and_exit_2(
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and named in err
+
+
+def test_template_options() -> None:
+    defaults = _settings(build_parser().parse_args(["run"]))
+    assert (defaults.template_deadline_seconds, defaults.template_memory_bytes,
+            defaults.template_workers) == (1.0, 24 * 1024 * 1024, 2)
+    parsed = _settings(build_parser().parse_args(
+        ["run", "--template-deadline", "0.5s", "--template-memory-mib", "48",
+         "--template-workers", "3"]))
+    assert (parsed.template_deadline_seconds, parsed.template_memory_bytes,
+            parsed.template_workers) == (0.5, 48 * 1024 * 1024, 3)

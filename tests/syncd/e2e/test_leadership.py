@@ -31,7 +31,7 @@ def _logged(world: World, event: str, identity: str) -> bool:
             entry = json.loads(line)
         except ValueError:
             continue
-        if entry.get("event") == event and entry.get("identity") == identity:
+        if entry.get("event") == event and entry.get("replica") == identity:
             return True
     return False
 

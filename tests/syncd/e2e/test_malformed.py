@@ -115,8 +115,9 @@ async def test_malformed_resources_are_isolated(world: World) -> None:
 async def test_settings_without_effect_are_reported(world: World) -> None:
     value = world.value("warned")
     await world.write_kv("kv-secret/info", {"password": value})
-    world.apply({"apiVersion": "v1", "kind": "Secret",
-                 "metadata": {"name": "theirs", "namespace": APP_NS}, "data": {}})
+    world.apply({"apiVersion": "v1", "kind": "Secret", "data": {},
+                 "metadata": {"name": "theirs", "namespace": APP_NS, "annotations": {
+                     "secrets.vault-syncd.dev/destination-of": "theirs"}}})
     world.apply(_vss_body("theirs", destination={
         "name": "theirs", "create": False, "labels": {"team": "a"}}))
     world.start_syncd()

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from tests.syncd.e2e.world import APP_NS, LEASE_TIMINGS, OPERATOR_NS, ROOT, World
+from tests.syncd.e2e.world import APP_NS, LEASE_TIMINGS, OPERATOR_NS, ROOT, SYNCD_USER, World
 
 Triple = tuple[str, str, str]  # (API group, resource[/subresource], verb)
 
@@ -79,7 +79,10 @@ def _argo_rollout(name: str, labels: dict[str, str]) -> dict[str, Any]:
             "spec": {"replicas": 1}}
 
 
-async def test_cluster_role_grants_exactly_what_syncd_uses(world: World) -> None:
+async def prepare_every_request(world: World) -> None:
+    """What makes syncd use every kind of request: workloads of every kind, an Argo Rollout,
+    a VaultStaticSecret restarting them all, a missing ``create: false`` destination and a
+    VaultAuth of method kubernetes, all in namespace ``app``."""
     world.apply(ARGO_CRD)
     await world.eventually(lambda: _try_apply(world, _argo_rollout("canary", {"tier": "web"})),
                            message="the Argo Rollout CRD served")
@@ -100,13 +103,16 @@ async def test_cluster_role_grants_exactly_what_syncd_uses(world: World) -> None
     world.vss("missing", destination={"name": "missing", "create": False})
     await world.kubernetes_auth()
     world.vss("via-kubernetes-auth", vaultAuthRef="k8s")
-    # With leader election, as deployed: the Lease is created, renewed and (at the stop) released.
-    world.start_syncd(dataclasses.replace(world.settings, leader_elect=True, **LEASE_TIMINGS))
+
+
+async def exercise_every_request(world: World, *, user: str) -> None:
+    """With syncd started (as ``user``, leader election on) after :func:`prepare_every_request`:
+    the first syncs, a rotation (every kind of restart), drift (an update), a type change (a
+    delete), a Lease renewal, and a clean stop (the Lease released)."""
     await world.synced("everything")
     await world.synced("via-kubernetes-auth")
     await world.wait_condition("missing", "Ready", status="False", reason="DestinationError")
 
-    # Rotation: every kind of restart. Drift: an update. Type change: a delete.
     await world.write_kv("kv-secret/info", {"password": world.value("rbac-rotated")})
     await world.wait_condition("everything", "RolloutRestart", status="True")
     world.kube.admin.patch("v1", "Secret", "everything",
@@ -122,14 +128,22 @@ async def test_cluster_role_grants_exactly_what_syncd_uses(world: World) -> None
     argo = world.kube.admin.get("argoproj.io/v1alpha1", "Rollout", "canary", APP_NS) or {}
     assert argo["spec"].get("restartAt"), "the Argo Rollout was restarted"
     assert "Forbidden" not in world.logs.getvalue()
-    renewals = len([r for r in world.syncd_requests(["update"])
-                    if r.resource.startswith("leases.")])
-    await world.eventually(
-        lambda: len([r for r in world.syncd_requests(["update"])
-                     if r.resource.startswith("leases.")]) > renewals,
-        message="a Lease renewal")
+
+    def renewals() -> int:
+        return len([r for r in world.requests_of(user, leases=True)
+                    if r.verb == "update" and r.resource.startswith("leases.")])
+
+    seen = renewals()
+    await world.eventually(lambda: renewals() > seen, message="a Lease renewal")
     await world.stop_syncd()  # releases the Lease
     assert world.lease_holder() == ""
+
+
+async def test_cluster_role_grants_exactly_what_syncd_uses(world: World) -> None:
+    await prepare_every_request(world)
+    # With leader election, as deployed: the Lease is created, renewed and (at the stop) released.
+    world.start_syncd(dataclasses.replace(world.settings, leader_elect=True, **LEASE_TIMINGS))
+    await exercise_every_request(world, user=SYNCD_USER)
 
     used, granted = _used(world), _granted()
     assert set(used) - set(granted) == set(), "syncd needs more than rbac.yaml grants"

@@ -441,14 +441,39 @@ class World:
         """Settings of a syncd replica with leader election on, talking to Kubernetes as the
         ServiceAccount ``name`` — bound to the same roles as ``vault-syncd`` by rbac.yaml, so
         the testbed's request log tells the replicas apart."""
-        self.kube.admin.apply({"apiVersion": "v1", "kind": "ServiceAccount",
-                               "metadata": {"name": name, "namespace": OPERATOR_NS}})
+        bindings = []
         for document in yaml.safe_load_all((ROOT / "manifests/syncd/rbac.yaml").read_text()):
             if document and document["kind"] in ("ClusterRoleBinding", "RoleBinding"):
                 document["metadata"]["name"] += f"-{name}"
+                bindings.append(document)
+        return self._bound(name, bindings, **changes)
+
+    def namespaced(self, name: str, *, watch: Iterable[str], **changes: Any) -> Settings:
+        """Settings of syncd in namespaced mode (``--watch-namespace``), talking to Kubernetes
+        as the ServiceAccount ``name`` bound only by the Roles of manifests/syncd/namespaced/:
+        those of its own namespace, and a copy of watched-namespace.yaml per namespace of
+        ``watch``. Leader election on, with the tests' timings."""
+        watched = tuple(watch)
+        directory = ROOT / "manifests" / "syncd" / "namespaced"
+        documents = [d for d in yaml.safe_load_all((directory / "rbac.yaml").read_text())
+                     if d and d["kind"] != "ServiceAccount"]
+        for namespace in watched:
+            for document in yaml.safe_load_all((directory / "watched-namespace.yaml").read_text()):
+                if document:
+                    document["metadata"]["namespace"] = namespace
+                    documents.append(document)
+        return self._bound(name, documents, watch_namespaces=watched, **changes)
+
+    def _bound(self, name: str, documents: list[dict[str, Any]], **changes: Any) -> Settings:
+        """Apply ``documents`` with every binding's subject made the ServiceAccount ``name``;
+        settings of syncd talking to Kubernetes as it, leader election on."""
+        self.kube.admin.apply({"apiVersion": "v1", "kind": "ServiceAccount",
+                               "metadata": {"name": name, "namespace": OPERATOR_NS}})
+        for document in documents:
+            if document["kind"] in ("ClusterRoleBinding", "RoleBinding"):
                 document["subjects"] = [{"kind": "ServiceAccount", "name": name,
                                          "namespace": OPERATOR_NS}]
-                self.kube.admin.apply(document)
+            self.kube.admin.apply(document)
         token = self.kube.admin.mint_token(OPERATOR_NS, name)
         kubeconfig = self.kube.write_kubeconfig(self.kubeconfig.with_name(name), token=token)
         return dataclasses.replace(

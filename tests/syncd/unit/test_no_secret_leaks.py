@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from syncd.fingerprint import fingerprint
 from syncd.rendering import MAX_SECRET_SIZE, Transformation, compile_template, render
 from syncd.specs import parse_vault_static_secret
+from syncd.template_pool import TemplatePool
 
 SECRET = "Zq9-s3cr3t-Value-7f1c"
 # Pieces an error could carry without the whole value.
@@ -38,42 +40,55 @@ def assert_clean(exc: BaseException) -> None:
         assert piece not in shown, f"{piece!r} leaked in {shown}"
 
 
-def render_with(text: str, **data: Any) -> None:
-    render(kv_type="kv-v2",
-           data={"data": {"password": f"{{x}}{SECRET}", **data}, "metadata": {}},
-           transformation=Transformation(templates={"t": compile_template(key="t", text=text)}))
+async def render_with(pool: TemplatePool, text: str, **data: Any) -> None:
+    await render(
+        templates=pool, kv_type="kv-v2",
+        data={"data": {"password": f"{{x}}{SECRET}", **data}, "metadata": {}},
+        transformation=Transformation(templates={"t": compile_template(key="t", text=text)}))
 
 
-FAILURES: list[Callable[[], Any]] = [
-    lambda: render_with("{{ secrets[secrets.password] }}"),
-    lambda: render_with("{{ secrets.password.format() }}"),
-    lambda: render_with("{{ secrets.password | b64decode }}"),
-    lambda: render_with("{{ secrets.b | b64decode }}", b="/w=="),  # valid base64, not UTF-8
-    lambda: render_with("{{ secrets.password.encode('ascii') }}", password=f"é{SECRET}"),
-    lambda: render_with("{{ secrets.password | int + secrets.password }}"),
-    lambda: render_with("{{ secrets.password.__class__ }}"),
-    lambda: render_with("{{ secrets.password.nope }}"),
-    lambda: render_with("{{ secrets[secrets.password[4:16]] }}"),
-    lambda: render_with("{{ {secrets.password: 1}[secrets.password * 2] }}"),
-    lambda: render(kv_type="kv-v1", data={"bad key": SECRET}),
-    lambda: render(kv_type="kv-v1", data={"_raw": SECRET}),
-    lambda: render(kv_type="kv-v1", data={"k": SECRET * (MAX_SECRET_SIZE // len(SECRET))}),
-    lambda: render(kv_type="kv-v1", data={".dockerconfigjson": "{" + SECRET},
-                   secret_type="kubernetes.io/dockerconfigjson"),
-    lambda: render(kv_type="kv-v1", data={"tls.crt": SECRET}, secret_type="kubernetes.io/tls"),
-    lambda: fingerprint(key=b"k" * 32, data={"a": SECRET}),  # type: ignore[dict-item]
+@pytest.fixture
+async def pool() -> AsyncIterator[TemplatePool]:
+    templates = TemplatePool(workers=1)
+    yield templates
+    await templates.close()
+
+
+FAILURES: list[Callable[[TemplatePool], Any]] = [
+    lambda p: render_with(p, "{{ secrets[secrets.password] }}"),
+    lambda p: render_with(p, "{{ secrets.password.format() }}"),
+    lambda p: render_with(p, "{{ secrets.password | b64decode }}"),
+    lambda p: render_with(p, "{{ secrets.b | b64decode }}", b="/w=="),  # valid base64, not UTF-8
+    lambda p: render_with(p, "{{ secrets.password.encode('ascii') }}", password=f"é{SECRET}"),
+    lambda p: render_with(p, "{{ secrets.password | int + secrets.password }}"),
+    lambda p: render_with(p, "{{ secrets.password.__class__ }}"),
+    lambda p: render_with(p, "{{ secrets.password.nope }}"),
+    lambda p: render_with(p, "{{ secrets[secrets.password[4:16]] }}"),
+    lambda p: render_with(p, "{{ {secrets.password: 1}[secrets.password * 2] }}"),
+    lambda p: render(templates=p, kv_type="kv-v1", data={"bad key": SECRET}),
+    lambda p: render(templates=p, kv_type="kv-v1", data={"_raw": SECRET}),
+    lambda p: render(templates=p, kv_type="kv-v1",
+                     data={"k": SECRET * (MAX_SECRET_SIZE // len(SECRET))}),
+    lambda p: render(templates=p, kv_type="kv-v1", data={".dockerconfigjson": "{" + SECRET},
+                     secret_type="kubernetes.io/dockerconfigjson"),
+    lambda p: render(templates=p, kv_type="kv-v1", data={"tls.crt": SECRET},
+                     secret_type="kubernetes.io/tls"),
+    lambda p: fingerprint(key=b"k" * 32, data={"a": SECRET}),  # type: ignore[dict-item]
 ]
 
 
 @pytest.mark.parametrize("index", range(len(FAILURES)))
-def test_errors_carry_no_secret(index: int) -> None:
+async def test_errors_carry_no_secret(index: int, pool: TemplatePool) -> None:
     with pytest.raises(Exception) as info:
-        FAILURES[index]()
+        result = FAILURES[index](pool)
+        if inspect.isawaitable(result):
+            await result
     assert_clean(info.value)
 
 
-def test_reprs_carry_no_secret() -> None:
-    data = render(kv_type="kv-v2", data={"data": {"password": SECRET}, "metadata": {}})
+async def test_reprs_carry_no_secret(pool: TemplatePool) -> None:
+    data = await render(templates=pool, kv_type="kv-v2",
+                        data={"data": {"password": SECRET}, "metadata": {}})
     template = compile_template(key="t", text=f"pasted {SECRET}")
     obj = {
         "kind": "VaultStaticSecret", "metadata": {"name": "web", "namespace": "app"},

@@ -36,6 +36,16 @@ from testbed.vault import running_vault
 
 VAULT_NS = "vault"
 CUSTODY_NS = "vault-custody"
+#: kube-b's namespace: two Secret custodians in one namespace are one place (one compromise).
+CUSTODY_NS_B = "vault-custody-b"
+#: The root token's own place (a custodian ``token`` with ``shares: 0``, see custody_config).
+ROOT_NS = "vault-root"
+#: The Secret (namespace, name) of each Secret custodian of ``World.custody_config``.
+SECRETS = {"kube-a": (CUSTODY_NS, "unseal-a"), "kube-b": (CUSTODY_NS_B, "unseal-b"),
+           "token": (ROOT_NS, "root-token")}
+#: A custodian of the root token only, in a place of its own (``custody_config(more=...)``).
+TOKEN_CUSTODIAN = {"name": "token", "kind": "kubernetesSecret", "namespace": ROOT_NS,
+                   "secretName": "root-token", "rootTokenKey": "root-token", "shares": 0}
 HOSTS = ("127.0.0.2", "127.0.0.3")
 #: A third pod's address where nothing listens: an unreachable Vault pod.
 DEAD_HOST = "127.0.0.4"
@@ -144,6 +154,7 @@ class World:
         shares: int | None = 5,
         name: str = "custody.yaml",
         extra: dict[str, dict[str, Any]] | None = None,
+        more: Sequence[dict[str, Any]] = (),
     ) -> Path:
         """Custodians kube-a, kube-b (Secrets unseal-a/-b) and disk (a 0600 file); ``extra``
         adds fields to custodians by name (``{"kube-a": {"rootTokenKey": "root-token"}}``)."""
@@ -151,11 +162,12 @@ class World:
         custodians: list[dict[str, Any]] = [
             {"name": "kube-a", "kind": "kubernetesSecret", "namespace": CUSTODY_NS,
              "secretName": "unseal-a", "shares": counts["kube-a"]},
-            {"name": "kube-b", "kind": "kubernetesSecret", "namespace": CUSTODY_NS,
+            {"name": "kube-b", "kind": "kubernetesSecret", "namespace": CUSTODY_NS_B,
              "secretName": "unseal-b", "shares": counts["kube-b"]},
             {"name": "disk", "kind": "file", "path": str(self.disk_path),
              "shares": counts["disk"]},
         ]
+        custodians.extend(dict(custodian) for custodian in more)
         for custodian in custodians:
             custodian.update((extra or {}).get(custodian["name"], {}))
         document: dict[str, Any] = {"custodians": custodians}
@@ -178,10 +190,10 @@ class World:
                 with os.fdopen(fd, "w") as handle:
                     handle.write("".join(f"{text}\n" for text in texts))
             else:
-                secret = {"kube-a": "unseal-a", "kube-b": "unseal-b"}[custodian]
+                namespace, secret = SECRETS[custodian]
                 self.kube.admin.apply({
                     "apiVersion": "v1", "kind": "Secret",
-                    "metadata": {"name": secret, "namespace": CUSTODY_NS},
+                    "metadata": {"name": secret, "namespace": namespace},
                     "data": {f"share-{number}": base64.b64encode(text.encode()).decode()
                              for number, text in enumerate(texts, start=1)},
                 })
@@ -193,16 +205,16 @@ class World:
                 return []
             assert stat.S_IMODE(self.disk_path.stat().st_mode) == 0o600
             return parse_share_lines(self.disk_path.read_text())
-        secret = {"kube-a": "unseal-a", "kube-b": "unseal-b"}[custodian]
-        found = self.kube.admin.get("v1", "Secret", secret, CUSTODY_NS)
+        namespace, secret = SECRETS[custodian]
+        found = self.kube.admin.get("v1", "Secret", secret, namespace)
         data = (found or {}).get("data") or {}
         return [decode_share(base64.b64decode(value).decode()) for key, value in
                 sorted(data.items()) if key.startswith("share-")]
 
     def held_root_token(self, custodian: str, key: str = "root-token") -> str | None:
         """The root token a Secret custodian holds under ``key``, read behind the CLI's back."""
-        secret = {"kube-a": "unseal-a", "kube-b": "unseal-b"}[custodian]
-        found = self.kube.admin.get("v1", "Secret", secret, CUSTODY_NS)
+        namespace, secret = SECRETS[custodian]
+        found = self.kube.admin.get("v1", "Secret", secret, namespace)
         value = ((found or {}).get("data") or {}).get(key)
         return base64.b64decode(value).decode().strip() if value else None
 
@@ -401,7 +413,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         running_vault(nodes=len(HOSTS), hosts=list(HOSTS), port=port) as vault,
         aiohttp.ClientSession() as http,
     ):
-        for namespace in (VAULT_NS, CUSTODY_NS):
+        for namespace in (VAULT_NS, CUSTODY_NS, CUSTODY_NS_B, ROOT_NS):
             kube.admin.create_namespace(namespace)
             kube.admin.ensure_service_account(namespace, "default")
         (tmp_path / "home").mkdir()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import socket
 from hashlib import sha256
 from typing import Any
 
@@ -59,7 +60,7 @@ async def test_one_custodian_down_is_named(world: Any) -> None:
     line = run.error_line()
     assert line.startswith("unsealer custody verify: error: 1 problem(s): custodian 'kube-b' "
                            "is unreachable: custodian 'kube-b': cannot read Secret "
-                           "vault-custody/unseal-b: 503")
+                           "vault-custody-b/unseal-b: 503")
     # What is left still unseals (3 distinct shares) and still agrees.
     assert "Shares: 3 distinct of Vault's 5" in run.out
 
@@ -84,25 +85,48 @@ async def test_a_corrupt_share_is_named_by_custodian_and_slot(world: Any) -> Non
     assert "Consistency: 5 share(s) agree; inconsistent: kube-a/share-1" in run.out
 
 
-async def test_an_invariant_violation_fails(world: Any) -> None:
+async def test_an_invariant_violation_in_the_config_is_refused_in_one_line(world: Any) -> None:
     keys = world.bootstrap().keys
     world.place({"kube-a": [keys[0], keys[1]], "kube-b": [], "disk": keys[2:5]})
     config = world.custody_config(counts={"disk": 3, "kube-b": 0})
 
     run = await _verify(world, config)
 
-    assert run.rc == 1, run
-    line = run.error_line()
-    assert "split custody does not hold: custodian 'disk' alone yields 3 shares, and the " \
-           "threshold is 3" in line
-    assert "Invariant: VIOLATED" in run.out
+    assert run.rc == 2, run
+    assert run.err_lines == [
+        f"unsealer custody verify: error: split custody does not hold: place "
+        f"node/{socket.gethostname()} (disk) alone yields 3 shares, and the threshold is 3"]
+    assert run.out == ""
+
+
+async def test_an_invariant_violation_found_by_reading_fails_with_the_places(
+    world: Any,
+) -> None:
+    """The config says 2 each; the disk holds 3: found by reading, the table says where."""
+    keys = world.bootstrap().keys
+    world.place({"kube-a": [keys[0], keys[1]], "kube-b": [keys[3]], "disk": keys[2:5]})
+
+    run = await _verify(world, world.custody_config())
+
+    assert run.rc == 2, run
+    assert run.error_line() == (
+        "unsealer custody verify: error: 1 problem(s): split custody does not hold: place "
+        f"node/{socket.gethostname()} (disk) alone yields 3 shares, and the threshold is 3")
+    assert "Invariant: VIOLATED (1 way(s))" in run.out
+    lines = run.out.splitlines()
+    table = lines[lines.index("Places (threshold 3):") + 1:][:4]
+    assert [line.split() for line in table] == [
+        ["place", "custodians", "shares", "margin"],
+        ["namespace/vault-custody", "kube-a", "2", "1"],
+        ["namespace/vault-custody-b", "kube-b", "1", "2"],
+        [f"node/{socket.gethostname()}", "disk", "3", "NONE"]]
 
 
 async def test_config_disagreeing_with_vault(world: Any) -> None:
     world.place(_layout(world.bootstrap().keys))
-    run = await _verify(world, world.custody_config(threshold=2, shares=5))
+    run = await _verify(world, world.custody_config(threshold=4, shares=5))
     assert run.rc == 1
-    assert "the custody config says threshold 2, Vault says 3" in run.error_line()
+    assert "the custody config says threshold 4, Vault says 3" in run.error_line()
 
 
 async def test_an_unusable_config_is_one_line_and_exit_2(world: Any) -> None:

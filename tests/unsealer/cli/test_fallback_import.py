@@ -41,7 +41,7 @@ async def test_init_fallback_file_round_trip_unseals_vault(world: Any, share_lin
     broken = await world.cli(*_import_fallback(world, config, path))
     assert broken.rc == 1, broken
     assert "  kube-b: unseal key(s) 3, 4: NOT STORED (custodian 'kube-b': cannot write " \
-           "Secret vault-custody/unseal-b: 500" in broken.out
+           "Secret vault-custody-b/unseal-b: 500" in broken.out
     assert broken.error_line().startswith(
         "unsealer custody import: error: custodians kube-b could not store their entries")
     assert f"Nothing was lost: {path} still holds them" in broken.error_line()
@@ -83,7 +83,7 @@ async def test_a_custodian_holding_other_shares_is_left_alone_unless_replace(
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write("# Unseal shares that could not be stored (vault-syncd unsealer).\n"
-                     + "".join(f"# for kube-b (Secret vault-custody/unseal-b (keys share-1..)): "
+                     + "".join(f"# for kube-b (Secret vault-custody-b/unseal-b (keys share-1..)): "
                                f"unseal key {n}\n{base64.b64encode(s).decode()}\n"
                                for n, s in zip((3, 4), shares, strict=True)))
     world.place({"kube-b": [other]})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import socket
 import stat
 from typing import Any
 
@@ -67,6 +68,17 @@ async def test_without_a_place_for_the_root_token_init_refuses_to_start(world: A
     assert (await world.seal_status())["initialized"] is False
 
 
+async def test_init_says_to_record_a_seal_the_config_does_not_state(world: Any) -> None:
+    config = world.custody_config(threshold=None, shares=None)
+    run = await world.cli(*_init_args(world, "--shares", "5", "--threshold", "3",
+                                      "--print-root-token", config=config))
+    world.register_shares(s for shares in world.held_everywhere().values() for s in shares)
+    world.root_tokens.update(re.findall(r"^Initial Root Token: (\S+)$", run.out, re.MULTILINE))
+    assert run.rc == 0, run
+    assert (f"Record the seal in {config}: threshold: 3, shares: 5 (unsealer run checks "
+            "custody, and Vault's seal-status, against it)") in run.out.splitlines()
+
+
 async def test_print_root_token_prints_it_once(world: Any) -> None:
     run = await world.cli(*_init_args(world, "--print-root-token"))
     world.register_shares(s for shares in world.held_everywhere().values() for s in shares)
@@ -95,7 +107,7 @@ async def test_a_failing_custodian_loses_no_share(world: Any, share_lines: Any) 
     line = run.error_line()
     assert line.startswith("unsealer init: error: custodians kube-b could not store their "
                            "shares (custodian 'kube-b': cannot write Secret "
-                           "vault-custody/unseal-b: 500")
+                           "vault-custody-b/unseal-b: 500")
     assert f"Their shares were written to {fallbacks[0]} (mode 0600)" in line
     assert stat.S_IMODE(fallbacks[0].stat().st_mode) == 0o600
     assert held["kube-b"] == [] and len(rescued) == 2
@@ -139,7 +151,14 @@ async def test_custody_that_cannot_take_the_shares_refuses_before_sys_init(world
         world, "--root-token-file", str(token_file),
         config=world.custody_config(counts={"disk": 3, "kube-a": 1, "kube-b": 1})))
     assert unsafe.rc == 2
-    assert "no safe way to place 5 shares with threshold 3" in unsafe.error_line()
+    assert unsafe.error_line().endswith(
+        "unsealer init: error: split custody does not hold: place node/"
+        f"{socket.gethostname()} (disk) alone yields 3 shares, and the threshold is 3")
+    few = await world.cli(*_init_args(
+        world, "--root-token-file", str(token_file),
+        config=world.custody_config(counts={"disk": 1, "kube-a": 1, "kube-b": 1})))
+    assert few.rc == 2
+    assert "no safe way to place 5 shares with threshold 3" in few.error_line()
 
     mismatch = await world.cli(*_init_args(world, "--root-token-file", str(token_file),
                                            "--threshold", "2"))
@@ -156,7 +175,8 @@ async def test_init_by_address_with_file_custody_needs_no_kubernetes(world: Any)
     directory.mkdir(exist_ok=True)
     config = world.directory / "files.yaml"
     config.write_text("threshold: 2\nshares: 3\ncustodians:\n" + "".join(
-        f"  - {{name: f{n}, kind: file, path: {directory / f'f{n}'}, shares: 1}}\n"
+        f"  - {{name: f{n}, kind: file, path: {directory / f'f{n}'}, shares: 1, "
+        f"place: disk-{n}}}\n"
         for n in range(3)))
 
     run = await world.cli("init", "--custody-config", str(config), "--address",

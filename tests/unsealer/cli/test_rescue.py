@@ -50,7 +50,8 @@ async def test_an_unforeseen_failure_rescues_every_share_in_importable_form(
     keys = _keys()
     config = parse_config(
         {"threshold": 2, "shares": 3, "custodians": [
-            {"name": f"c{n}", "kind": "file", "path": str(tmp_path / f"c{n}"), "shares": 1}
+            {"name": f"c{n}", "kind": "file", "path": str(tmp_path / f"c{n}"), "shares": 1,
+             "place": f"disk-{n}"}
             for n in range(3)]},
         source="test", vault_namespace="vault", require_files=False)
     custodians = {f"c{n}": Exploding(f"c{n}") for n in range(3)}

@@ -125,10 +125,10 @@ async def test_run_refuses_unsafe_custody_in_one_line(world: Any) -> None:
     world.place({"kube-a": keys[:3], "kube-b": [keys[3]], "disk": [keys[4]]})
     config = world.custody_config(counts={"kube-a": 3, "kube-b": 1, "disk": 1})
     run = await world.cli("run", "--custody-config", str(config), *world.pod_args())
-    assert run.rc == 1, run
-    assert run.error_line().startswith(
-        "unsealer run: error: split custody does not hold: custodian 'kube-a' alone yields 3 "
-        "shares, and the threshold is 3")
+    assert run.rc == 2, run
+    assert run.err_lines == [  # one line, before any log line
+        "unsealer run: error: split custody does not hold: place namespace/vault-custody "
+        "(kube-a) alone yields 3 shares, and the threshold is 3"]
 
 
 async def test_run_serves_with_the_settings_and_stops_on_sigterm(world: Any) -> None:

@@ -73,7 +73,8 @@ async def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
         monkeypatch.setenv(ENV_VARIABLE, keys[4].hex())
         config = tmp_path / "custody.yaml"
         config.write_text(yaml.safe_dump(custody_config(share_file=share_file)))
-        kube.admin.apply_yaml((ROOT / "manifests" / "unsealer" / "rbac.yaml").read_text())
+        for manifest in ("rbac.yaml", "custody-rbac.yaml"):
+            kube.admin.apply_yaml((ROOT / "manifests" / "unsealer" / manifest).read_text())
         token = kube.admin.mint_token(VAULT_NS, "vault-unsealer")
         kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig", token=token)
         settings = Settings(

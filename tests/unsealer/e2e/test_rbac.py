@@ -1,4 +1,5 @@
-"""manifests/unsealer/rbac.yaml grants what `unsealer run` uses, and nothing more.
+"""manifests/unsealer/rbac.yaml and custody-rbac.yaml grant what `unsealer run` uses, and
+nothing more.
 
 Sufficiency: every end-to-end test runs the unsealer with the token of the ServiceAccount that
 manifest binds, so a missing grant fails them. Minimality, here: after a run that exercises
@@ -21,7 +22,9 @@ USER = f"system:serviceaccount:{VAULT_NS}:vault-unsealer"
 
 def _granted() -> set[tuple[str, str, str]]:
     granted = set()
-    for document in yaml.safe_load_all((ROOT / "manifests/unsealer/rbac.yaml").read_text()):
+    documents = [document for manifest in ("rbac.yaml", "custody-rbac.yaml") for document in
+                 yaml.safe_load_all((ROOT / "manifests/unsealer" / manifest).read_text())]
+    for document in documents:
         if document["kind"] != "Role":
             continue
         namespace = document["metadata"]["namespace"]

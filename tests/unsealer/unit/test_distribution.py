@@ -54,7 +54,9 @@ def _config(tmp_path: Path, *capacities: int, threshold: int = 3) -> Any:
         {
             "threshold": threshold,
             "custodians": [
-                {"name": name, "kind": "file", "path": str(tmp_path / name), "shares": count}
+                # Files on one node are one place: each declares its own (disks apart).
+                {"name": name, "kind": "file", "path": str(tmp_path / name), "shares": count,
+                 "place": f"disk-{name}"}
                 for name, count in zip("abcdef", capacities, strict=False)
             ],
         },

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,14 @@ from unsealer.custody import (
     Holding,
     InvariantError,
     build_custodians,
+    check_configured,
     check_invariant,
     require_invariant,
     static_holdings,
     survey,
 )
-from unsealer.custody.config import parse_config
+from unsealer.custody.config import parse_config, this_node
+from unsealer.custody.distribution import plan
 from unsealer.shares import FingerprintKey, Share
 
 MakeShares = Callable[..., list[Share]]
@@ -41,8 +44,8 @@ def test_one_custodian_with_the_threshold_is_refused() -> None:
     report = check_invariant([_holding("a", "ABC"), _holding("b", "DE")], threshold=3)
     [violation] = report.violations
     assert violation.custodians == ("a",) and violation.usable == 3
-    assert str(violation) == "custodian 'a' alone yields 3 shares, and the threshold is 3"
-    with pytest.raises(InvariantError, match="custodian 'a' alone yields 3"):
+    assert str(violation) == "place a (a) alone yields 3 shares, and the threshold is 3"
+    with pytest.raises(InvariantError, match=r"place a \(a\) alone yields 3"):
         require_invariant(report)
 
 
@@ -60,7 +63,9 @@ def test_ciphertext_plus_identity_holder_reaching_the_threshold_is_refused() -> 
     report = check_invariant(holdings, threshold=3)
     [violation] = report.violations
     assert violation.custodians == ("vault-disk", "kube-keys") and violation.usable == 3
-    assert "together with 'kube-keys' (which holds its identity)" in str(violation)
+    assert str(violation) == (
+        "place vault-disk (vault-disk) together with place kube-keys (kube-keys), which holds "
+        "the key to its encrypted shares, yields 3 shares, and the threshold is 3")
 
 
 def test_encrypted_shares_alone_do_not_count() -> None:
@@ -109,18 +114,22 @@ def test_static_check_from_config() -> None:
             "threshold": 3,
             "custodians": [
                 {"name": "dev", "kind": "env", "variable": "A", "shares": 2,
-                 "encryptedFor": recipient, "identityFrom": "keys"},
+                 "encryptedFor": recipient, "identityFrom": "keys", "place": "p1"},
                 {"name": "keys", "kind": "env", "variable": "B", "identityVariable": "K",
-                 "shares": 1},
-                {"name": "other", "kind": "env", "variable": "C"},
+                 "shares": 1, "place": "p2"},
+                {"name": "other", "kind": "env", "variable": "C", "place": "p3"},
             ],
         },
         source="c", vault_namespace="vault",
     )
     holdings, unverified = static_holdings(config)
     report = check_invariant(holdings, threshold=config.threshold or 0, unverified=unverified)
-    assert [v.custodians for v in report.violations] == [("dev", "keys")]
+    # "other" has no count: it counts as holding everything, so its place fails too.
+    assert [v.custodians for v in report.violations] == [("other",), ("dev", "keys")]
     assert report.unverified == ("other",)
+    [unknown, _] = report.violations
+    assert unknown.usable is None and "'other' could not be read and has no 'shares' count" \
+        in str(unknown)
 
 
 async def test_survey_fingerprints_what_custodians_hold(
@@ -132,7 +141,8 @@ async def test_survey_fingerprints_what_custodians_hold(
         "A": f"{a.hex()} {b.hex()}", "B": f"{b.base64()} {c.hex()}", "C": f"{a.hex()} {c.hex()}",
     }
     config = parse_config(
-        {"custodians": [{"name": n.lower(), "kind": "env", "variable": n} for n in "ABC"]},
+        {"custodians": [{"name": n.lower(), "kind": "env", "variable": n, "place": n}
+                        for n in "ABC"]},
         source="c", vault_namespace="vault",
     )
     custodians = build_custodians(config, environ=environ)
@@ -147,3 +157,121 @@ async def test_survey_fingerprints_what_custodians_hold(
     holdings, _ = await survey(config, custodians=custodians, fingerprint_key=key)
     assert [v.custodians for v in check_invariant(holdings, threshold=3).violations] == [("a",)]
     assert_no_leak(logs.getvalue(), shares)
+
+
+# --- places ------------------------------------------------------------------------------------
+
+
+def _places_config(tmp_path: Path, custodians: list[dict[str, Any]], **extra: Any) -> Any:
+    return parse_config({"threshold": 3, "shares": 5, "custodians": custodians},
+                        source="c", vault_namespace="vault", require_files=False,
+                        node="pi-1", **extra)
+
+
+def _secret(name: str, namespace: str, secret: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "kind": "kubernetesSecret", "namespace": namespace,
+            "secretName": secret, "shares": 2, **extra}
+
+
+def _violations(config: Any) -> list[str]:
+    holdings, _ = static_holdings(config)
+    return [str(v) for v in check_invariant(holdings, threshold=3).violations]
+
+
+def test_places_are_derived_from_where_custodians_are(tmp_path: Path) -> None:
+    config = _places_config(tmp_path, [
+        _secret("kube", "custody", "a"),
+        {"name": "disk", "kind": "file", "path": str(tmp_path / "d"), "shares": 1},
+        {"name": "dev", "kind": "env", "variable": "X", "shares": 0},
+        {"name": "usb", "kind": "file", "path": str(tmp_path / "u"), "shares": 1,
+         "place": "usb-key"},
+    ])
+    assert [c.place for c in config.custodians] == [
+        "namespace/custody", "node/pi-1", "process", "usb-key"]
+
+
+def test_the_node_is_node_name_else_the_host_name() -> None:
+    assert this_node({"NODE_NAME": "pi-3"}) == "pi-3"
+    assert this_node({}) == socket.gethostname()
+
+
+@pytest.mark.parametrize(("custodians", "place"), [
+    # Two custodians in one Secret (another key prefix): one namespace, one place.
+    ([_secret("a", "custody", "s"), _secret("b", "custody", "s", keyPrefix="other-")],
+     "place namespace/custody (a, b)"),
+    # Two Secrets in one namespace.
+    ([_secret("a", "custody", "s"), _secret("b", "custody", "t")],
+     "place namespace/custody (a, b)"),
+    # Two Secrets in two namespaces declared one place (one team administers both).
+    ([_secret("a", "custody-a", "s", place="ops"), _secret("b", "custody-b", "t", place="ops")],
+     "place ops (a, b)"),
+])
+def test_two_custodians_in_one_place_are_counted_together(
+    tmp_path: Path, custodians: list[dict[str, Any]], place: str
+) -> None:
+    others = [_secret("c", "elsewhere", "u", shares=1)]
+    assert _violations(_places_config(tmp_path, custodians + others)) == [
+        f"{place} alone yields 4 shares, and the threshold is 3"]
+
+
+def test_two_files_on_one_node_are_one_place(tmp_path: Path) -> None:
+    files = [{"name": n, "kind": "file", "path": str(tmp_path / n), "shares": 2} for n in "ab"]
+    config = _places_config(tmp_path, [*files, _secret("c", "custody", "s", shares=1)])
+    assert _violations(config) == [
+        "place node/pi-1 (a, b) alone yields 4 shares, and the threshold is 3"]
+    with pytest.raises(ValueError, match=r"place node/pi-1 \(.*\) alone yields 4"):
+        plan(5, threshold=3, config=config)  # init: no layout by place, no writes
+
+
+def test_a_place_with_the_place_of_its_key_is_one_compromise(tmp_path: Path) -> None:
+    recipient = str(pyrage.x25519.Identity.generate().to_public())
+    config = _places_config(tmp_path, [
+        {"name": "disk", "kind": "file", "path": str(tmp_path / "d"), "shares": 2,
+         "encryptedFor": recipient, "identityFrom": "keys"},
+        _secret("keys", "custody-a", "k", identityKey="age", shares=0),
+        _secret("near", "custody-a", "s", shares=1),
+        _secret("far", "custody-b", "s", shares=2),
+    ])
+    holdings, _ = static_holdings(config)
+    report = check_invariant(holdings, threshold=3)
+    assert [str(v) for v in report.violations] == [
+        "place node/pi-1 (disk) together with place namespace/custody-a (keys, near), which holds "
+        "the key to its encrypted shares, yields 3 shares, and the threshold is 3"]
+    # The table of places: each compromise, what it yields, and the margin to the threshold.
+    assert [(row.places, row.usable, row.margin) for row in report.places] == [
+        (("node/pi-1",), 0, 3), (("namespace/custody-a",), 1, 2),
+        (("namespace/custody-b",), 2, 1), (("node/pi-1", "namespace/custody-a"), 3, 0)]
+
+
+def test_an_unknown_count_counts_as_everything_until_read(
+    tmp_path: Path, make_shares: MakeShares
+) -> None:
+    config = _places_config(tmp_path, [
+        {"name": "dev", "kind": "env", "variable": "DEV"},  # no count
+        _secret("a", "custody-a", "s", shares=1),
+    ])
+    holdings, unverified = static_holdings(config)
+    report = check_invariant(holdings, threshold=3, unverified=unverified)
+    [violation] = report.violations
+    assert violation.usable is None and violation.custodians == ("dev",)
+    assert report.places[0].margin is None
+    assert check_configured(config) is not None and check_configured(config).ok  # type: ignore[union-attr]
+
+
+async def test_an_unknown_count_holds_once_read(
+    tmp_path: Path, make_shares: MakeShares
+) -> None:
+    a, _b, _c = make_shares(3, 3)
+    config = _places_config(tmp_path, [
+        {"name": "dev", "kind": "env", "variable": "DEV"},
+        {"name": "gone", "kind": "env", "variable": "GONE", "place": "elsewhere"},
+    ])
+    key = FingerprintKey.generate()
+    custodians = build_custodians(config, environ={"DEV": a.hex()})
+    holdings, unverified = await survey(config, custodians=custodians, fingerprint_key=key)
+    assert unverified == ["gone"]  # unset: neither read nor counted
+    report = check_invariant(holdings, threshold=3, unverified=unverified)
+    assert [v.custodians for v in report.violations] == [("gone",)]
+    custodians = build_custodians(config, environ={"DEV": a.hex(), "GONE": a.hex()})
+    holdings, unverified = await survey(config, custodians=custodians, fingerprint_key=key)
+    assert unverified == [] and check_invariant(holdings, threshold=3).ok

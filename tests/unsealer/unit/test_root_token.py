@@ -72,9 +72,9 @@ def test_the_config_keeps_the_root_token_apart_from_the_shares(tmp_path: Path) -
         _parse([{**disk, "rootTokenFile": str(loose)}])
 
     config = _parse([
-        {**secret, "rootTokenKey": "root-token"},
-        {**disk, "rootTokenFile": str(tmp_path / "root")},
-        {"name": "e", "kind": "env", "variable": "X"},
+        {**secret, "namespace": "root", "rootTokenKey": "root-token", "shares": 0},
+        {**disk, "rootTokenFile": str(tmp_path / "root"), "shares": 0},
+        {"name": "e", "kind": "env", "variable": "X", "place": "dev-laptop"},
         {**secret, "name": "b", "secretName": "t"},
     ])
     a, d, e, b = config.custodians
@@ -84,6 +84,35 @@ def test_the_config_keeps_the_root_token_apart_from_the_shares(tmp_path: Path) -
     assert "has no 'rootTokenKey'" in (root_token_problem(b) or "")
     with pytest.raises(ValueError, match="read-only"):
         root_token_store(e, kube=None)
+
+
+def test_the_root_token_is_only_kept_in_a_place_without_shares(tmp_path: Path) -> None:
+    """Beside shares (same Secret, same namespace, same node, same declared place): refused,
+    naming the custodian, the field and what holds shares there."""
+    token = {"name": "token", "kind": "kubernetesSecret", "namespace": "custody",
+             "secretName": "s", "rootTokenKey": "root-token"}
+    other = {"name": "b", "kind": "kubernetesSecret", "namespace": "custody",
+             "secretName": "t", "shares": 2}
+    with pytest.raises(CustodyConfigError, match=(
+            r"custodian 'token': field 'rootTokenKey': the root token must be kept in a place "
+            r"that holds no shares, but namespace/custody holds shares of token \(an unknown "
+            r"number: no shares count\)")):
+        _parse([token])  # the same Secret may hold shares: no count, so counted as shares
+    with pytest.raises(CustodyConfigError, match=r"namespace/custody holds shares of b \(2\)"):
+        _parse([{**token, "shares": 0}, other])  # same namespace
+    with pytest.raises(CustodyConfigError, match=r"holds shares of b \(2\)"):
+        _parse([{**token, "shares": 0, "namespace": "root", "place": "ops"},
+                {**other, "place": "ops"}])  # declared one place
+    disk = {"name": "d", "kind": "file", "path": str(tmp_path / "shares"), "shares": 2}
+    with pytest.raises(CustodyConfigError, match=(
+            r"custodian 'root': field 'rootTokenFile': .* but node/pi-1 holds shares of d")):
+        parse_config({"custodians": [disk, {
+            "name": "root", "kind": "file", "path": str(tmp_path / "unused"), "shares": 0,
+            "rootTokenFile": str(tmp_path / "root")}]},
+            source="c", vault_namespace="vault", require_files=False, node="pi-1")
+    apart = _parse([{**token, "shares": 0, "namespace": "root"}, other])
+    assert [c.place for c in apart.custodians] == ["namespace/root", "namespace/custody"]
+    assert [c.name for c in apart.share_custodians] == ["b"]
 
 
 # --- file ---------------------------------------------------------------------------------------
@@ -183,7 +212,8 @@ async def test_the_fallback_file_reads_back_and_restores_only_what_was_undeliver
     shares = make_shares(3, 3)
     config = parse_config(
         {"threshold": 3, "custodians": [
-            {"name": n, "kind": "file", "path": str(tmp_path / n), "shares": 2} for n in "abc"]},
+            {"name": n, "kind": "file", "path": str(tmp_path / n), "shares": 2, "place": n}
+            for n in "abc"]},
         source="c", vault_namespace="vault", require_files=False,
     )
     custodians: dict[str, Any] = dict(build_custodians(config))
@@ -247,3 +277,14 @@ def test_a_root_token_rescue_file_is_a_fallback_file(tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     fallback = parse_fallback(path.read_bytes())
     assert fallback.root_tokens["kube-a"].reveal() == TOKEN
+
+
+def test_a_peer_server_does_not_release_a_custodian_without_shares() -> None:
+    with pytest.raises(CustodyConfigError, match=r"peerServer: field 'releases': 'token' holds "
+                                                 r"no shares \(shares: 0\)"):
+        parse_config({"custodians": [
+            {"name": "token", "kind": "kubernetesSecret", "namespace": "root",
+             "secretName": "t", "rootTokenKey": "root-token", "shares": 0}],
+            "peerServer": {"releases": ["token"], "caFile": "/x/ca", "certFile": "/x/c",
+                           "keyFile": "/x/k"}},
+            source="c", vault_namespace="vault", local_files=False)
