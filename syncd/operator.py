@@ -38,8 +38,6 @@ from dataclasses import dataclass
 
 import aiohttp
 import structlog
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.interval import IntervalTrigger
 
 from plumbing.events import EventRecorder
 from plumbing.kube import SECRETS, Kube, KubeError, connect
@@ -52,6 +50,7 @@ from syncd.health import HealthServer
 from syncd.hmac_key import load_or_create
 from syncd.leadership import LeaderElector, LeadershipLost, LeaseSettings
 from syncd.metrics import Metrics, counted
+from syncd.refreshing import Refreshes
 from syncd.rollout import Rollouts
 from syncd.specs import (
     VAULT_AUTH,
@@ -114,44 +113,6 @@ class Settings:
             renew_deadline=self.renew_deadline_seconds,
             retry_period=self.retry_period_seconds,
         )
-
-
-class Refreshes:
-    """The periodic refresh of every VaultStaticSecret, one apscheduler job each."""
-
-    def __init__(self, *, queue: WorkQueue[Key]) -> None:
-        self._queue = queue
-        self._scheduler = AsyncIOScheduler()
-        self._intervals: dict[Key, float] = {}
-
-    def start(self) -> None:
-        self._scheduler.start()
-
-    def ensure(self, key: Key, seconds: float) -> None:
-        if self._intervals.get(key) == seconds:
-            return
-        self._intervals[key] = seconds
-        # Jitter spreads objects created together (a kubectl apply of fifty) over time.
-        trigger = IntervalTrigger(seconds=seconds, jitter=min(seconds * 0.1, 30.0))
-        self._scheduler.add_job(
-            self._due, trigger, args=[key], id="/".join(key), replace_existing=True,
-            coalesce=True, max_instances=1,
-        )
-
-    async def _due(self, key: Key) -> None:
-        # A failing object already has its retry scheduled by the queue's backoff; a refresh
-        # on top would turn a long backoff (a sealed Vault) back into one try per refresh.
-        if not self._queue.failures(key):
-            self._queue.add(key)
-
-    def remove(self, key: Key) -> None:
-        if self._intervals.pop(key, None) is not None:
-            with contextlib.suppress(Exception):
-                self._scheduler.remove_job("/".join(key))
-
-    def shutdown(self) -> None:
-        if self._scheduler.running:
-            self._scheduler.shutdown(wait=False)
 
 
 def _refresh_seconds(obj: dict[str, object], default: float) -> float:
