@@ -296,7 +296,9 @@ class Controller:
         auth_obj = self._caches.auths.get(reference.namespace, reference.name)
         if auth_obj is None:
             raise NotReady(
-                f"spec.vaultAuthRef: VaultAuth {reference} not found", reason="VaultAuthNotFound"
+                f"spec.vaultAuthRef: VaultAuth {reference} not found"
+                + _unwatched(self._caches.auths, reference.namespace),
+                reason="VaultAuthNotFound",
             )
         try:
             auth = parse_vault_auth(auth_obj)
@@ -316,7 +318,9 @@ class Controller:
         if connection_obj is None:
             raise NotReady(
                 f"VaultAuth {reference}: spec.vaultConnectionRef: VaultConnection"
-                f" {connection_ref} not found", reason="VaultConnectionNotFound",
+                f" {connection_ref} not found"
+                + _unwatched(self._caches.connections, connection_ref.namespace),
+                reason="VaultConnectionNotFound",
             )
         try:
             connection = parse_vault_connection(connection_obj)
@@ -447,6 +451,14 @@ def _rollout_failure_reason(failed: list[Result]) -> str:
     if all(r.outcome == "Paused" for r in failed):
         return "DeploymentPaused"
     return "RolloutRestartFailed"
+
+
+def _unwatched(cache: Informer, namespace: str) -> str:
+    """Why a reference into ``namespace`` cannot be found, when syncd does not watch it."""
+    if not cache.namespaces or namespace in cache.namespaces:
+        return ""
+    return (f" (namespace {namespace} is not watched by syncd: --watch-namespace"
+            f" {','.join(cache.namespaces)})")
 
 
 def _ready(status: JSON) -> bool:
