@@ -44,6 +44,7 @@ from plumbing.kube import SECRETS, Kube, KubeError, connect
 from plumbing.queueing import WorkQueue
 from plumbing.vault import VaultPool
 from plumbing.watching import Change, Informer, key_of
+from syncd.caching import slim
 from syncd.controller import Caches, Controller, Key
 from syncd.destinations import MANAGED_SELECTOR
 from syncd.health import HealthServer
@@ -180,11 +181,14 @@ async def run(
         # The default VaultAuth and VaultConnection live in syncd's own namespace.
         referable = (*watch, settings.namespace) if watch else ()
         caches = Caches(
-            static_secrets=Informer(kube=kube, resource=VAULT_STATIC_SECRET, namespaces=watch),
-            auths=Informer(kube=kube, resource=VAULT_AUTH, namespaces=referable),
-            connections=Informer(kube=kube, resource=VAULT_CONNECTION, namespaces=referable),
+            static_secrets=Informer(kube=kube, resource=VAULT_STATIC_SECRET, namespaces=watch,
+                                    transform=slim),
+            auths=Informer(kube=kube, resource=VAULT_AUTH, namespaces=referable, transform=slim),
+            connections=Informer(kube=kube, resource=VAULT_CONNECTION, namespaces=referable,
+                                 transform=slim),
             secrets=Informer(
-                kube=kube, resource=SECRETS, namespaces=watch, label_selector=MANAGED_SELECTOR
+                kube=kube, resource=SECRETS, namespaces=watch, label_selector=MANAGED_SELECTOR,
+                transform=slim,
             ),
         )
         informers = (caches.auths, caches.connections, caches.secrets, caches.static_secrets)
