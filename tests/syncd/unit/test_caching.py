@@ -31,8 +31,11 @@ def test_managed_fields_are_dropped_and_everything_else_kept() -> None:
     assert original == SECRET  # the event's object is not changed under anyone's feet
 
 
-def test_keys_are_shared_between_objects() -> None:
+def test_keys_and_short_values_are_shared_between_objects() -> None:
     one, two = (slim(json.loads(json.dumps(SECRET))) for _ in range(2))
     key_one = next(k for k in one["metadata"] if k == "resourceVersion")
     key_two = next(k for k in two["metadata"] if k == "resourceVersion")
     assert key_one is key_two
+    assert one["metadata"]["namespace"] is two["metadata"]["namespace"]
+    assert one["metadata"]["ownerReferences"][0]["kind"] is \
+        two["metadata"]["ownerReferences"][0]["kind"]
