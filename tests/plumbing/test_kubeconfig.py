@@ -208,3 +208,40 @@ def test_the_services_do_not_import_the_typed_client() -> None:
     found = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
                            text=True, check=True).stdout.strip()
     assert found == "[]"
+
+
+async def test_the_environment_names_the_proxy_unless_no_proxy_exempts_the_server(
+    kube: Kube, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read once, when the client is made; requests go through the proxy it names."""
+    seen: list[str] = []
+
+    async def proxy(request: web.Request) -> web.Response:
+        seen.append(str(request.url))  # a forward proxy gets the absolute URL
+        return web.json_response({"kind": "NamespaceList", "items": []})
+
+    app = web.Application()
+    app.router.add_route("GET", "/{tail:.*}", proxy)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    config = _kubeconfig(tmp_path / "config", cluster={"server": kube.url}, user={})
+    try:
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        proxied = await connect(kubeconfig=config)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        direct = await connect(kubeconfig=config)
+        try:
+            await proxied.request("GET", "/api/v1/namespaces")
+            assert seen == [f"{kube.url}/api/v1/namespaces"]
+            listed = await direct.request("GET", "/api/v1/namespaces")
+            assert len(seen) == 1 and listed["items"]  # the emulation's namespaces
+        finally:
+            await proxied.close()
+            await direct.close()
+    finally:
+        await runner.cleanup()
