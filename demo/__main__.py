@@ -2,9 +2,11 @@
 
 The story a Raspberry Pi cluster lives through, told step by step:
 
-1. A 3-node Vault (vault-0..2, a StatefulSet) comes up uninitialised; ``unsealer init``
-   initialises it and hands the 5 unseal shares to three custodians, none holding 3.
-2. ``unsealer run`` sees three sealed pods and unseals them, from split custody.
+1. A 3-node Vault (vault-0..2, a StatefulSet) comes up uninitialised, TLS on, each pod with a
+   certificate for its own name; ``unsealer init`` initialises it and hands the 5 unseal
+   shares to three custodians, none holding 3.
+2. ``unsealer run`` sees three sealed pods and unseals them, from split custody, each over
+   https to a server that proved the pod's name (``vault-0.vault-internal.vault.svc``).
 3. ``syncd run`` mirrors a kv-v2 secret into a Kubernetes Secret used by a Deployment.
 4. The secret is rotated in Vault: the Secret follows, the Deployment restarts once.
 5. Power cut: every Vault pod restarts sealed; the unsealer recovers them hands-off.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import secrets
 import shutil
@@ -34,6 +37,7 @@ import hvac
 import yaml
 
 from testbed.kube import Kube, running_kube
+from testbed.statefulset import vault_pods
 from testbed.vault import RunningVault, running_vault
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,21 +101,17 @@ async def run_command(*args: str) -> str:
     return out.decode()
 
 
-def prepare_cluster(kube: Kube, port: int) -> None:
-    for namespace in ("vault", "vault-custody", "vault-syncd", "app"):
+def prepare_cluster(kube: Kube, vault: RunningVault) -> None:
+    """Namespaces, CRDs, RBAC, and Vault's CA where syncd's VaultConnection names it.
+
+    (Vault's namespace, StatefulSet and pods are made by :func:`testbed.statefulset.vault_pods`.)
+    """
+    for namespace in ("vault-custody", "vault-syncd", "app"):
         kube.admin.create_namespace(namespace)
-    for index, host in enumerate(HOSTS):
-        kube.kubelet.assign_ip("vault", f"vault-{index}", host)
-    labels = {"app.kubernetes.io/name": "vault", "component": "server"}
-    kube.admin.apply({
-        "apiVersion": "apps/v1", "kind": "StatefulSet",
-        "metadata": {"name": "vault", "namespace": "vault"},
-        "spec": {"replicas": 3, "serviceName": "vault-internal",
-                 "selector": {"matchLabels": labels},
-                 "template": {"metadata": {"labels": labels}, "spec": {"containers": [
-                     {"name": "vault", "image": "hashicorp/vault:1.18.3",
-                      "ports": [{"containerPort": port}]}]}}},
-    })
+    assert vault.ca_file is not None
+    kube.admin.apply({"apiVersion": "v1", "kind": "Secret",
+                      "metadata": {"name": "vault-ca", "namespace": "vault-syncd"},
+                      "stringData": {"ca.crt": vault.ca_file.read_text()}})
     for path in sorted((ROOT / "manifests" / "crds").glob("*.yaml")):
         kube.admin.apply_yaml(path.read_text())
     for manifest in ("syncd/rbac.yaml", "unsealer/rbac.yaml", "unsealer/custody-rbac.yaml"):
@@ -156,19 +156,19 @@ async def main() -> None:
     port = free_port()
     say("testbed: a Kubernetes API emulation and a 3-node Vault emulation on loopback")
     async with running_kube(pod_ready_delay=0.1) as kube, \
-            running_vault(nodes=3, hosts=HOSTS, port=port) as vault:
-        prepare_cluster(kube, port)
-        await until(lambda: len([p for p in kube.admin.list("v1", "Pod", "vault")
-                                 if (p.get("status") or {}).get("podIP")]) == 3, "vault pods")
+            running_vault(nodes=3, hosts=HOSTS, port=port, tls=True,
+                          tls_dir=WORK / "vault-tls") as vault, \
+            vault_pods(kube, vault) as pods:
+        prepare_cluster(kube, vault)
         admin_config = kube.write_kubeconfig(WORK / "kubeconfig-admin")
         unsealer_config = kube.write_kubeconfig(
             WORK / "kubeconfig-unsealer", token=kube.admin.mint_token("vault", "vault-unsealer"))
         syncd_config = kube.write_kubeconfig(
             WORK / "kubeconfig-syncd", token=kube.admin.mint_token("vault-syncd", "vault-syncd"))
         custody = custody_config(port)
-        address = f"http://{{ip}}:{port}"
+        address = f"https://{{ip}}:{port}"
         common = ["--namespace", "vault", "--address-template", address,
-                  "--custody-config", str(custody)]
+                  "--ca-file", str(vault.ca_file), "--custody-config", str(custody)]
 
         say("1. Vault pods vault-0..2 are up, uninitialised and sealed: " + str(sealed(vault)))
         root_token_file = WORK / "root-token"
@@ -188,9 +188,13 @@ async def main() -> None:
         )
         took = await until(lambda: not any(sealed(vault)), "the first unseal")
         say(f"   all 3 pods unsealed {took:.1f}s after the unsealer started: {sealed(vault)}")
+        ready = next(json.loads(line) for line in (WORK / "unsealer.log").read_text().splitlines()
+                     if '"event": "ready"' in line)
+        say(f"   over {ready['transport']}: only pods of StatefulSet {ready['statefulset']}, each"
+            " server proving its pod's name (vault-N.vault-internal.vault.svc)")
 
         root_token = root_token_file.read_text().strip()
-        client = hvac.Client(url=vault.addresses[0], token=root_token)
+        client = hvac.Client(url=vault.addresses[0], token=root_token, verify=vault.verify)
         await asyncio.to_thread(client.sys.enable_secrets_engine, "kv", path="secret",
                                 options={"version": "2"})
         await asyncio.to_thread(client.sys.create_or_update_policy, name="syncd",
@@ -208,7 +212,8 @@ async def main() -> None:
                           "stringData": {"token": syncd_token}})
         kube.admin.apply({"apiVersion": GROUP_VERSION, "kind": "VaultConnection",
                           "metadata": {"name": "default", "namespace": "vault-syncd"},
-                          "spec": {"address": vault.addresses[0]}})
+                          "spec": {"address": vault.addresses[0],
+                                   "caCertSecretRef": "vault-ca"}})
         kube.admin.apply({"apiVersion": GROUP_VERSION, "kind": "VaultAuth",
                           "metadata": {"name": "default", "namespace": "vault-syncd"},
                           "spec": {"method": "token", "token": {"secretRef": {
@@ -259,9 +264,7 @@ async def main() -> None:
             f" {restarted_at()}")
 
         say("5. power cut: every Vault pod restarts, sealed")
-        for node in range(3):
-            await vault.admin.restart(node)
-        kube.kubelet.power_loss("vault")
+        pods.power_cut()
         say(f"   sealed: {sealed(vault)}")
         took = await until(lambda: not any(sealed(vault)), "recovery from the power cut")
         say(f"   recovered hands-off in {took:.1f}s: sealed {sealed(vault)}")

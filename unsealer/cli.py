@@ -97,6 +97,15 @@ def _add_run(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         "--max-retry-subsets", type=options.non_negative_int, default=8, metavar="N",
         help="after a wrong share set, how many other consistent subsets to try at most",
     )
+    run.option(
+        "--share-attempt-budget", type=options.count, default=5, metavar="N",
+        help="attempts that send shares to one pod without unsealing it, per "
+        "--share-budget-window, at most",
+    )
+    run.option(
+        "--share-budget-window", type=options.duration, default="1h", metavar="DURATION",
+        help="the window of --share-attempt-budget",
+    )
     run.switch(
         "--peer-only",
         help="only serve the peerServer of the custody config (release shares to another "
@@ -116,12 +125,24 @@ def settings_from(args: argparse.Namespace) -> Settings:
         raise CommandError(
             "--custody-config (env UNSEALER_CUSTODY_CONFIG) is required", code=USAGE
         )
+    if not args.address_template.startswith("https://") and not args.allow_plain_http:
+        raise CommandError(
+            f"--address-template {args.address_template}: plain http proves nothing about who"
+            " answers at a pod's IP, and shares would go to it; use https (see README, unsealer"
+            " TLS) or pass --allow-plain-http",
+            code=USAGE,
+        )
     return Settings(
         custody_config=args.custody_config,
         kubeconfig=args.kubeconfig,
         namespace=args.namespace,
         selector=args.selector,
+        statefulset=args.statefulset,
         address_template=args.address_template,
+        server_name_template=args.server_name,
+        allow_plain_http=args.allow_plain_http,
+        share_attempt_budget=args.share_attempt_budget,
+        share_budget_seconds=args.share_budget_window,
         ca_file=args.ca_file,
         poll_seconds=args.poll_interval,
         backoff_max_seconds=args.backoff_max,

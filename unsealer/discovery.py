@@ -1,4 +1,12 @@
-"""Which Vault pods to look at, and when: the pod watch and its triggers.
+"""Which Vault pods to look at, and when: the pod watch, its triggers, and who counts as Vault.
+
+Labels are not identity: anyone who may create a pod in Vault's namespace can give it Vault's
+labels. So a pod is a *candidate* only when the API server says the configured StatefulSet
+controls it (a controller ownerReference carrying the live StatefulSet's uid) and its name is
+one the StatefulSet would give (``{statefulset}-{ordinal}``, ordinal below ``replicas``); and
+the server at its IP must then prove, over TLS, the pod's stable DNS name
+(``{pod}.{service}.{namespace}.svc``, ``service`` being the StatefulSet's ``serviceName``).
+Anything else wearing Vault's labels is reported and never spoken to.
 
 A sealed Vault pod is not Ready, and the Service routes only to Ready pods, so the unsealer
 watches the pods themselves and talks to each one at its own address. A pod deserves a look
@@ -16,6 +24,7 @@ the periodic ``sys/seal-status`` poll does, and is scheduled by the service, not
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,7 +32,54 @@ from plumbing.kube import JSON
 from plumbing.watching import Change
 
 DEFAULT_SELECTOR = "app.kubernetes.io/name=vault,component=server"
-DEFAULT_ADDRESS = "http://{ip}:8200"
+DEFAULT_ADDRESS = "https://{ip}:8200"
+DEFAULT_STATEFULSET = "vault"
+#: The name a pod's certificate must carry: ``{pod}``, ``{service}``, ``{namespace}``.
+DEFAULT_SERVER_NAME = "{pod}.{service}.{namespace}.svc"
+
+_ORDINAL = re.compile(r"0|[1-9][0-9]*")
+
+
+@dataclass(frozen=True)
+class StatefulSet:
+    """What identity needs of the live StatefulSet: its uid, size and governing Service."""
+
+    namespace: str
+    name: str
+    uid: str
+    replicas: int
+    service: str
+
+    @classmethod
+    def from_object(cls, obj: JSON) -> StatefulSet:
+        metadata, spec = obj.get("metadata") or {}, obj.get("spec") or {}
+        replicas = spec.get("replicas")
+        return cls(
+            namespace=metadata.get("namespace") or "",
+            name=metadata["name"],
+            uid=metadata.get("uid") or "",
+            replicas=1 if replicas is None else int(replicas),
+            service=spec.get("serviceName") or "",
+        )
+
+    def why_not_member(self, pod: JSON) -> str | None:
+        """Why ``pod`` is not one of this StatefulSet's pods, or None when it is."""
+        metadata = pod.get("metadata") or {}
+        controllers = [ref for ref in metadata.get("ownerReferences") or []
+                       if ref.get("controller")]
+        if not controllers:
+            return "it has no controller (no controlling ownerReference)"
+        ref = controllers[0]
+        if ref.get("kind") != "StatefulSet" or ref.get("uid") != self.uid:
+            return (f"its controller is {ref.get('kind')} {ref.get('name')!r} (uid"
+                    f" {ref.get('uid')}), not StatefulSet {self.name!r} (uid {self.uid})")
+        name = str(metadata.get("name") or "")
+        prefix, _, ordinal = name.rpartition("-")
+        if prefix != self.name or not _ORDINAL.fullmatch(ordinal):
+            return f"its name is not {self.name}-<ordinal>"
+        if int(ordinal) >= self.replicas:
+            return f"ordinal {ordinal} is not below the StatefulSet's {self.replicas} replicas"
+        return None
 
 
 @dataclass(frozen=True)
@@ -55,6 +111,11 @@ class VaultPod:
     def address(self, template: str) -> str:
         """The pod's Vault address from a template with ``{ip}``, ``{pod}``, ``{namespace}``."""
         return template.format(ip=self.ip, pod=self.name, namespace=self.namespace)
+
+    def server_name(self, template: str, *, service: str) -> str:
+        """The DNS name the pod's certificate must carry (``{pod}``, ``{service}``,
+        ``{namespace}``)."""
+        return template.format(pod=self.name, service=service, namespace=self.namespace)
 
 
 def why_look(change: Change) -> str | None:

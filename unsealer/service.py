@@ -4,6 +4,13 @@ Before serving, the custody configuration is checked against the split-custody i
 what the custodians hold now (fingerprints only); a configuration where one custodian, or one
 plus the holder of its key, could unseal Vault alone is refused.
 
+Only pods the configured StatefulSet controls are ever spoken to (see
+:mod:`unsealer.discovery`); any other pod with Vault's labels gets a Warning Event
+``NotAVaultPod`` and a log line, once per pod, and no request at all. Each candidate is reached
+at its IP over https, its certificate checked for the pod's stable DNS name; plain http only
+with ``--allow-plain-http``, announced at start and on every attempt (log line, span attribute
+``unsealer.transport``, metric label ``transport``).
+
 Then every pod is a key of a work queue: one attempt per pod at a time, pods in parallel, and
 a failed attempt (too few custodians reachable, a wrong share, Vault not answering) retried
 after an exponential, jittered, capped delay — never a hot loop. Pod changes (see
@@ -31,10 +38,10 @@ from apscheduler.triggers.interval import IntervalTrigger
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from plumbing.events import EventRecorder
-from plumbing.kube import PODS, Kube, connect
+from plumbing.kube import JSON, PODS, STATEFULSETS, Kube, connect
 from plumbing.queueing import WorkQueue
 from plumbing.telemetry import meter, tracer
-from plumbing.watching import Informer
+from plumbing.watching import Change, Informer
 from unsealer.custody import (
     CustodyConfigError,
     PeerServer,
@@ -46,13 +53,26 @@ from unsealer.custody import (
     survey,
 )
 from unsealer.custody.invariant import require_configured
-from unsealer.discovery import VaultPod, on_pod_change
+from unsealer.discovery import StatefulSet, VaultPod, on_pod_change
 from unsealer.settings import Settings
 from unsealer.shares import FingerprintKey
-from unsealer.unsealing import Attempt, Unsealer, UnsealFailed
+from unsealer.unsealing import Attempt, Unsealer, UnsealFailed, VaultShape
 from unsealer.vault_sys import VaultNode
 
 COMPONENT = "vault-unsealer"
+#: How long an attempt waits for the StatefulSet and pod caches before retrying later.
+_CACHE_WAIT_SECONDS = 10.0
+
+
+class NotACandidate(LookupError):
+    """The pod is not one the unsealer may speak to (or not yet: no IP, no StatefulSet).
+
+    ``foreign``: it wears Vault's labels but the StatefulSet does not control it.
+    """
+
+    def __init__(self, reason: str, *, foreign: bool = False) -> None:
+        super().__init__(reason)
+        self.foreign = foreign
 
 
 class Metrics:
@@ -88,15 +108,26 @@ class Service:
         session: aiohttp.ClientSession,
         unsealer: Unsealer,
         custodian_count: int,
+        shape: VaultShape,
     ) -> None:
         self._settings = settings
         self._session = session
         self._unsealer = unsealer
         self._custodian_count = custodian_count
+        self._shape = shape
         self.pods = Informer(
             kube=kube, resource=PODS, namespace=settings.namespace,
             label_selector=settings.selector, on_change=on_pod_change(self._look),
         )
+        # One object, by name: RBAC grants list/watch on that name only.
+        self.statefulsets = Informer(
+            kube=kube, resource=STATEFULSETS, namespace=settings.namespace,
+            field_selector=f"metadata.name={settings.statefulset}",
+            on_change=self._statefulset_changed,
+        )
+        self._warned: set[str] = set()
+        self.transport = "https" if settings.address_template.startswith("https://") \
+            else "plain-http"
         self.queue: WorkQueue[str] = WorkQueue(
             worker=self._attempt, concurrency=8, backoff_base=2.0,
             backoff_cap=settings.backoff_max_seconds,
@@ -123,42 +154,102 @@ class Service:
         for obj in self.pods:
             self.queue.add(obj["metadata"]["name"])
 
-    def _node(self, pod: VaultPod) -> VaultNode:
-        return VaultNode(
-            session=self._session, address=pod.address(self._settings.address_template),
-            ssl_context=self._ssl,
-        )
+    def _statefulset_changed(self, change: Change) -> None:
+        # Identity changed (new uid, size, Service): every pod deserves a new look. Status
+        # updates (readyReplicas...) do not.
+        before = StatefulSet.from_object(change.old) if change.old else None
+        if change.type == "DELETED" or before != StatefulSet.from_object(change.object):
+            self.poll()
 
-    def _pod(self, name: str) -> tuple[dict[str, object], VaultPod] | None:
+    async def _statefulset(self) -> StatefulSet:
+        for cache in (self.statefulsets, self.pods):  # a fresh peer server may be asked early
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(cache.synced.wait(), _CACHE_WAIT_SECONDS)
+        if not (self.statefulsets.synced.is_set() and self.pods.synced.is_set()):
+            raise NotACandidate(f"StatefulSet {self._settings.statefulset!r} or its pods"
+                                " not read yet")
+        obj = self.statefulsets.get(self._settings.namespace, self._settings.statefulset)
+        if obj is None:
+            raise NotACandidate(
+                f"StatefulSet {self._settings.statefulset!r} does not exist in namespace"
+                f" {self._settings.namespace!r}: no pod is spoken to"
+            )
+        return StatefulSet.from_object(obj)
+
+    async def _target(self, name: str) -> tuple[JSON, VaultPod, VaultNode]:
+        """The pod ``name`` and a node that speaks only to the server proving its name.
+
+        Raises :class:`NotACandidate` (with the reason) for a pod that is not one of the
+        StatefulSet's, or has no IP yet.
+        """
+        statefulset = await self._statefulset()
         obj = self.pods.get(self._settings.namespace, name)
         if obj is None:
-            return None
+            raise NotACandidate(f"no Vault pod {name!r}")
+        problem = statefulset.why_not_member(obj)
+        if problem is not None:
+            raise NotACandidate(
+                f"pod {name!r} has Vault's labels but is not a pod of StatefulSet"
+                f" {statefulset.name!r}: {problem}", foreign=True,
+            )
         pod = VaultPod.from_object(obj)
-        return (obj, pod) if pod.ip else None
+        if not pod.ip:
+            raise NotACandidate(f"pod {name!r} has no IP yet")
+        node = VaultNode(
+            session=self._session, address=pod.address(self._settings.address_template),
+            ssl_context=self._ssl,
+            server_name=pod.server_name(self._settings.server_name_template,
+                                        service=statefulset.service),
+        )
+        return obj, pod, node
 
     async def is_sealed(self, name: str) -> bool:
-        """For the peer server: is this pod sealed right now? Raises when it cannot tell."""
-        found = self._pod(name)
-        if found is None:
-            raise LookupError(f"no Vault pod {name!r} with an IP")
-        status = await self._node(found[1]).seal_status()
+        """For the peer server: is this pod, a verified Vault of ours, sealed right now?
+
+        Raises when it cannot tell, when the pod is not one of the StatefulSet's, or when its
+        Vault reports another threshold or share count than the custody config records.
+        """
+        _obj, _pod, node = await self._target(name)
+        status = await node.seal_status()
+        mismatch = self._shape.mismatch(name, status) if status.sealed else None
+        if mismatch is not None:
+            raise NotACandidate(mismatch)
         return status.sealed
 
     async def _attempt(self, name: str) -> float | None:
-        found = self._pod(name)
-        if found is None:
+        try:
+            obj, pod, node = await self._target(name)
+        except NotACandidate as exc:
             self._sealed_since.pop(name, None)
+            await self._refuse(name, exc)
             return None
-        obj, pod = found
         started = time.monotonic()
         with tracer("unsealer").start_as_current_span(
             "unseal", attributes={"k8s.namespace.name": pod.namespace, "k8s.pod.name": name,
-                                  "vault.address": pod.address(self._settings.address_template)},
+                                  "vault.address": node.address,
+                                  "vault.server_name": node.server_name or "",
+                                  "unsealer.transport": self.transport,
+                                  "unsealer.identity_verified": node.verified},
         ) as span:
-            attempt = await self._unsealer.unseal(self._node(pod), pod=name)
+            attempt = await self._unsealer.unseal(node, pod=name, instance=pod.uid)
             span.set_attribute("unsealer.outcome", attempt.outcome)
             span.set_attribute("unsealer.custodians", list(attempt.custodians))
         return await self._report(obj, name, attempt, started=started)
+
+    async def _refuse(self, name: str, refusal: NotACandidate) -> None:
+        """A labelled pod that is not Vault's: one log line and one Warning Event per pod."""
+        obj = self.pods.get(self._settings.namespace, name)
+        reason = str(refusal)
+        if obj is None or not refusal.foreign:
+            self._log.info("not unsealing", pod=name, reason=reason)
+            return
+        uid = str((obj.get("metadata") or {}).get("uid") or name)
+        if uid in self._warned:
+            return
+        self._warned.add(uid)
+        self._log.warning("not a vault pod: never spoken to", pod=name, reason=reason)
+        await self._recorder.post(obj, type="Warning", reason="NotAVaultPod",
+                                  message=f"{reason}; the unsealer sends it no request")
 
     async def _report(
         self, obj: dict[str, object], name: str, attempt: Attempt, *, started: float
@@ -176,8 +267,8 @@ class Service:
             # The pod was seen sealed when this attempt read its seal-status.
             self._sealed_since.setdefault(name, started)
             self.metrics.reachable = self._custodian_count - len(attempt.unreachable)
-        self.metrics.attempts.add(1, {"result": attempt.outcome})
-        log = self._log.bind(pod=name, outcome=attempt.outcome,
+        self.metrics.attempts.add(1, {"result": attempt.outcome, "transport": self.transport})
+        log = self._log.bind(pod=name, outcome=attempt.outcome, transport=self.transport,
                              custodians=list(attempt.custodians),
                              unreachable=list(attempt.unreachable),
                              inconsistent=list(attempt.bad_shares))
@@ -236,10 +327,20 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         holdings, unverified = await survey(config, custodians=custodians, fingerprint_key=key)
         report = check_invariant(holdings, threshold=config.threshold, unverified=unverified)
         require_invariant(report, allow_unsafe=settings.allow_unsafe_custody)
-        unsealer = Unsealer(custodians=custodians, fingerprint_key=key,
-                            max_retry_subsets=settings.max_retry_subsets)
+        shape = VaultShape(threshold=config.threshold, shares=config.shares)
+        unsealer = Unsealer(custodians=custodians, fingerprint_key=key, shape=shape,
+                            max_retry_subsets=settings.max_retry_subsets,
+                            share_attempt_budget=settings.share_attempt_budget,
+                            share_budget_seconds=settings.share_budget_seconds)
         service = Service(settings=settings, kube=kube, session=session, unsealer=unsealer,
-                          custodian_count=len(custodians))
+                          custodian_count=len(custodians), shape=shape)
+        if service.transport == "plain-http":
+            log.warning(
+                "plain http: Vault's identity is not verified", transport=service.transport,
+                detail="--allow-plain-http: any server at a pod's IP can read the shares sent"
+                " to it; at most the threshold per attempt, no odd-share search. Turn TLS on"
+                " in Vault (README: unsealer, TLS)",
+            )
         peer = build_peer_server(config, custodians=custodians, is_sealed=service.is_sealed,
                                  fingerprint_key=key)
         if peer is None and settings.peer_only:
@@ -248,6 +349,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             )
         if peer is not None:
             await peer.start()
+        tasks.append(asyncio.create_task(service.statefulsets.run(), name="statefulset"))
         tasks.append(asyncio.create_task(service.pods.run(), name="pods"))
         tasks.append(asyncio.create_task(service.queue.run(), name="queue"))
         scheduler.add_job(
@@ -257,6 +359,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         )
         scheduler.start()
         log.info("ready", namespace=settings.namespace, selector=settings.selector,
+                 statefulset=settings.statefulset, transport=service.transport,
                  custodians=sorted(custodians), threshold=config.threshold,
                  mode="peer only" if settings.peer_only else "unseal")
         await stop.wait()

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from unsealer.discovery import DEFAULT_ADDRESS, DEFAULT_SELECTOR
+from unsealer.discovery import (
+    DEFAULT_ADDRESS,
+    DEFAULT_SELECTOR,
+    DEFAULT_SERVER_NAME,
+    DEFAULT_STATEFULSET,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -15,10 +20,22 @@ class Settings:
     #: Vault's namespace and the label selector of its server pods (the Helm chart's).
     namespace: str = "vault"
     selector: str = DEFAULT_SELECTOR
+    #: The StatefulSet whose pods are Vault: only pods it controls are ever spoken to.
+    statefulset: str = DEFAULT_STATEFULSET
     #: How to reach one pod: ``{ip}``, ``{pod}`` and ``{namespace}`` are filled in.
     address_template: str = DEFAULT_ADDRESS
+    #: The name each pod's certificate must prove: ``{pod}``, ``{service}`` (the
+    #: StatefulSet's serviceName) and ``{namespace}`` are filled in.
+    server_name_template: str = DEFAULT_SERVER_NAME
     #: CA bundle for https addresses (None: the system's).
     ca_file: str | None = None
+    #: Talk plain http to Vault (the Helm chart's default): no proof of Vault's identity, so
+    #: never more than the threshold of shares per attempt and no odd-share search. Announced.
+    allow_plain_http: bool = False
+    #: Attempts that send shares to one pod without unsealing it, before that pod gets no
+    #: more shares until ``share_budget_seconds`` have passed (or it unseals, or is replaced).
+    share_attempt_budget: int = 5
+    share_budget_seconds: float = 3600.0
     #: Every pod's seal-status is read this often, to catch a Vault that sealed itself.
     poll_seconds: float = 30.0
     backoff_max_seconds: float = 300.0
@@ -33,3 +50,10 @@ class Settings:
     #: another unsealer but could never reach the threshold on its own (it would only post
     #: UnsealFailed Events about pods the other unsealer unseals).
     peer_only: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.address_template.startswith("https://") and not self.allow_plain_http:
+            raise ValueError(
+                f"address template {self.address_template!r} is not https: Vault's identity"
+                " could not be verified; pass allow_plain_http (--allow-plain-http) to accept"
+            )

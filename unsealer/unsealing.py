@@ -4,7 +4,10 @@ Vault pools unseal shares in memory per node, from any caller, and only checks t
 threshold is reached. That shapes every step here:
 
 1. Read ``sys/seal-status``. Uninitialised: report and wait (initialising is ``unsealer init``,
-   a decision for a person). Unsealed: nothing to do.
+   a decision for a person). Unsealed: nothing to do. A threshold or share count other than
+   the custody config records: refused, not a single share sent (a server that asks for more
+   shares than Vault needs is not our Vault). The caller has already made sure the pod is
+   one of the StatefulSet's, and the node only answers after TLS proved the pod's name.
 2. Fetch from every custodian at once and stop as soon as the threshold of distinct shares is
    in hand: the slow or dead custodian does not hold up the ones that answered. Without the
    threshold, stop here and touch nothing.
@@ -17,8 +20,10 @@ threshold is reached. That shapes every step here:
    before Vault 1.13, which looks retryable and is not) with progress back to 0.
 5. After a wrong set, fetch from every custodian, find the odd share out by combining subsets
    locally (:func:`unsealer.shares.check_consistency`), report which custodian holds it, and
-   try again with consistent shares — a bounded number of times. Never a hot loop: the caller
-   backs off between attempts.
+   try again with consistent shares — a bounded number of times, and only on a server whose
+   identity is verified: over plain http an attempt never sends more than the threshold.
+   Never a hot loop: the caller backs off between attempts, and a pod that took shares
+   ``share_attempt_budget`` times without unsealing gets none for a while.
 
 Every share is wiped when the attempt ends, whatever the outcome; no share, nor anything
 derived from one but its keyed fingerprint, reaches a log line, a span or an exception.
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -41,7 +47,7 @@ from unsealer.vault_sys import SealStatus, VaultNode, VaultSysError
 
 Outcome = Literal[
     "Unsealed", "AlreadyUnsealed", "Uninitialized", "NotEnoughShares", "WrongShares",
-    "VaultUnreachable",
+    "VaultUnreachable", "VaultMismatch", "BudgetExhausted",
 ]
 
 
@@ -100,24 +106,82 @@ def _custodian_of(share: Share) -> str:
     return share.origin.split("/", 1)[0]
 
 
+@dataclass(frozen=True)
+class VaultShape:
+    """The threshold and share count ``init`` recorded in the custody config: the pod must
+    report exactly these before it gets a share (``shares`` None: not recorded, not checked)."""
+
+    threshold: int
+    shares: int | None = None
+
+    def mismatch(self, pod: str, status: SealStatus) -> str | None:
+        if status.threshold == self.threshold and self.shares in (None, status.shares):
+            return None
+        recorded = f"{self.threshold} of {self.shares}" if self.shares else f"{self.threshold}"
+        return (f"{pod} reports threshold {status.threshold} of {status.shares} shares, but the"
+                f" custody config records {recorded}: no share is sent to it")
+
+
+class ShareBudget:
+    """Per pod: the attempts that sent shares without unsealing, within a sliding window."""
+
+    def __init__(self, *, attempts: int, seconds: float) -> None:
+        self._attempts = attempts
+        self._seconds = seconds
+        self._spent: dict[str, tuple[str, list[float]]] = {}
+
+    def exhausted(self, pod: str, instance: str) -> str | None:
+        """Why ``pod`` gets no shares now, or None. A new pod instance starts afresh."""
+        owner, spent = self._spent.get(pod, (instance, []))
+        if owner != instance:
+            self._spent.pop(pod, None)
+            return None
+        now = time.monotonic()
+        spent[:] = [t for t in spent if now - t < self._seconds]
+        if len(spent) < self._attempts:
+            return None
+        wait = self._seconds - (now - spent[0])
+        return (f"{pod}: {len(spent)} attempts sent shares without unsealing it in the last"
+                f" {self._seconds:.0f}s; no more shares to it for {wait:.0f}s (or until the pod"
+                " is replaced)")
+
+    def spend(self, pod: str, instance: str) -> None:
+        owner, spent = self._spent.get(pod, (instance, []))
+        self._spent[pod] = (instance, [*spent, time.monotonic()] if owner == instance else [])
+
+    def clear(self, pod: str) -> None:
+        self._spent.pop(pod, None)
+
+
 class Unsealer:
-    """Unseal pods with shares from ``custodians``; one instance serves every pod."""
+    """Unseal pods with shares from ``custodians``; one instance serves every pod.
+
+    ``shape`` is what Vault must report before a share leaves; ``share_attempt_budget``
+    attempts with shares per pod per ``share_budget_seconds`` at most. A node whose identity
+    is not verified (plain http) gets at most the threshold of shares per attempt: no
+    odd-share search, which would hand it more.
+    """
 
     def __init__(
         self,
         *,
         custodians: Mapping[str, Custodian],
         fingerprint_key: FingerprintKey,
+        shape: VaultShape,
         max_retry_subsets: int = 8,
+        share_attempt_budget: int = 5,
+        share_budget_seconds: float = 3600.0,
     ) -> None:
         self._custodians = dict(custodians)
         self._key = fingerprint_key
+        self._shape = shape
         self._max_retry_subsets = max_retry_subsets
+        self._budget = ShareBudget(attempts=share_attempt_budget, seconds=share_budget_seconds)
         self._nonces: dict[str, str] = {}
         self._log = structlog.get_logger("unsealer")
 
-    async def unseal(self, node: VaultNode, *, pod: str) -> Attempt:
-        """One attempt on one pod; see the module docstring for the steps."""
+    async def unseal(self, node: VaultNode, *, pod: str, instance: str = "") -> Attempt:
+        """One attempt on one pod (``instance``: its uid); see the module docstring."""
         log = self._log.bind(pod=pod)
         try:
             status = await node.seal_status()
@@ -127,15 +191,20 @@ class Unsealer:
             return Attempt("Uninitialized", f"{pod}: Vault is not initialised; run unsealer"
                            " init (or vault operator init) first", status=status)
         if not status.sealed:
+            self._budget.clear(pod)
             return Attempt("AlreadyUnsealed", f"{pod} is unsealed", status=status)
+        refused = self._refusal(pod, status, instance=instance)
+        if refused is not None:
+            return refused
+        threshold = self._shape.threshold
         gathered = _Gathered(self._key)
         try:
-            await self._gather(gathered, pod=pod, enough=status.threshold)
-            if len(gathered.shares) < status.threshold:
+            await self._gather(gathered, pod=pod, enough=threshold)
+            if len(gathered.shares) < threshold:
                 # Not enough to finish: leave any progress alone, it may be somebody's who can.
                 return Attempt(
                     "NotEnoughShares",
-                    f"{len(gathered.shares)} of the {status.threshold} shares needed could be"
+                    f"{len(gathered.shares)} of the {threshold} shares needed could be"
                     f" fetched; unreachable: {', '.join(gathered.unreachable) or 'none'}",
                     custodians=tuple(gathered.answered),
                     unreachable=tuple(gathered.unreachable), status=status,
@@ -145,23 +214,45 @@ class Unsealer:
                 status = await node.seal_status()
                 if not status.sealed:
                     return Attempt("AlreadyUnsealed", f"{pod} is unsealed", status=status)
+                refused = self._refusal(pod, status, instance=instance)
+                if refused is not None:
+                    return refused
                 if status.progress and status.nonce != self._nonces.get(pod):
                     log.info("resetting progress that is not ours", progress=status.progress,
                              threshold=status.threshold)
                     status = await node.reset()
             except VaultSysError as exc:
                 return Attempt("VaultUnreachable", str(exc))
-            attempt = await self._submit(node, pod, gathered.shares[: status.threshold],
-                                         threshold=status.threshold)
+            self._budget.spend(pod, instance)
+            attempt = await self._submit(node, pod, gathered.shares[:threshold],
+                                         threshold=threshold)
+            if attempt.outcome == "Unsealed":
+                self._budget.clear(pod)
             if attempt.outcome != "WrongShares":
                 return _with_unreachable(attempt, gathered.unreachable)
+            if not node.verified:
+                # More shares would go to a server that has not proved who it is.
+                return _with_unreachable(Attempt(
+                    "WrongShares", f"{attempt.detail}; the odd share out is looked for only on"
+                    " a Vault whose identity is verified (https), never over plain http",
+                    custodians=attempt.custodians, status=attempt.status,
+                ), gathered.unreachable)
             log.warning("wrong share set; looking for the odd one out")
             return _with_unreachable(
-                await self._recover(node, pod, gathered, threshold=status.threshold),
+                await self._recover(node, pod, gathered, threshold=threshold),
                 gathered.unreachable,
             )
         finally:
             gathered.wipe()
+
+    def _refusal(self, pod: str, status: SealStatus, *, instance: str) -> Attempt | None:
+        mismatch = self._shape.mismatch(pod, status)
+        if mismatch is not None:
+            return Attempt("VaultMismatch", mismatch, status=status)
+        exhausted = self._budget.exhausted(pod, instance)
+        if exhausted is not None:
+            return Attempt("BudgetExhausted", exhausted, status=status)
+        return None
 
     async def _gather(self, gathered: _Gathered, *, pod: str, enough: int | None) -> None:
         """Fetch concurrently from the custodians not asked yet; stop at ``enough`` shares."""
@@ -226,6 +317,9 @@ class Unsealer:
                         return Attempt("VaultUnreachable", str(exc), custodians=custodians)
                     return Attempt("WrongShares", str(exc), custodians=custodians)
                 span.set_attribute("unsealer.progress", status.progress)
+            mismatch = self._shape.mismatch(pod, status) if status.sealed else None
+            if mismatch is not None:
+                return Attempt("VaultMismatch", mismatch, custodians=custodians, status=status)
             if index == 1 and status.nonce:
                 self._nonces[pod] = status.nonce
             if not status.sealed:

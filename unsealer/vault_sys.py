@@ -7,6 +7,12 @@ is needed for four small requests.
 
 Share material passes through :meth:`VaultNode.submit` as the request body only; no exception
 or log line made here contains it.
+
+Identity: the TCP connection goes to the pod's IP, but the TLS handshake is for the pod's
+stable DNS name (``server_name``: SNI and the hostname check), so only a server holding a
+certificate for *that pod's* name, from the configured CA, passes. A certificate for the IP,
+or for a sibling pod's name, does not. :attr:`VaultNode.verified` says whether that proof is
+in place; plain http proves nothing.
 """
 
 from __future__ import annotations
@@ -66,6 +72,12 @@ def _errors(body: Any) -> str:
     return ""
 
 
+def _tls_reason(exc: BaseException) -> str:
+    cause = getattr(exc, "certificate_error", None) or getattr(exc, "os_error", None) or exc
+    reason = getattr(cause, "verify_message", None) or getattr(cause, "reason", None)
+    return str(reason or type(cause).__name__)[:200]
+
+
 class VaultNode:
     """One Vault server (one pod), addressed directly."""
 
@@ -75,18 +87,33 @@ class VaultNode:
         session: aiohttp.ClientSession,
         address: str,
         ssl_context: ssl.SSLContext | bool = True,
+        server_name: str | None = None,
         request_seconds: float = 10.0,
     ) -> None:
         self.address = address.rstrip("/")
+        self.server_name = server_name
         self._session = session
         self._ssl = ssl_context
         self._timeout = aiohttp.ClientTimeout(total=request_seconds)
+
+    @property
+    def verified(self) -> bool:
+        """Whether every answer comes from a server that proved ``server_name`` (https, a CA,
+        hostname checked). Only then may the unsealer risk more than the threshold of shares."""
+        if not self.address.startswith("https://") or self._ssl is False:
+            return False
+        if isinstance(self._ssl, ssl.SSLContext) and not (
+            self._ssl.check_hostname and self._ssl.verify_mode == ssl.CERT_REQUIRED
+        ):
+            return False
+        return self.server_name is not None
 
     async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         url = f"{self.address}/v1/{path}"
         try:
             async with self._session.request(
-                method, url, json=body, ssl=self._ssl, timeout=self._timeout
+                method, url, json=body, ssl=self._ssl, timeout=self._timeout,
+                server_hostname=self.server_name if url.startswith("https://") else None,
             ) as response:
                 try:
                     payload = await response.json(content_type=None)
@@ -99,6 +126,13 @@ class VaultNode:
                         status=response.status,
                     )
                 return payload
+        except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
+            # The server at this address did not prove the pod's name: nothing was sent.
+            proof = f" for {self.server_name}" if self.server_name else ""
+            raise VaultSysError(
+                f"{method} {path} on {self.address}: TLS refused, no valid certificate{proof}"
+                f" ({_tls_reason(exc)})", status=0,
+            ) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise VaultSysError(
                 f"{method} {path} on {self.address}: no answer ({type(exc).__name__})", status=0

@@ -30,6 +30,7 @@ CONTROLLERS = (
     "namespace",
     "serviceaccount",
     "crd",
+    "clusterrole-aggregation",
     "gc",
     "deployment",
     "replicaset",

@@ -3,13 +3,19 @@
 Rule matching follows the RBAC authorizer: verbs, apiGroups, resources (``*``, ``res/sub``,
 ``*/sub``), resourceNames (a rule with names never matches a request without one: list, watch,
 create), nonResourceURLs (exact or ``prefix*``), ClusterRoles bound in a namespace through a
-RoleBinding, aggregated ClusterRoles (resolved on the fly rather than by a controller), and the
-exact 403 message kubectl and clients print. Bindings that point at missing roles add the
-``RBAC: ... not found`` reason the real authorizer appends.
+RoleBinding, and the exact 403 message kubectl and clients print. Bindings that point at missing
+roles add the ``RBAC: ... not found`` reason the real authorizer appends.
+
+Like the real authorizer, only a role's stored ``rules`` count: an aggregated ClusterRole (one
+with an ``aggregationRule``, like ``edit``) grants what the clusterrole-aggregation controller
+last wrote into it (:func:`aggregated_rules`; ``controllers/rbac.py``), so a ClusterRole labelled
+``aggregate-to-edit`` takes effect a moment after it is created, not at once, and not at all while
+that controller is stopped.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from testbed.kube.errors import ApiError, forbidden_error, qualified
@@ -85,33 +91,51 @@ def _subject_matches(subject: Obj, user: User, binding_ns: str) -> bool:
     return False
 
 
+def _semantic(rule: Obj) -> Obj:
+    """A rule as ``equality.Semantic.DeepEqual`` compares it: absent, null and empty lists alike."""
+    return {key: value for key, value in rule.items() if value}
+
+
+def aggregated_rules(role: Obj, roles: Iterable[Obj]) -> list[Obj]:
+    """The ``rules`` the clusterrole-aggregation controller computes for ``role`` from ``roles``.
+
+    As kube-controller-manager's syncClusterRole: for each selector in turn, the matching
+    ClusterRoles by name (the role itself skipped), their stored rules appended unless an equal
+    one is already there. Aggregation is transitive only through stored rules: ``admin`` picks
+    up ``edit``'s rules once they have been written into ``edit``.
+    """
+    name = role["metadata"]["name"]
+    ordered = sorted(roles, key=lambda other: str(other["metadata"]["name"]))
+    out: list[Obj] = []
+    seen: list[Obj] = []
+    for selector in (role.get("aggregationRule") or {}).get("clusterRoleSelectors") or []:
+        matches = selector_from_dict(selector).matches
+        for other in ordered:
+            if other["metadata"]["name"] == name:
+                continue
+            if not matches(other["metadata"].get("labels") or {}):
+                continue
+            for rule in other.get("rules") or []:
+                if _semantic(rule) not in seen:
+                    seen.append(_semantic(rule))
+                    out.append(rule)
+    return out
+
+
+def same_rules(a: list[Obj] | None, b: list[Obj] | None) -> bool:
+    return [_semantic(r) for r in a or []] == [_semantic(r) for r in b or []]
+
+
 class Authorizer:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def _cluster_role_rules(
-        self, name: str, errors: list[str], seen: set[str] | None = None
-    ) -> list[Obj]:
-        seen = seen if seen is not None else set()
-        seen.add(name)
+    def _cluster_role_rules(self, name: str, errors: list[str]) -> list[Obj]:
         role = self.store.get(CLUSTER_ROLES, "", name)
         if role is None:
             errors.append(f'clusterrole.{RBAC} "{name}" not found')
             return []
-        rules = list(role.get("rules") or [])
-        aggregation = role.get("aggregationRule")
-        if aggregation:
-            selectors = [
-                selector_from_dict(s) for s in aggregation.get("clusterRoleSelectors") or []
-            ]
-            for other in self.store.items(CLUSTER_ROLES):
-                other_name = other["metadata"]["name"]
-                if other_name in seen:
-                    continue
-                labels = other["metadata"].get("labels") or {}
-                if any(s.matches(labels) for s in selectors):
-                    rules += self._cluster_role_rules(other_name, errors, seen)
-        return rules
+        return list(role.get("rules") or [])
 
     def _role_rules(self, ref: Obj, namespace: str, errors: list[str]) -> list[Obj]:
         if ref.get("kind") == "ClusterRole":
@@ -223,7 +247,8 @@ _VIEW_RESOURCES = [
 
 
 def bootstrap_objects() -> list[tuple[str, Obj]]:
-    """(storage, object) pairs for the default cluster roles and bindings."""
+    """(storage, object) pairs for the default cluster roles and bindings, the aggregated ones
+    (admin, edit, view) with the rules their controller writes within moments of a start."""
 
     def role(
         name: str,
@@ -291,7 +316,7 @@ def bootstrap_objects() -> list[tuple[str, Obj]]:
         "/version",
         "/version/",
     ]
-    return [
+    objects = [
         role(
             "cluster-admin",
             [
@@ -371,3 +396,13 @@ def bootstrap_objects() -> list[tuple[str, Obj]]:
         ),
         binding("system:basic-user", "system:basic-user", ["system:authenticated"]),
     ]
+    roles = [obj for storage, obj in objects if storage == CLUSTER_ROLES]
+    changed = True
+    while changed:  # view into edit, then edit into admin: as the controller's repeated passes
+        changed = False
+        for obj in roles:
+            if obj.get("aggregationRule"):
+                rules = aggregated_rules(obj, roles)
+                if not same_rules(rules, obj["rules"]):
+                    obj["rules"], changed = rules, True
+    return objects

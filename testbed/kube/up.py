@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from testbed.kube.api import running_kube
+from testbed.kube.api import Kube, running_kube
 from testbed.kube.cluster import CONTROLLERS
 
 
@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 @contextlib.asynccontextmanager
-async def serve(args: argparse.Namespace, directory: Path) -> AsyncIterator[None]:
+async def serve(args: argparse.Namespace, directory: Path) -> AsyncIterator[Kube]:
     async with running_kube(
         disable=args.kube_disable,
         host=args.kube_host,
@@ -69,6 +69,6 @@ async def serve(args: argparse.Namespace, directory: Path) -> AsyncIterator[None
     ) as kube:
         path = kube.write_kubeconfig(directory / "kubeconfig")
         try:
-            yield
+            yield kube
         finally:
             path.unlink(missing_ok=True)

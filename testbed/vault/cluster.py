@@ -18,7 +18,7 @@ from testbed.vault.clock import Clock
 from testbed.vault.core import Core
 from testbed.vault.node import Node
 from testbed.vault.storage import Storage
-from testbed.vault.tls import make_tls
+from testbed.vault.tls import NAMESPACE, SERVICE, VaultTls
 
 
 @dataclass
@@ -26,6 +26,8 @@ class RunningVault:
     core: Core
     admin: VaultAdmin
     ca_file: Path | None
+    #: The CA and per-node certificates when TLS is on (tests issue more from it).
+    tls: VaultTls | None = None
 
     @property
     def nodes(self) -> list[Node]:
@@ -58,13 +60,16 @@ async def running_vault(
     wrong_key_status: int = 400,
     clock: Clock | None = None,
     fault_seed: int | None = None,
+    tls_namespace: str = NAMESPACE,
+    tls_service: str = SERVICE,
 ) -> AsyncIterator[RunningVault]:
     """Serve ``nodes`` instances sharing one storage; ``hosts[i]`` is node i's bind address.
 
     ``port=0`` picks a free port per node; a fixed port with distinct loopback hosts gives the
     ``127.0.0.2:8200``, ``127.0.0.3:8200`` layout of pods. ``state_dir`` keeps storage on disk
     so a new process on the same directory comes back sealed with the data intact. TLS needs
-    ``tls_dir`` (where ``vault-ca.pem`` is written).
+    ``tls_dir`` (where ``vault-ca.pem`` is written); node i then presents a certificate for pod
+    ``vault-i`` of a StatefulSet governed by ``tls_service`` in ``tls_namespace``.
     """
     if nodes < 1:
         raise ValueError("at least one node")
@@ -73,14 +78,12 @@ async def running_vault(
     bind = list(hosts) if hosts else ["127.0.0.1"] * nodes
     if len(bind) != nodes:
         raise ValueError("give one host per node")
-    ssl_context = None
-    ca_file = None
+    certificates = None
     if tls:
         if tls_dir is None:
             raise ValueError("tls needs tls_dir for vault-ca.pem")
-        files = make_tls(directory=tls_dir, hosts=bind, state_dir=state_dir)
-        ssl_context = files.server_context()
-        ca_file = files.ca
+        certificates = VaultTls.create(directory=tls_dir, state_dir=state_dir,
+                                       namespace=tls_namespace, service=tls_service)
     core = Core(storage=Storage(directory=state_dir), clock=clock or Clock())
     created = [
         Node(
@@ -88,7 +91,8 @@ async def running_vault(
             index=index,
             host=host,
             port=port,
-            ssl_context=ssl_context,
+            ssl_context=(certificates.node(index, host).server_context()
+                         if certificates is not None else None),
             wrong_key_status=wrong_key_status,
             fault_seed=fault_seed,
         )
@@ -97,7 +101,11 @@ async def running_vault(
     try:
         for node in created:
             await node.start()
-        yield RunningVault(core=core, admin=VaultAdmin(core=core), ca_file=ca_file)
+        yield RunningVault(
+            core=core, admin=VaultAdmin(core=core),
+            ca_file=certificates.ca_file if certificates is not None else None,
+            tls=certificates,
+        )
     finally:
         for node in created:
             await node.stop()

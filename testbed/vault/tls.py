@@ -1,25 +1,30 @@
-"""Self-signed TLS for the emulation: a CA and a server certificate for every node address.
+"""TLS for the emulation: a CA, and for every node a certificate for its pod's DNS names.
 
 Services verify Vault's certificate through ``VAULT_CACERT``; the emulation writes its CA to
 ``vault-ca.pem`` so that path is exercised for real. With a state directory the CA is kept
 there and reused, so a restarted process is still trusted by clients holding the old CA file.
+
+Node ``i`` is pod ``vault-i`` of a StatefulSet whose governing Service is ``service`` (the Helm
+chart's ``vault-internal``) in ``namespace``: its certificate carries that pod's stable names
+(``vault-i``, ``vault-i.vault-internal``, ``vault-i.vault-internal.vault.svc``, ...), the
+Service-wide names (``vault``, ``vault.vault.svc``, ``localhost``) and its IP, and no other
+pod's name. That is what lets a client tell vault-0 from vault-1 by certificate, and what
+:meth:`VaultTls.issue` lets a test abuse: a server with a valid certificate for another name.
 """
 
 from __future__ import annotations
 
-import datetime
 import ipaddress
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from testbed.pki import Authority
 
 CA_FILE = "vault-ca.pem"
-_CA_KEY_FILE = "vault-ca-key.pem"
+SERVICE = "vault-internal"
+NAMESPACE = "vault"
 
 
 @dataclass(frozen=True)
@@ -34,92 +39,73 @@ class TlsFiles:
         return context
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+def pod_names(pod: str, *, service: str = SERVICE, namespace: str = NAMESPACE) -> list[str]:
+    """The DNS names a StatefulSet pod is reachable at (the Helm chart's SAN list, per pod)."""
+    stable = f"{pod}.{service}"
+    return [pod, stable, f"{stable}.{namespace}", f"{stable}.{namespace}.svc",
+            f"{stable}.{namespace}.svc.cluster.local"]
 
 
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
+@dataclass(frozen=True)
+class VaultTls:
+    """The emulation's CA and where its files go; issues every node's certificate."""
 
+    authority: Authority
+    directory: Path
+    namespace: str = NAMESPACE
+    service: str = SERVICE
 
-def _load_or_create_ca(
-    state_dir: Path | None,
-) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    if state_dir is not None and (state_dir / _CA_KEY_FILE).exists():
-        key = serialization.load_pem_private_key((state_dir / _CA_KEY_FILE).read_bytes(), None)
-        assert isinstance(key, ec.EllipticCurvePrivateKey)
-        cert = x509.load_pem_x509_certificate((state_dir / CA_FILE).read_bytes())
-        return cert, key
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("testbed vault CA"))
-        .issuer_name(_name("testbed vault CA"))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
+    @classmethod
+    def create(
+        cls,
+        *,
+        directory: Path,
+        state_dir: Path | None = None,
+        namespace: str = NAMESPACE,
+        service: str = SERVICE,
+    ) -> VaultTls:
+        authority = Authority.load_or_create(
+            "vault", state_dir or directory, title="testbed vault CA"
         )
-        .sign(key, hashes.SHA256())
-    )
-    if state_dir is not None:
-        state_dir.mkdir(parents=True, exist_ok=True)
-        (state_dir / _CA_KEY_FILE).write_bytes(_pem_key(key))
-        (state_dir / CA_FILE).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return cert, key
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / CA_FILE).write_bytes(authority.ca_file.read_bytes())
+        return cls(authority, directory, namespace, service)
+
+    @property
+    def ca_file(self) -> Path:
+        return self.directory / CA_FILE
+
+    def issue(
+        self, name: str, *, names: Sequence[str] = (), ips: Sequence[str] = ()
+    ) -> TlsFiles:
+        """A server certificate from this CA for ``name`` (+ ``names``, ``ips``)."""
+        dns = [n for n in names if not _is_ip(n)]
+        addresses = [*ips, *(n for n in names if _is_ip(n))]
+        cert, key = self.authority.issue(
+            name, server=True, names=tuple(dns), ips=tuple(dict.fromkeys(addresses)),
+            directory=self.directory / "certs", days=30,
+        )
+        return TlsFiles(ca=self.ca_file, cert=cert, key=key)
+
+    def node(self, index: int, host: str) -> TlsFiles:
+        """Node ``index``'s certificate: pod ``vault-{index}``'s names, the Service's, its IP."""
+        pod = f"vault-{index}"
+        shared = ["vault", f"vault.{self.namespace}", f"vault.{self.namespace}.svc", "localhost"]
+        return self.issue(
+            pod, names=[*pod_names(pod, service=self.service, namespace=self.namespace), *shared],
+            ips=sorted({"127.0.0.1", host}),
+        )
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def make_tls(*, directory: Path, hosts: list[str], state_dir: Path | None = None) -> TlsFiles:
-    """Write ``vault-ca.pem`` and a server certificate for ``hosts`` into ``directory``."""
-    ca_cert, ca_key = _load_or_create_ca(state_dir)
-    key = ec.generate_private_key(ec.SECP256R1())
-    names: list[x509.GeneralName] = [x509.DNSName("localhost"), x509.DNSName("vault")]
-    names += [x509.DNSName(f"vault-{i}.vault-internal") for i in range(len(hosts))]
-    for host in sorted({"127.0.0.1", *hosts}):
-        try:
-            names.append(x509.IPAddress(ipaddress.ip_address(host)))
-        except ValueError:
-            names.append(x509.DNSName(host))
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("vault"))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    directory.mkdir(parents=True, exist_ok=True)
-    files = TlsFiles(
-        ca=directory / CA_FILE,
-        cert=directory / "vault-cert.pem",
-        key=directory / "vault-key.pem",
-    )
-    files.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    files.key.write_bytes(_pem_key(key))
-    files.key.chmod(0o600)
-    return files
+    """Write ``vault-ca.pem`` and one server certificate for every host into ``directory``."""
+    tls = VaultTls.create(directory=directory, state_dir=state_dir)
+    return tls.issue("vault", names=["localhost"], ips=sorted({"127.0.0.1", *hosts}))

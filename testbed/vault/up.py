@@ -33,6 +33,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--vault-tls", action="store_true", help="serve https; CA in DIR/vault-ca.pem"
     )
+    group.add_argument(
+        "--vault-namespace", default="vault",
+        help="namespace in node certificates' pod names (and of --vault-statefulset)",
+    )
+    group.add_argument(
+        "--vault-service", default="vault-internal",
+        help="governing Service in node certificates' pod names: node i's certificate is for "
+        "vault-i.SERVICE.NAMESPACE.svc (and its shorter forms) and no other pod",
+    )
     group.add_argument("--vault-state", type=Path, default=None, help="keep storage in this dir")
     group.add_argument(
         "--vault-wrong-key-status",
@@ -89,6 +98,8 @@ async def serve(args: argparse.Namespace, directory: Path) -> AsyncIterator[Runn
         tls_dir=directory,
         state_dir=args.vault_state,
         wrong_key_status=args.vault_wrong_key_status,
+        tls_namespace=args.vault_namespace,
+        tls_service=args.vault_service,
     ) as vault:
         lines = [f"VAULT_ADDR={vault.address}", f"VAULT_ADDRS={','.join(vault.addresses)}"]
         if vault.ca_file is not None:

@@ -290,3 +290,106 @@ async def test_pods_need_their_service_account(raw, kube: Kube) -> None:
     assert volumes[0]["name"].startswith("kube-api-access-")
     mounts = created.json["spec"]["containers"][0]["volumeMounts"]
     assert mounts[0]["mountPath"] == "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+GADGETS = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "gadgets.example.com"},
+    "spec": {
+        "group": "example.com",
+        "scope": "Namespaced",
+        "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                    }
+                },
+            }
+        ],
+    },
+}
+GADGET_RULE = {
+    "apiGroups": ["example.com"],
+    "resources": ["gadgets"],
+    "verbs": ["create", "get", "list"],
+}
+AGGREGATE_TO_EDIT = {"rbac.authorization.k8s.io/aggregate-to-edit": "true"}
+
+
+async def test_aggregated_roles_get_their_rules_from_the_aggregation_controller(
+    raw, kube: Kube
+) -> None:
+    """What a CRD's ``aggregate-to-edit`` ClusterRole does in a cluster: the controller writes
+    its rules into ``edit`` (and, through ``edit``, ``admin``); only the stored rules grant."""
+
+    def rules(name: str) -> list[dict]:
+        return list((kube.admin.get(RBAC, "ClusterRole", name) or {}).get("rules") or [])
+
+    def has(name: str, rule: dict) -> bool:
+        return rule in rules(name)
+
+    # Seeded as a running cluster has them: edit = its aggregate + view's; admin adds RBAC.
+    assert any(r["resources"] == ["serviceaccounts/token"] for r in rules("edit"))
+    assert any("pods" in r["resources"] and "watch" in r["verbs"] for r in rules("view"))
+    assert not any("secrets" in r["resources"] for r in rules("view"))
+    assert rules("view")[0] in rules("edit") and rules("edit")[0] in rules("admin")
+    assert any("rolebindings" in r["resources"] for r in rules("admin"))
+    assert not any("rolebindings" in r["resources"] for r in rules("edit"))
+
+    kube.admin.create(GADGETS)
+    await kube.wait_for(
+        lambda: kube.cluster.catalog.lookup("example.com", "v1", "gadgets"),
+        message="gadgets served",
+    )
+    kube.admin.create_namespace("apps")
+    kube.admin.grant("apps", "editor", "edit", in_namespace="apps")
+    token = kube.admin.mint_token("apps", "editor")
+    path = "/apis/example.com/v1/namespaces/apps/gadgets"
+
+    async def create(name: str) -> int:
+        body = {"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": name}}
+        return (await raw("POST", path, body=body, token=token)).status
+
+    assert await create("before") == 403
+
+    # With the controller stopped, a labelled role changes nothing: the authorizer does not
+    # aggregate by itself.
+    await kube.controllers.disable("clusterrole-aggregation")
+    role = {**_role("gadgets-edit", [GADGET_RULE]), "metadata": {
+        "name": "gadgets-edit", "labels": AGGREGATE_TO_EDIT}}
+    kube.admin.create(role)
+    assert not has("edit", GADGET_RULE)
+    assert await create("controller-down") == 403
+
+    kube.controllers.enable("clusterrole-aggregation")  # resyncs
+    await kube.wait_for(lambda: has("edit", GADGET_RULE), message="edit aggregates gadgets")
+    await kube.wait_for(lambda: has("admin", GADGET_RULE), message="admin through edit")
+    assert not has("view", GADGET_RULE)
+    assert await create("aggregated") == 201
+    edit = kube.admin.get(RBAC, "ClusterRole", "edit") or {}
+    managers = {e["manager"] for e in edit["metadata"].get("managedFields") or []}
+    assert "clusterrole-aggregation-controller" in managers
+
+    # Rules written by hand into an aggregated role are overwritten.
+    everything = {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}
+    kube.admin.update({**edit, "rules": [everything]})
+    await kube.wait_for(
+        lambda: has("edit", GADGET_RULE) and not has("edit", everything),
+        message="hand-written rules replaced",
+    )
+
+    # The label removed: the rule leaves edit and admin, and the editor is refused again.
+    kube.admin.patch(RBAC, "ClusterRole", "gadgets-edit", {"metadata": {"labels": {
+        "rbac.authorization.k8s.io/aggregate-to-edit": None}}})
+    await kube.wait_for(
+        lambda: not has("edit", GADGET_RULE) and not has("admin", GADGET_RULE),
+        message="gadgets gone from edit and admin",
+    )
+    assert await create("after") == 403

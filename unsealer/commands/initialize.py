@@ -143,6 +143,16 @@ def main(args: argparse.Namespace) -> int:
 async def initialize(args: argparse.Namespace, clients: Clients) -> int:
     if args.pgp_key:
         usage_error(PGP_REFUSAL)
+    address = args.address or args.address_template
+    if not address.startswith("https://") and not args.allow_plain_http:
+        # Vault's answer to sys/init holds every share and the root token: over plain http,
+        # whoever answers at that address, or reads the network, gets all of them.
+        option = "--address" if args.address else "--address-template"
+        usage_error(
+            f"{option} {address}: plain http proves nothing about who answers, and Vault's "
+            "answer to sys/init carries every share and the root token in the clear; use https "
+            "(see README, unsealer TLS) or pass --allow-plain-http. Vault was not initialised"
+        )
     config = await asyncio.to_thread(load_custody, args, require_files=False)
     token_custodian = check_destination(args, config, required=True, doing="initialise")
     count, threshold = seal_shape(args, config)
@@ -164,7 +174,9 @@ async def initialize(args: argparse.Namespace, clients: Clients) -> int:
     target = await uninitialised_target(args, clients)
 
     token_file = TokenFile.create(Path(args.root_token_file)) if args.root_token_file else None
-    node = clients.vault(target.address, timeout=INIT_TIMEOUT_SECONDS)
+    # Over https, the server that proved the pod's name when probed (None: plain http).
+    node = clients.vault(target.address, timeout=INIT_TIMEOUT_SECONDS,
+                         server_name=target.server_name)
     # SIGTERM, SIGINT, SIGHUP wait from before sys/init is sent until every share and the
     # token are stored or rescued: see DeferredSignals and hand_over.
     with DeferredSignals() as deferred:

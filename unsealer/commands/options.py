@@ -16,7 +16,12 @@ import re
 
 from plumbing.options import OptionParser, positive_int
 from plumbing.telemetry import LOG_FORMATS, LOG_LEVELS
-from unsealer.discovery import DEFAULT_ADDRESS, DEFAULT_SELECTOR
+from unsealer.discovery import (
+    DEFAULT_ADDRESS,
+    DEFAULT_SELECTOR,
+    DEFAULT_SERVER_NAME,
+    DEFAULT_STATEFULSET,
+)
 from unsealer.shares import FingerprintKey
 
 _DURATION = re.compile(r"([0-9]+(\.[0-9]+)?(s|m|h))+")
@@ -61,6 +66,20 @@ def address_template(text: str) -> str:
         ) from None
     if not example.startswith(("http://", "https://")):
         raise argparse.ArgumentTypeError(f"{text!r} must start with http:// or https://")
+    return text
+
+
+def server_name_template(text: str) -> str:
+    """A DNS name template with ``{pod}``, ``{service}``, ``{namespace}`` (argparse ``type``)."""
+    try:
+        example = text.format(pod="vault-0", service="vault-internal", namespace="vault")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(
+            f"invalid template {text!r}: only {{pod}}, {{service}} and {{namespace}} may be used"
+            f" ({type(exc).__name__}: {exc})"
+        ) from None
+    if not example or "/" in example or ":" in example:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a DNS name, not a URL")
     return text
 
 
@@ -129,6 +148,23 @@ def add_vault_pods(parser: OptionParser) -> None:
     parser.option(
         "--ca-file", default=None, metavar="PATH",
         help="CA bundle for https Vault addresses (default: system's)",
+    )
+    parser.option(
+        "--statefulset", default=DEFAULT_STATEFULSET, metavar="NAME",
+        help="the StatefulSet whose pods are Vault: other pods with Vault's labels are "
+        "reported and never spoken to",
+    )
+    parser.option(
+        "--server-name", type=server_name_template, default=DEFAULT_SERVER_NAME,
+        metavar="TEMPLATE",
+        help="the DNS name each pod's certificate must carry over https; {pod}, {service} "
+        "(the StatefulSet's serviceName) and {namespace} are filled in",
+    )
+    parser.switch(
+        "--allow-plain-http",
+        help="allow an http:// Vault address (the Helm chart's default): Vault's identity is "
+        "then not verified, and what Vault is sent or answers (shares; at init, every share "
+        "and the root token) crosses the network in the clear; announced wherever it is used",
     )
 
 

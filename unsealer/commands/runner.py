@@ -80,12 +80,16 @@ class Clients:
                 usage_error(f"cannot load Kubernetes credentials{where}: {_reason(exc)}")
         return self._kube
 
-    def vault(self, address: str, *, timeout: float | None = None) -> VaultNode:
+    def vault(
+        self, address: str, *, timeout: float | None = None, server_name: str | None = None
+    ) -> VaultNode:
+        """A node at ``address``; over https its certificate must carry ``server_name``."""
         if self._http is None:
             self._http = aiohttp.ClientSession()
         return VaultNode(
             session=self._http,
             address=address,
+            server_name=server_name,
             ssl_context=self._ssl_context(),
             request_seconds=timeout or self._vault_timeout,
         )

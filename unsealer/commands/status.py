@@ -1,7 +1,11 @@
 """``unsealer status``: the seal state of every Vault pod, for people or for scripts.
 
 Each pod's ``sys/seal-status`` (no token needed; it answers while sealed) is read at the pod's
-own address, all pods at once. ``--output table`` (default) is for a terminal; ``--output json``
+own address, all pods at once, and over https only from a server proving the pod's DNS name.
+The IDENTITY column says how each answer was obtained: ``verified <name>``, or ``plain http``
+(nothing proves who answered: ``run`` needs ``--allow-plain-http`` for that). A pod with Vault's
+labels that the StatefulSet does not control is listed as ``not Vault's`` and never asked.
+``--output table`` (default) is for a terminal; ``--output json``
 is one document for scripts. The exit code is the summary a health check or a runbook step
 needs: 0 when every pod answered and is initialised and unsealed, 1 otherwise (a pod sealed,
 uninitialised, unreachable or without an IP, or no pod found), 2 for bad options.
@@ -23,7 +27,8 @@ from unsealer.vault_sys import VaultSysError
 EPILOG = """\
 exit status:
   0  every pod answered, initialised and unsealed
-  1  a pod is sealed, uninitialised, unreachable or has no IP, or no pod matched
+  1  a pod is sealed, uninitialised, unreachable or has no IP, a pod with Vault's labels
+     is not the StatefulSet's, or no pod matched
   2  bad options or credentials
 """
 
@@ -63,6 +68,10 @@ class PodStatus:
     shares: int | None = None
     version: str | None = None
     error: str | None = None
+    #: How the answer was had: "verified <server name>", "plain http", or "" (not asked).
+    identity: str = ""
+    #: The name the server proved over https (None: plain http, or not asked).
+    server_name: str | None = None
 
     @property
     def healthy(self) -> bool:
@@ -70,6 +79,8 @@ class PodStatus:
 
     @property
     def state(self) -> str:
+        if self.identity == "not Vault's":
+            return "not Vault's"
         if not self.address:
             return "no IP"
         if not self.reachable:
@@ -81,17 +92,27 @@ class PodStatus:
 
 async def probe(target: Target, clients: Clients) -> PodStatus:
     """One pod's seal status; a pod that cannot be asked is a row too, not an exception."""
+    if target.problem:
+        return PodStatus(pod=target.name, address="", reachable=False, error=target.problem,
+                         identity="not Vault's")
     if not target.address:
         return PodStatus(
             pod=target.name, address="", reachable=False, error="the pod has no IP yet"
         )
+    node = clients.vault(target.address, server_name=target.server_name)
     try:
-        seal = await clients.vault(target.address).seal_status()
+        seal = await node.seal_status()
     except VaultSysError as exc:
         return PodStatus(pod=target.name, address=target.address, reachable=False, error=str(exc))
+    if not target.address.startswith("https://"):
+        identity = "plain http"
+    else:
+        identity = f"verified {target.server_name}" if node.verified else "https, name unchecked"
     return PodStatus(
         pod=target.name,
         address=target.address,
+        identity=identity,
+        server_name=target.server_name if node.verified else None,
         reachable=True,
         initialized=seal.initialized,
         sealed=seal.sealed,
@@ -118,7 +139,8 @@ async def status(args: argparse.Namespace, clients: Clients) -> int:
 
 
 def render_table(rows: list[PodStatus]) -> str:
-    header = ("POD", "ADDRESS", "STATE", "INITIALIZED", "SEALED", "PROGRESS", "KEYS", "VERSION")
+    header = ("POD", "ADDRESS", "STATE", "INITIALIZED", "SEALED", "PROGRESS", "KEYS", "VERSION",
+              "IDENTITY")
     lines = [header]
     for row in rows:
         known = row.reachable
@@ -131,6 +153,7 @@ def render_table(rows: list[PodStatus]) -> str:
             f"{row.progress}/{row.threshold}" if known and row.initialized else "-",
             f"{row.threshold} of {row.shares}" if known and row.initialized else "-",
             (row.version or "-") if known else "-",
+            row.identity or "-",
         ))
     widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
     table = [

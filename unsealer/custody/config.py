@@ -53,7 +53,7 @@ Format (YAML, or JSON, which is YAML)::
       caFile: /etc/unsealer/peer/ca.crt
       certFile: /etc/unsealer/peer/tls.crt
       keyFile: /etc/unsealer/peer/tls.key
-      allowedPeers: [unsealer-a]    # optional: certificate names (CN or DNS SAN) allowed
+      allowedPeers: [unsealer-a]    # required: certificate names (CN or DNS SAN) served
       releases: [disk]              # the custodians whose shares peers may receive
 
 Places. Custodians that fail or leak together share a *place*, and the invariant counts places,
@@ -494,7 +494,8 @@ def _peer_server(
         cert_file=_readable(fields, "certFile"),
         key_file=_readable(fields, "keyFile"),
         releases=releases,
-        allowed_peers=tuple(fields.optional("allowedPeers", _texts) or ()),
+        # Required: without it any certificate the peer CA signed would receive shares.
+        allowed_peers=tuple(fields.require("allowedPeers", _peer_names)),
         host=fields.optional("host", _text) or "0.0.0.0",
         port=fields.optional("port", _port) or 8443,
     )
@@ -577,6 +578,13 @@ def _text(value: Any) -> str:
 
 def _texts(value: Any) -> list[str]:
     return [_text(item) for item in _list(value)]
+
+
+def _peer_names(value: Any) -> list[str]:
+    names = _texts(value)
+    if not names:
+        raise ValueError("must name at least one peer certificate (CN or DNS SAN)")
+    return names
 
 
 def _list(value: Any) -> list[Any]:

@@ -4,21 +4,29 @@ Split custody across machines: the unsealer on node B holds shares that the unse
 lacks, and hands them over when, and only when, a Vault pod really is sealed. Each side proves
 who it is with a certificate from the peer CA; a stolen client certificate alone gets nothing
 from a healthy cluster, because the server asks its *own* view of the pod (``is_sealed``,
-wired by the caller to its seal-status knowledge) before releasing anything. Every release and
-every refusal is logged with the peer's name, the pod and share fingerprints, never the shares.
+wired by the caller to the same checks the unsealer makes before sending a share: the pod is
+one of Vault's StatefulSet, its server proved the pod's name over TLS, and it reports the
+recorded threshold) before releasing anything. Only the certificate names in
+``allowedPeers`` are served (a server without that list refuses to start: any certificate of
+the CA is too many), each at most ``burst`` requests at once and one more every
+``refill_seconds``. Every release and every refusal is audited with the peer's name, the pod
+and share fingerprints, never the shares.
 
 Wire: ``POST /v1/release`` with ``{"pod": "<name>"}``; ``200 {"shares": ["<base64>", ...]}``,
 or ``{"error": "<reason>"}`` with 400 (bad request), 403 (peer not allowed), 409 (pod not
-sealed) or 503 (the server cannot tell, or its custodians failed). A client whose certificate
-is missing or from another CA never gets past the TLS handshake.
+sealed), 429 (too many requests; ``Retry-After``) or 503 (the server cannot tell, or its
+custodians failed). A client whose certificate is missing or from another CA never gets past
+the TLS handshake.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -139,11 +147,31 @@ class PeerCustodian:
         return shares
 
 
+class _RateLimit:
+    """A token bucket per peer: ``burst`` requests at once, one more per ``refill_seconds``."""
+
+    def __init__(self, *, burst: int, refill_seconds: float) -> None:
+        self._burst = burst
+        self._refill = refill_seconds
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, peer: str) -> float:
+        """0 when ``peer`` may go ahead (a token is taken), else the seconds to wait."""
+        now = time.monotonic()
+        tokens, then = self._buckets.get(peer, (float(self._burst), now))
+        tokens = min(float(self._burst), tokens + (now - then) / self._refill)
+        if tokens < 1:
+            self._buckets[peer] = (tokens, now)
+            return (1 - tokens) * self._refill
+        self._buckets[peer] = (tokens - 1, now)
+        return 0.0
+
+
 class PeerServer:
     """The server side: releases the ``sources`` custodians' shares to authenticated peers.
 
-    ``allowed_peers`` pins peer names (certificate CN or DNS SAN); empty means any certificate
-    the CA signed. Use as ``async with PeerServer(...) as server`` or :meth:`start`/:meth:`close`.
+    ``allowed_peers`` pins peer names (certificate CN or DNS SAN) and may not be empty. Use as
+    ``async with PeerServer(...) as server`` or :meth:`start`/:meth:`close`.
     """
 
     def __init__(
@@ -153,15 +181,20 @@ class PeerServer:
         is_sealed: IsSealed,
         ssl_context: ssl.SSLContext,
         fingerprint_key: FingerprintKey,
-        allowed_peers: Collection[str] = (),
+        allowed_peers: Collection[str],
         host: str = "0.0.0.0",  # a peer server serves other nodes
         port: int = 8443,
+        burst: int = 10,
+        refill_seconds: float = 6.0,
     ) -> None:
+        if not allowed_peers:
+            raise ValueError("a peer server needs allowedPeers: the certificate names it serves")
         self._sources = tuple(sources)
         self._is_sealed = is_sealed
         self._ssl = ssl_context
         self._fingerprint_key = fingerprint_key
         self._allowed = frozenset(allowed_peers)
+        self._limit = _RateLimit(burst=burst, refill_seconds=refill_seconds)
         self._host = host
         self._port = port
         self._runner: web.AppRunner | None = None
@@ -205,15 +238,23 @@ class PeerServer:
         transport = request.transport
         certificate = transport.get_extra_info("peercert") if transport else None
         names = _names_in(certificate)
-        peer = names[0] if names else "?"
+        allowed = [name for name in names if name in self._allowed]
+        # The audited identity: the allowed name the certificate carries, else its first name.
+        peer = allowed[0] if allowed else (names[0] if names else "?")
         refused = log.bind(peer=peer, remote=request.remote)
         if not certificate:
             # Unreachable with CERT_REQUIRED; kept so that a misconfigured context fails closed.
             refused.warning("custody.peer.refused", reason="no client certificate")
             return _error(401, "a client certificate is required")
-        if self._allowed and not self._allowed.intersection(names):
-            refused.warning("custody.peer.refused", reason="peer not allowed")
+        if not allowed:
+            refused.warning("custody.peer.refused", reason="peer not allowed", names=names)
             return _error(403, "this peer is not allowed")
+        wait = self._limit.take(peer)
+        if wait:
+            refused.warning("custody.peer.refused", reason="rate limited")
+            response = _error(429, "too many requests from this peer")
+            response.headers["Retry-After"] = str(math.ceil(wait))
+            return response
         pod = await _pod_of(request)
         if pod is None:
             refused.warning("custody.peer.refused", reason="bad request")
@@ -222,8 +263,9 @@ class PeerServer:
         try:
             sealed = await self._is_sealed(pod)
         except Exception as exc:  # any failure to know means "don't release"
-            refused.warning("custody.peer.refused", reason="seal state unknown", error=repr(exc))
-            return _error(503, "cannot tell whether the pod is sealed")
+            refused.warning("custody.peer.refused", reason="seal state unknown or not our Vault",
+                            error=str(exc) or type(exc).__name__)
+            return _error(503, "cannot tell whether the pod is a sealed Vault of ours")
         if not sealed:
             refused.warning("custody.peer.refused", reason="pod not sealed")
             return _error(409, "the pod is not sealed here")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from testbed.kube.cluster import CONTROLLERS, Cluster
 from testbed.kube.controllers.base import Controller
 from testbed.kube.controllers.gc import GarbageCollector
+from testbed.kube.controllers.rbac import ClusterRoleAggregationController
 from testbed.kube.controllers.system import (
     CRDController,
     NamespaceController,
@@ -37,6 +38,7 @@ class ControllerManager:
             "namespace": NamespaceController(cluster),
             "serviceaccount": ServiceAccountController(cluster),
             "crd": CRDController(cluster),
+            "clusterrole-aggregation": ClusterRoleAggregationController(cluster),
             "gc": GarbageCollector(cluster),
             "deployment": DeploymentController(cluster),
             "replicaset": ReplicaSetController(cluster),

@@ -1,7 +1,7 @@
 """``create: false`` writes only a Secret that opts in, or that syncd made; never another
 program's (issue 10, item 3: a Helm release record lost its ``release`` key).
 
-Every VaultStaticSecret here is created by a namespace user (``edit`` plus syncd's kinds)
+Every VaultStaticSecret here is created by a namespace user (bound to ``edit`` only)
 through their own client, as the attack would be.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from tests.syncd.e2e.tenant import annotate_secret, create_vss, tenant
 from tests.syncd.e2e.world import APP_NS, World
 
 DESTINATION_OF = "secrets.vault-syncd.dev/destination-of"
@@ -69,12 +68,12 @@ async def test_create_false_writes_only_secrets_that_opt_in(world: World) -> Non
                         annotations={DESTINATION_OF: "someone-else"}))
     world.start_syncd()
 
-    async with tenant(world) as kube:
+    async with world.tenant() as tenant:
         for name in (HELM_RELEASE, "sealed", "web-tls"):
-            await annotate_secret(kube, name, {DESTINATION_OF: name})
+            await tenant.annotate_secret(name, {DESTINATION_OF: name})
         before = {name: world.secret(name) or {} for name in (*theirs, "for-another")}
         for name in (*theirs, "for-another", "opted-in"):
-            await create_vss(kube, name, destination={
+            await tenant.create_vss(name, destination={
                 "name": name, "create": False, "transformation": {"excludeRaw": True}})
 
         # The opted-in Secret is written: its data, and nothing else.
@@ -112,7 +111,7 @@ async def test_create_false_writes_only_secrets_that_opt_in(world: World) -> Non
         assert helm == {"release": release}  # Helm keeps its record base64-encoded, twice
 
         # Opting in afterwards is enough (the annotation names this VaultStaticSecret).
-        await annotate_secret(kube, "plain", {DESTINATION_OF: "plain"})
+        await tenant.annotate_secret("plain", {DESTINATION_OF: "plain"})
         world.vss("plain", destination={"name": "plain", "create": False,
                                         "transformation": {"excludeRaw": True}})
         await world.eventually(lambda: world.secret_data("plain") == {"password": value},

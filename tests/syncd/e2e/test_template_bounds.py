@@ -25,7 +25,6 @@ import aiohttp
 import yaml
 
 from syncd.leadership import LEASES
-from tests.syncd.e2e.tenant import create_vss, tenant
 from tests.syncd.e2e.world import OPERATOR_NS, ROOT, World
 from tests.unsealer.e2e.world import free_port
 
@@ -58,10 +57,27 @@ def _kib(pid: int, field: str) -> int:
     return int(_status(pid)[field].split()[0])
 
 
-def _address_space_kib(pid: int) -> int:
+def _address_space_kib(pid: int) -> int | None:
+    """The soft RLIMIT_AS of ``pid`` in KiB; None while it is unlimited (a worker that was just
+    started to replace a killed one sets its limit after its imports)."""
     with open(f"/proc/{pid}/limits", encoding="ascii") as limits:
         line = next(x for x in limits if x.startswith("Max address space"))
-    return int(line.split()[3]) // 1024
+    soft = line.split()[3]
+    return None if soft == "unlimited" else int(soft) // 1024
+
+
+def _worker_limits(pid: int) -> list[int] | None:
+    """Every live worker's address-space limit, or None while one has not set it yet."""
+    found = []
+    for worker in _children(pid):
+        try:
+            kib = _address_space_kib(worker)
+        except OSError:  # gone meanwhile (killed over budget): not a worker any more
+            continue
+        if kib is None:
+            return None
+        found.append(kib)
+    return found
 
 
 def _children(pid: int) -> list[int]:
@@ -172,9 +188,9 @@ async def test_a_hostile_template_stalls_no_one(world: World, tmp_path: Path) ->
         observed = Observed()
         watcher = asyncio.create_task(_watch(world, process.pid, port, observed, identity))
         try:
-            async with tenant(world, namespace=TENANT_NS) as kube:
+            async with world.tenant(namespace=TENANT_NS) as tenant:
                 for name, text in HOSTILE.items():
-                    await create_vss(kube, name, namespace=TENANT_NS, destination={
+                    await tenant.create_vss(name, destination={
                         "name": name, "create": True,
                         "transformation": {"templates": {"out": {"text": text}}}})
             for name in HOSTILE:
@@ -199,8 +215,9 @@ async def test_a_hostile_template_stalls_no_one(world: World, tmp_path: Path) ->
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
         main_peak = _kib(process.pid, "VmHWM")
-        workers_now = _children(process.pid)
-        worker_limits = [_address_space_kib(worker) for worker in workers_now]
+        worker_limits: list[int] = await world.eventually(
+            lambda: _worker_limits(process.pid), deadline=5.0,
+            message="every template worker has set its address-space limit")
         assert process.returncode is None, "syncd exited"
 
         # A: reported, retried with backoff, nothing written.

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 
-from tests.syncd.e2e.tenant import create_vss, tenant
 from tests.syncd.e2e.world import World
 
 # name -> (template, what the condition says after "template failed: ")
@@ -44,11 +43,11 @@ async def test_template_errors_show_no_value_in_any_disguise(world: World) -> No
         world.secret_values.add(form)
     await world.write_kv("kv-secret/info", {"password": value})
     world.start_syncd()
-    async with tenant(world) as kube:
+    async with world.tenant() as tenant:
         for name, (text, _) in HOSTILE.items():
-            await create_vss(kube, name, destination={"name": name, "create": True,
-                                                      "transformation": {"templates": {
-                                                          "out": {"text": text}}}})
+            await tenant.create_vss(name, destination={"name": name, "create": True,
+                                                       "transformation": {"templates": {
+                                                           "out": {"text": text}}}})
         for name, (_, kind) in HOSTILE.items():
             found = await world.wait_condition(name, "Ready", status="False",
                                                reason="InvalidSecretData")

@@ -57,34 +57,67 @@ LEASE_TIMINGS = {"lease_duration_seconds": 2.0, "renew_deadline_seconds": 1.5,
                  "retry_period_seconds": 0.25}
 
 
-#: Our kinds in the ``edit`` ClusterRole, aggregated as a cluster would (the manifests ship no
-#: such role yet): what makes a namespace user with ``edit`` able to create them.
-TENANT_EDIT_ROLE = {
-    "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-    "metadata": {"name": "vault-syncd-tests-aggregate-to-edit",
-                 "labels": {"rbac.authorization.k8s.io/aggregate-to-edit": "true"}},
-    "rules": [{"apiGroups": ["secrets.vault-syncd.dev"],
-               "resources": ["vaultconnections", "vaultauths", "vaultstaticsecrets"],
-               "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}],
-}
+#: The ClusterRoles that give a namespace's ``edit``/``admin``/``view`` users our kinds, by
+#: aggregation: the shipped file itself, so the tenant tests prove what a cluster gets.
+TENANT_ROLES = ROOT / "manifests/syncd/tenant-roles.yaml"
 _TENANT_KINDS = {"Secret": SECRETS, "VaultConnection": VAULT_CONNECTION,
                  "VaultAuth": VAULT_AUTH, "VaultStaticSecret": VAULT_STATIC_SECRET}
 
 
 @dataclass
 class Tenant:
-    """A namespace user of ``app`` bound to ``edit`` and nothing else, with its own token."""
+    """A namespace user: a ServiceAccount bound to one built-in ClusterRole (``edit``) in
+    ``namespace`` and to nothing else, acting through its own token and the API server's RBAC."""
 
     kube: KubeClient
+    namespace: str
 
     async def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Create ``obj`` (``kind`` one of ours or Secret; in ``metadata.namespace``, else the
+        tenant's namespace)."""
         resource = _TENANT_KINDS[obj["kind"]]
         obj = {"apiVersion": resource.api_version, **obj}
-        return await self.kube.request(
-            "POST", resource.path(namespace=obj["metadata"].get("namespace", APP_NS)), body=obj)
+        namespace = obj["metadata"].get("namespace", self.namespace)
+        return await self.kube.request("POST", resource.path(namespace=namespace), body=obj)
 
     async def delete(self, kind: str, name: str) -> None:
-        await self.kube.request("DELETE", _TENANT_KINDS[kind].path(namespace=APP_NS, name=name))
+        await self.kube.request(
+            "DELETE", _TENANT_KINDS[kind].path(namespace=self.namespace, name=name))
+
+    async def create_vss(self, name: str, **spec: Any) -> dict[str, Any]:
+        """A VaultStaticSecret of the tenant's namespace, with ``World.vss``'s defaults."""
+        return await self.create({"kind": "VaultStaticSecret", "metadata": {"name": name},
+                                  "spec": _vss_spec(name, **spec)})
+
+    async def annotate_secret(self, name: str, annotations: dict[str, str]) -> dict[str, Any]:
+        """Annotate a Secret of the tenant's namespace (``edit`` may)."""
+        return await self.kube.request(
+            "PATCH", SECRETS.path(namespace=self.namespace, name=name),
+            body={"metadata": {"annotations": annotations}},
+            content_type="application/merge-patch+json",
+        )
+
+
+def _vss_spec(name: str, **spec: Any) -> dict[str, Any]:
+    """A VaultStaticSecret's spec: the tests' defaults (``kv-secret/info``, 1 s, a Secret of the
+    same name) overridden by ``spec``."""
+    return {"mount": "secret", "path": "kv-secret/info", "type": "kv-v2", "refreshAfter": "1s",
+            "destination": {"name": name, "create": True}, **spec}
+
+
+def _aggregated(kube: Kube, roles: list[dict[str, Any]]) -> bool:
+    """Whether the cluster's aggregated roles carry the rules of ``roles`` (the aggregation
+    controller's work, a moment after the roles are applied, as in a cluster)."""
+    for role in roles:
+        labels = role["metadata"].get("labels") or {}
+        for target in ("edit", "admin", "view"):
+            if labels.get(f"rbac.authorization.k8s.io/aggregate-to-{target}") != "true":
+                continue
+            stored = (kube.admin.get("rbac.authorization.k8s.io/v1", "ClusterRole", target)
+                      or {}).get("rules") or []
+            if any(rule not in stored for rule in role["rules"]):
+                return False
+    return True
 
 
 @dataclass
@@ -255,18 +288,22 @@ class World:
                 if r.resource == "serviceaccounts/token"]
 
     @contextlib.asynccontextmanager
-    async def tenant(self) -> AsyncIterator[Tenant]:
-        """Act as a namespace user of ``app`` bound to the ``edit`` ClusterRole (a
-        ServiceAccount ``tenant``, through the API server with its own token and RBAC)."""
-        self.kube.admin.apply(TENANT_EDIT_ROLE)
-        self.kube.admin.ensure_service_account(APP_NS, "tenant")
-        self.kube.admin.grant(APP_NS, "tenant", "edit", in_namespace=APP_NS)
-        token = self.kube.admin.mint_token(APP_NS, "tenant")
-        kubeconfig = self.kube.write_kubeconfig(self.kubeconfig.with_name("tenant"),
-                                                token=token, namespace=APP_NS)
+    async def tenant(self, *, namespace: str = APP_NS, name: str = "tenant",
+                     role: str = "edit") -> AsyncIterator[Tenant]:
+        """Act as a namespace user: ServiceAccount ``name`` of ``namespace``, bound there to the
+        built-in ClusterRole ``role`` only, with its own token. What it may do with our kinds
+        comes from the shipped tenant roles, aggregated into ``role`` by the cluster."""
+        roles = self.kube.admin.apply_yaml(TENANT_ROLES.read_text())
+        await self.eventually(lambda: _aggregated(self.kube, roles),
+                              message="tenant roles aggregated into edit/admin/view")
+        self.kube.admin.ensure_service_account(namespace, name)
+        self.kube.admin.grant(namespace, name, role, in_namespace=namespace)
+        token = self.kube.admin.mint_token(namespace, name)
+        kubeconfig = self.kube.write_kubeconfig(
+            self.kubeconfig.with_name(f"{name}-{namespace}"), token=token, namespace=namespace)
         client = await kube_connect(kubeconfig=str(kubeconfig))
         try:
-            yield Tenant(client)
+            yield Tenant(client, namespace)
         finally:
             await client.close()
 
@@ -279,12 +316,7 @@ class World:
         self, name: str, *, namespace: str = APP_NS, labels: dict[str, str] | None = None,
         **spec: Any,
     ) -> dict[str, Any]:
-        body = {
-            "mount": "secret", "path": "kv-secret/info", "type": "kv-v2",
-            "refreshAfter": "1s",
-            "destination": {"name": name, "create": True},
-            **spec,
-        }
+        body = _vss_spec(name, **spec)
         return self.apply({
             "apiVersion": GROUP_VERSION, "kind": "VaultStaticSecret",
             "metadata": {"name": name, "namespace": namespace, "labels": labels or {}},

@@ -130,13 +130,29 @@ class World:
         return self.directory / "custody" / "disk-shares"
 
     def pod_args(self) -> list[str]:
-        return ["--kubeconfig", str(self.kubeconfig), "--address-template", self.template]
+        # The Vault emulation of this world speaks plain http.
+        return ["--kubeconfig", str(self.kubeconfig), "--address-template", self.template,
+                "--allow-plain-http"]
 
     # -- Kubernetes ----------------------------------------------------------------------------
     def add_pod(self, name: str, ip: str) -> None:
+        """Pod ``name`` of StatefulSet ``vault`` (controllers are off: made here, by hand)."""
+        owner = self.kube.admin.get("apps/v1", "StatefulSet", "vault", VAULT_NS)
+        if owner is None:
+            owner = self.kube.admin.create({
+                "apiVersion": "apps/v1", "kind": "StatefulSet",
+                "metadata": {"name": "vault", "namespace": VAULT_NS},
+                "spec": {"replicas": 3, "serviceName": "vault-internal",
+                         "selector": {"matchLabels": LABELS},
+                         "template": {"metadata": {"labels": LABELS}, "spec": {"containers": [
+                             {"name": "vault", "image": "hashicorp/vault:1.17"}]}}},
+            })
+        controller = {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "vault",
+                      "uid": owner["metadata"]["uid"], "controller": True}
         pod = self.kube.admin.create({
             "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": VAULT_NS, "labels": LABELS},
+            "metadata": {"name": name, "namespace": VAULT_NS, "labels": LABELS,
+                         "ownerReferences": [controller]},
             "spec": {"containers": [{"name": "vault", "image": "hashicorp/vault:1.17"}]},
         })
         pod["status"] = {

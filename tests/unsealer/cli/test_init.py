@@ -68,6 +68,19 @@ async def test_without_a_place_for_the_root_token_init_refuses_to_start(world: A
     assert (await world.seal_status())["initialized"] is False
 
 
+async def test_init_over_plain_http_needs_the_explicit_opt_in(world: Any) -> None:
+    # Vault's answer to sys/init is every share and the root token: over http, whoever answers
+    # at the pod's IP, or reads the wire, would have them all.
+    args = [a for a in _init_args(world, "--print-root-token") if a != "--allow-plain-http"]
+    run = await world.cli(*args)
+    assert run.rc == 2, run
+    line = run.error_line()
+    assert line.startswith("unsealer init: error: --address-template http://"), line
+    assert "--allow-plain-http" in line and "Vault was not initialised" in line
+    assert len(run.err.strip().splitlines()) == 1, run.err
+    assert (await world.seal_status())["initialized"] is False
+
+
 async def test_init_says_to_record_a_seal_the_config_does_not_state(world: Any) -> None:
     config = world.custody_config(threshold=None, shares=None)
     run = await world.cli(*_init_args(world, "--shares", "5", "--threshold", "3",
@@ -180,7 +193,7 @@ async def test_init_by_address_with_file_custody_needs_no_kubernetes(world: Any)
         for n in range(3)))
 
     run = await world.cli("init", "--custody-config", str(config), "--address",
-                          world.vault.address, "--print-root-token")
+                          world.vault.address, "--print-root-token", "--allow-plain-http")
 
     held = [share_file.read_bytes() for share_file in sorted(directory.glob("f*"))]
     assert run.rc == 0, run

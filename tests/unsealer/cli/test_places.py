@@ -39,8 +39,8 @@ def _config(world: Any, case: str) -> Any:
 
 
 def _command(world: Any, command: str, config: Any) -> list[str]:
-    if command == "run":
-        return ["run", "--custody-config", str(config), *world.pod_args()]
+    if command == "run":  # the CLI world's Vault speaks plain http
+        return ["run", "--custody-config", str(config), *world.pod_args(), "--allow-plain-http"]
     if command == "init":
         return ["init", "--custody-config", str(config), *world.pod_args(),
                 "--root-token-file", str(world.directory / "root-token")]

@@ -34,6 +34,11 @@ FLAGS: dict[str, tuple[list[str], Any]] = {
     "allow_unsafe_custody": (["--allow-unsafe-custody"], True),
     "peer_only": (["--peer-only"], True),
     "max_retry_subsets": (["--max-retry-subsets", "0"], 0),
+    "statefulset": (["--statefulset", "vault-ha"], "vault-ha"),
+    "server_name_template": (["--server-name", "{pod}.{service}"], "{pod}.{service}"),
+    "allow_plain_http": (["--allow-plain-http"], True),
+    "share_attempt_budget": (["--share-attempt-budget", "2"], 2),
+    "share_budget_seconds": (["--share-budget-window", "10m"], 600.0),
 }
 
 
@@ -71,6 +76,17 @@ def test_a_custody_config_is_required() -> None:
     assert str(error.value) == "--custody-config (env UNSEALER_CUSTODY_CONFIG) is required"
 
 
+def test_plain_http_needs_to_be_allowed_by_name() -> None:
+    argv = ["run", "--custody-config", "c.yaml", "--address-template", "http://{ip}:8200"]
+    with pytest.raises(CommandError) as error:
+        settings_from(build_parser().parse_args(argv))
+    assert error.value.code == 2
+    assert str(error.value).startswith("--address-template http://{ip}:8200: plain http")
+    assert "--allow-plain-http" in str(error.value)
+    allowed = settings_from(build_parser().parse_args([*argv, "--allow-plain-http"]))
+    assert allowed.allow_plain_http and allowed.address_template == "http://{ip}:8200"
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["--fingerprint-key", "00112233"],
      "argument --fingerprint-key: 4 bytes is too short: at least 16 bytes (32 hex digits)"),
@@ -80,6 +96,7 @@ def test_a_custody_config_is_required() -> None:
     (["--address-template", "http://{host}:8200"],
      "argument --address-template: invalid template 'http://{host}:8200'"),
     (["--max-retry-subsets", "-1"], "argument --max-retry-subsets: must be at least 0"),
+    (["--server-name", "{pod}.{svc}"], "argument --server-name: invalid template '{pod}.{svc}'"),
 ])
 def test_bad_values_are_one_line(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
@@ -124,7 +141,8 @@ async def test_run_refuses_unsafe_custody_in_one_line(world: Any) -> None:
     keys = world.bootstrap().keys
     world.place({"kube-a": keys[:3], "kube-b": [keys[3]], "disk": [keys[4]]})
     config = world.custody_config(counts={"kube-a": 3, "kube-b": 1, "disk": 1})
-    run = await world.cli("run", "--custody-config", str(config), *world.pod_args())
+    run = await world.cli("run", "--custody-config", str(config), *world.pod_args(),
+                          "--allow-plain-http")
     assert run.rc == 2, run
     assert run.err_lines == [  # one line, before any log line
         "unsealer run: error: split custody does not hold: place namespace/vault-custody "
@@ -138,7 +156,8 @@ async def test_run_serves_with_the_settings_and_stops_on_sigterm(world: Any) -> 
     world.vault.admin.seal(1)
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "unsealer", "run", "--custody-config",
-        str(world.custody_config()), *world.pod_args(), "--poll-interval", "1s",
+        str(world.custody_config()), *world.pod_args(), "--allow-plain-http",
+        "--poll-interval", "1s",
         stderr=asyncio.subprocess.PIPE, env=world.environment(), cwd=world.workdir)
     assert process.stderr is not None
     lines: list[dict[str, Any]] = []

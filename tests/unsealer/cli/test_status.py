@@ -20,9 +20,11 @@ async def test_table_shows_each_pod_and_exit_1_when_one_is_not_unsealed(world: A
     assert run.rc == 1, run
     rows = {line.split()[0]: line.split() for line in run.out.splitlines()[1:4]}
     assert run.out.splitlines()[0].split() == [
-        "POD", "ADDRESS", "STATE", "INITIALIZED", "SEALED", "PROGRESS", "KEYS", "VERSION"]
+        "POD", "ADDRESS", "STATE", "INITIALIZED", "SEALED", "PROGRESS", "KEYS", "VERSION",
+        "IDENTITY"]
     assert rows["vault-0"][1:5] == [f"http://127.0.0.2:{world.port}", "unsealed", "yes", "no"]
     assert rows["vault-0"][5:9] == ["0/3", "3", "of", "5"]
+    assert rows["vault-0"][-2:] == ["plain", "http"]  # nothing proved who answered
     assert rows["vault-1"][2:6] == ["sealed", "yes", "yes", "1/3"]
     assert rows["vault-2"][2] == "unreachable"
     assert f"vault-2: GET sys/seal-status on http://{DEAD_HOST}:{world.port}: no answer" \
@@ -46,6 +48,7 @@ async def test_json_for_scripts(world: Any) -> None:
         "pod": "vault-0", "address": f"http://127.0.0.2:{world.port}", "reachable": True,
         "initialized": True, "sealed": False, "progress": 0, "threshold": 3, "shares": 5,
         "version": pods["vault-0"]["version"], "error": None, "state": "unsealed",
+        "identity": "plain http", "server_name": None,
     }
     assert pods["vault-0"]["version"].startswith("1.")
     assert (pods["vault-1"]["state"], pods["vault-1"]["sealed"]) == ("sealed", True)
@@ -64,6 +67,32 @@ async def test_exit_0_when_every_pod_is_unsealed_with_options_from_the_environme
     document = json.loads(run.out)
     assert document["healthy"] is True
     assert [pod["state"] for pod in document["pods"]] == ["unsealed", "unsealed"]
+
+
+async def test_a_pod_with_vaults_labels_but_not_the_statefulsets_is_never_asked(
+    world: Any,
+) -> None:
+    world.bootstrap()
+    rogue = world.kube.admin.create({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "vault-debug", "namespace": "vault",
+                     "labels": {"app.kubernetes.io/name": "vault", "component": "server"}},
+        "spec": {"containers": [{"name": "vault", "image": "hashicorp/vault:1.17"}]},
+    })
+    rogue["status"] = {"phase": "Running", "podIP": "127.0.0.2"}  # even at a real address
+    world.kube.admin.update_status(rogue)
+    before = world.vault.admin.request_count(path="/v1/sys/seal-status", node=0)
+
+    run = await world.cli("status", "--output", "json", *world.pod_args())
+
+    assert run.rc == 1, run
+    pods = {pod["pod"]: pod for pod in json.loads(run.out)["pods"]}
+    assert pods["vault-debug"]["state"] == "not Vault's"
+    assert pods["vault-debug"]["address"] == ""
+    assert pods["vault-debug"]["error"] == (
+        "not a pod of StatefulSet 'vault': it has no controller (no controlling ownerReference)")
+    # vault-0 was asked once (its own row), vault-debug never.
+    assert world.vault.admin.request_count(path="/v1/sys/seal-status", node=0) == before + 1
 
 
 async def test_uninitialised_vault(world: Any) -> None:

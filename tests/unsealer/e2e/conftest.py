@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from plumbing import telemetry
 from testbed.kube import running_kube
+from testbed.statefulset import vault_pods
 from testbed.vault import running_vault
 from tests.unsealer.e2e.world import (
     CUSTODY_NS,
@@ -28,40 +29,25 @@ from tests.unsealer.e2e.world import (
 )
 from unsealer.settings import Settings
 
-STATEFULSET = {
-    "apiVersion": "apps/v1", "kind": "StatefulSet",
-    "metadata": {"name": "vault", "namespace": VAULT_NS},
-    "spec": {
-        "replicas": 3, "serviceName": "vault-internal",
-        "selector": {"matchLabels": {"app.kubernetes.io/name": "vault", "component": "server"}},
-        "template": {
-            "metadata": {"labels": {"app.kubernetes.io/name": "vault", "component": "server"}},
-            "spec": {"containers": [{"name": "vault", "image": "hashicorp/vault:1.18.3"}]},
-        },
-    },
-}
-
 
 @pytest.fixture
-async def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[World]:
+async def world(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> AsyncIterator[World]:
+    """TLS by default; ``@pytest.mark.parametrize("world", ["plain-http"], indirect=True)``
+    gives a Vault that speaks plain http and an unsealer run with ``allow_plain_http``."""
+    tls = getattr(request, "param", "tls") != "plain-http"
     logs, spans, metrics = io.StringIO(), InMemorySpanExporter(), InMemoryMetricReader()
     telemetry.configure(service_name="unsealer", service_version="test", log_level="debug",
                         stream=logs, span_exporter=spans, metric_reader=metrics)
     port = free_port()
     async with running_kube(pod_ready_delay=0.05) as kube, \
-            running_vault(nodes=3, hosts=HOSTS, port=port) as vault:
+            running_vault(nodes=3, hosts=HOSTS, port=port, tls=tls,
+                          tls_dir=tmp_path / "vault-tls") as vault, \
+            vault_pods(kube, vault, namespace=VAULT_NS) as pods:
         init = vault.admin.initialize(shares=5, threshold=3)
         keys = list(init.keys)
-        for namespace in (VAULT_NS, CUSTODY_NS):
-            kube.admin.create_namespace(namespace)
-        for index, host in enumerate(HOSTS):
-            kube.kubelet.assign_ip(VAULT_NS, f"vault-{index}", host)
-        kube.admin.apply(STATEFULSET)
-        await kube.wait_for(
-            lambda: len([p for p in kube.admin.list("v1", "Pod", VAULT_NS)
-                         if (p.get("status") or {}).get("podIP")]) == 3,
-            message="three vault pods with IPs",
-        )
+        kube.admin.create_namespace(CUSTODY_NS)
         kube.admin.apply({
             "apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": "unseal-shares", "namespace": CUSTODY_NS},
@@ -79,11 +65,13 @@ async def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
         kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig", token=token)
         settings = Settings(
             custody_config=str(config), kubeconfig=str(kubeconfig), namespace=VAULT_NS,
-            address_template=f"http://{{ip}}:{port}", poll_seconds=1.0,
-            backoff_max_seconds=1.0, grace_seconds=3.0,
+            address_template=f"{'https' if tls else 'http'}://{{ip}}:{port}",
+            ca_file=str(vault.ca_file) if tls else None, allow_plain_http=not tls,
+            poll_seconds=1.0, backoff_max_seconds=1.0, grace_seconds=3.0,
         )
-        world = World(kube=kube, vault=vault, keys=keys, logs=logs, spans=spans, metrics=metrics,
-                      settings=settings, share_file=share_file)
+        world = World(kube=kube, vault=vault, pods=pods, keys=keys, logs=logs, spans=spans,
+                      metrics=metrics, settings=settings, share_file=share_file, port=port,
+                      directory=tmp_path, root_token=init.root_token)
         try:
             yield world
         finally:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import yaml
 from testbed.pki import Authority
 from tests.unsealer.e2e.world import CUSTODY_NS, VAULT_NS, World, free_port
 from unsealer.custody import CustodyError, check_invariant, static_holdings
-from unsealer.custody.config import parse_config
+from unsealer.custody.config import CustodyConfigError, parse_config
 from unsealer.custody.peer import PeerCustodian, client_ssl_context
 from unsealer.shares import FingerprintKey, Share
 
@@ -76,15 +75,7 @@ class Pair:
         )
 
     def log_events(self, event: str) -> list[dict[str, Any]]:
-        found = []
-        for line in self.world.logs.getvalue().splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and record.get("event") == event:
-                found.append(record)
-        return found
+        return self.world.log_records(event)
 
     def releases(self, pod: str | None = None) -> list[dict[str, Any]]:
         return [r for r in self.log_events("custody.peer.released")
@@ -236,3 +227,43 @@ async def test_a_unseals_with_shares_released_by_b_over_mutual_tls(pair: Pair) -
     assert all("node-b" in e["message"] for e in world.events("UnsealFailed"))
     assert '"mode": "peer only"' in world.logs.getvalue()
     assert not a.done() and not b.done()
+
+
+async def test_a_peer_server_without_allowed_peers_does_not_start(pair: Pair) -> None:
+    # Any certificate the peer CA ever signed would otherwise receive B's shares.
+    del pair.b_config["peerServer"]["allowedPeers"]
+    b = pair.start_b()
+    with pytest.raises(CustodyConfigError, match="peerServer: field 'allowedPeers': is required"):
+        await asyncio.wait_for(b, 10)
+    pair.world.tasks.remove(b)
+    assert not pair.log_events("custody.peer.listening")
+
+
+async def test_b_releases_nothing_for_a_pod_that_is_not_vaults(pair: Pair) -> None:
+    # A's certificate is allowed, but the pod it asks about is a rogue one: a pod with Vault's
+    # labels that the StatefulSet does not own, answering sealed at its IP (with a certificate
+    # from Vault's CA for its own name). B checks the pod itself and releases nothing.
+    from tests.unsealer.e2e.rogue import RogueVault
+    from tests.unsealer.e2e.test_identity import ROGUE_IP, create_rogue_pod
+
+    world = pair.world
+    assert world.vault.tls is not None
+    files = world.vault.tls.issue("intruder", names=["vault-3.vault-internal.vault.svc"],
+                                  ips=[ROGUE_IP])
+    async with RogueVault(ROGUE_IP, world.port, files.server_context()) as rogue:
+        await create_rogue_pod(world)
+        b = pair.start_b()
+        await pair.until(lambda: pair.log_events("custody.peer.listening"), tasks=(b,),
+                         message="B's peer server listening")
+        with pytest.raises(CustodyError, match=r"refused \(503\)"):
+            await pair.client(cn="unsealer-a").fetch(pod="vault-3")
+        assert rogue.requests == []
+    [refusal] = pair.log_events("custody.peer.refused")
+    assert (refusal["peer"], refusal["pod"]) == ("unsealer-a", "vault-3")
+    assert "not a pod of StatefulSet 'vault'" in refusal["error"]
+    assert pair.releases() == []
+    # And a real pod that is not sealed: nothing either (409), as before.
+    world.vault.admin.unseal(world.keys[:3], node=0)
+    with pytest.raises(CustodyError, match=r"refused \(409\)"):
+        await pair.client(cn="unsealer-a").fetch(pod="vault-0")
+    assert pair.releases() == []

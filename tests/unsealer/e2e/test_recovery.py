@@ -28,25 +28,31 @@ async def test_deleted_pod_with_a_new_ip_is_unsealed(world: World) -> None:
     # No poll in this test: only the pod watch (a new pod, a new IP) can notice.
     world.start_unsealer(dataclasses.replace(world.settings, poll_seconds=3600))
     await world.eventually(lambda: not any(world.sealed(n) for n in range(3)))
-    # vault-0 is rescheduled: its replacement answers at vault-1's old address, which the
-    # emulation serves with node 1 — restarted, so sealed, as a new Vault process would be.
-    await world.vault.admin.restart(1)
-    world.kube.kubelet.delete_pod(VAULT_NS, "vault-0", new_ip="127.0.0.3")
+    # vault-0 is rescheduled: its replacement, a new Vault process (sealed), answers at a new
+    # address, with its own certificate (vault-0's names).
+    world.pods.reschedule("vault-0", "127.0.0.5")
     await world.eventually(
         lambda: (world.kube.admin.get("v1", "Pod", "vault-0", VAULT_NS) or {})
-        .get("status", {}).get("podIP") == "127.0.0.3",
-        message="vault-0 recreated at 127.0.0.3",
+        .get("status", {}).get("podIP") == "127.0.0.5",
+        message="vault-0 recreated at 127.0.0.5",
     )
-    await world.eventually(lambda: not world.sealed(1), message="unsealed at the new IP")
+    await world.eventually(lambda: world.vault.nodes[0].host == "127.0.0.5",
+                           message="vault-0's Vault listening at 127.0.0.5")
+    assert world.vault.nodes[0].restarts >= 1  # a new Vault process: it came up sealed
+
+    await world.eventually(
+        lambda: not world.sealed(0) and any(
+            s.name == "unseal" and (s.attributes or {}).get("vault.address", "").startswith(
+                "https://127.0.0.5:") and (s.attributes or {}).get("unsealer.outcome") == "Unsealed"
+            for s in world.spans.get_finished_spans()),
+        message="unsealed at the new IP")
 
 
 async def test_power_loss_of_everything(world: World) -> None:
     world.start_unsealer()
     await world.eventually(lambda: not any(world.sealed(n) for n in range(3)))
     await world.stop_unsealer()
-    for node in range(3):
-        await world.vault.admin.restart(node)
-    assert world.kube.kubelet.power_loss(VAULT_NS) == 3
+    assert world.pods.power_cut() == 3
     assert all(world.sealed(n) for n in range(3))
     world.start_unsealer()  # the unsealer comes back too, with no memory of before
     await world.eventually(lambda: not any(world.sealed(n) for n in range(3)),

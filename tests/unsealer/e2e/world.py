@@ -1,8 +1,11 @@
 """The unsealer's end-to-end world: a 3-node Vault (vault-0..2), its pods, split custody.
 
 Each Vault node of the emulation is bound to its own loopback address on one port, and the
-StatefulSet's pods in the Kubernetes emulation are given those addresses, so the unsealer finds
-``vault-1`` by watching pods and talks to 127.0.0.3 exactly as it would to a pod IP. Custody is
+StatefulSet's pods in the Kubernetes emulation are given those addresses
+(:class:`testbed.statefulset.VaultPods`), so the unsealer finds ``vault-1`` by watching pods
+and talks to 127.0.0.3 exactly as it would to a pod IP, over TLS: each node presents a
+certificate from the emulation's CA for its own pod's names (``vault-1.vault-internal.vault.svc``),
+which is what the unsealer checks by default. Custody is
 5 shares, threshold 3: two in a Kubernetes Secret in another namespace, two in a 0600 file, one
 in an environment variable. The unsealer runs in the test's event loop with the token of the
 ``vault-unsealer`` ServiceAccount bound by ``manifests/unsealer/rbac.yaml``.
@@ -21,10 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import hvac
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from testbed.kube import Kube
+from testbed.statefulset import VaultPods
 from testbed.vault import RunningVault
 from unsealer.service import run
 from unsealer.settings import Settings
@@ -46,12 +51,16 @@ def free_port() -> int:
 class World:
     kube: Kube
     vault: RunningVault
+    pods: VaultPods
     keys: list[bytes]
     logs: io.StringIO
     spans: InMemorySpanExporter
     metrics: InMemoryMetricReader
     settings: Settings
     share_file: Path
+    port: int
+    directory: Path
+    root_token: str = ""
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     stops: list[asyncio.Event] = field(default_factory=list)
 
@@ -78,8 +87,11 @@ class World:
 
     async def restart_vault(self, node: int) -> None:
         """vault-N's container restarts: the process comes back sealed, restartCount+1."""
-        await self.vault.admin.restart(node)
-        self.kube.kubelet.restart(VAULT_NS, f"vault-{node}")
+        self.pods.restart(f"vault-{node}")
+
+    def vault_client(self, node: int = 0) -> hvac.Client:
+        """An hvac client of vault-N (verifying its certificate with the emulation's CA)."""
+        return hvac.Client(url=self.vault.addresses[node], verify=self.vault.verify)
 
     def events(self, reason: str) -> list[dict[str, Any]]:
         return [e for e in self.kube.admin.list("v1", "Event", VAULT_NS)
@@ -89,6 +101,18 @@ class World:
         self, predicate: Callable[[], Any], *, deadline: float = 15.0, message: str = "condition"
     ) -> Any:
         return await self.kube.wait_for(predicate, timeout=deadline, message=message)
+
+    def log_records(self, event: str) -> list[dict[str, Any]]:
+        """The JSON log lines (both services, if two run) whose ``event`` is ``event``."""
+        found = []
+        for line in self.logs.getvalue().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("event") == event:
+                found.append(record)
+        return found
 
     def metric_points(self, name: str) -> list[Any]:
         data = self.metrics.get_metrics_data()
@@ -103,7 +127,8 @@ class World:
     # --- secrecy ------------------------------------------------------------------------
 
     def share_forms(self) -> list[str]:
-        forms = []
+        """Every share (hex, base64) and the root token: what no captured output may hold."""
+        forms = [self.root_token] if self.root_token else []
         for key in self.keys:
             forms += [key.hex(), base64.b64encode(key).decode()]
         return forms

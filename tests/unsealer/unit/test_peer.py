@@ -44,7 +44,8 @@ class Peers:
 
 
 async def _serve(
-    make_authority: Callable[[str], Any], make_shares: MakeShares, *, allowed: tuple[str, ...]
+    make_authority: Callable[[str], Any], make_shares: MakeShares, *, allowed: tuple[str, ...],
+    burst: int = 10,
 ) -> AsyncIterator[Peers]:
     authority = make_authority("peer")
     server_cert, server_key = authority.issue("unsealer-b", server=True, ips=("127.0.0.1",))
@@ -68,7 +69,7 @@ async def _serve(
         ssl_context=server_ssl_context(
             ca_file=authority.ca_file, cert_file=server_cert, key_file=server_key
         ),
-        host="127.0.0.1", port=0,
+        host="127.0.0.1", port=0, burst=burst,
     )
     async with server:
         yield Peers(shares, sealed, server, authority, make_authority, key)
@@ -78,16 +79,52 @@ async def _serve(
 async def peers(
     make_authority: Callable[[str], Any], make_shares: MakeShares
 ) -> AsyncIterator[Peers]:
-    async for running in _serve(make_authority, make_shares, allowed=()):
+    async for running in _serve(make_authority, make_shares, allowed=("unsealer-a",)):
         yield running
 
 
 @pytest.fixture
-async def pinned_peers(
+async def limited_peers(
     make_authority: Callable[[str], Any], make_shares: MakeShares
 ) -> AsyncIterator[Peers]:
-    async for running in _serve(make_authority, make_shares, allowed=("unsealer-a",)):
+    async for running in _serve(
+        make_authority, make_shares, allowed=("unsealer-a", "unsealer-c"), burst=2
+    ):
         yield running
+
+
+def test_a_server_without_allowed_peers_is_refused(make_authority: Callable[[str], Any]) -> None:
+    # Without the list any certificate the peer CA ever signed would receive shares.
+    authority = make_authority("peer")
+    cert, key = authority.issue("unsealer-b", server=True, ips=("127.0.0.1",))
+
+    async def is_sealed(pod: str) -> bool:
+        return True
+
+    with pytest.raises(ValueError, match="allowedPeers"):
+        PeerServer(
+            sources=[], is_sealed=is_sealed, fingerprint_key=FingerprintKey.generate(),
+            allowed_peers=(), ssl_context=server_ssl_context(
+                ca_file=authority.ca_file, cert_file=cert, key_file=key),
+        )
+
+
+async def test_each_peer_is_rate_limited_on_its_own(
+    limited_peers: Peers,
+    logs: io.StringIO,
+    log_events: Callable[[io.StringIO], list[dict[str, Any]]],
+) -> None:
+    client = limited_peers.client()
+    for _ in range(2):
+        assert await client.fetch(pod="vault-0") == limited_peers.shares
+    with pytest.raises(CustodyError, match=r"refused \(429\): too many requests"):
+        await client.fetch(pod="vault-0")
+    # Another allowed peer has its own bucket.
+    assert await limited_peers.client(cn="unsealer-c").fetch(pod="vault-0")
+    refusals = [e for e in log_events(logs) if e["event"] == "custody.peer.refused"]
+    assert [(r["peer"], r["reason"]) for r in refusals] == [("unsealer-a", "rate limited")]
+    released = [e for e in log_events(logs) if e["event"] == "custody.peer.released"]
+    assert [r["peer"] for r in released] == ["unsealer-a", "unsealer-a", "unsealer-c"]
 
 
 async def test_releases_to_an_authenticated_peer_for_a_sealed_pod(
@@ -154,10 +191,10 @@ async def test_client_pins_the_server_name(peers: Peers) -> None:
         await peers.client(server_name="unsealer-c").fetch(pod="vault-0")
 
 
-async def test_server_pins_peer_names(pinned_peers: Peers) -> None:
-    assert await pinned_peers.client(cn="unsealer-a").fetch(pod="vault-0") == pinned_peers.shares
+async def test_server_pins_peer_names(peers: Peers) -> None:
+    assert await peers.client(cn="unsealer-a").fetch(pod="vault-0") == peers.shares
     with pytest.raises(CustodyError, match=r"refused \(403\): this peer is not allowed"):
-        await pinned_peers.client(cn="unsealer-x").fetch(pod="vault-0")
+        await peers.client(cn="unsealer-x").fetch(pod="vault-0")
 
 
 async def test_peer_needs_a_pod_and_cannot_store(peers: Peers) -> None:
