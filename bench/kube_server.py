@@ -99,7 +99,9 @@ async def _serve(directory: Path) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with running_kube(pod_ready_delay=0.05) as kube:
+    # History back to any resourceVersion of the run, as etcd keeps it until compaction (5 min
+    # by default): a watch that falls behind during a cold sync of 10,000 resumes, not relists.
+    async with running_kube(pod_ready_delay=0.05, watch_window=200_000) as kube:
         runner = web.AppRunner(_app(kube, directory), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
