@@ -38,7 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--refresh", type=float, default=30.0,
                         help="their refreshAfter in seconds (default 30)")
     parser.add_argument("--concurrency", type=int, default=4,
-                        help="limit: concurrent workers (syncd's default: 4 reconciles)")
+                        help="limit and cold-sync: concurrent workers, and syncd's"
+                        " --max-concurrent-reconciles and --vault-threads (default 4, syncd's)")
     parser.add_argument("--window", type=float, default=60.0,
                         help="steady: the measured window in seconds")
     parser.add_argument("--writes", type=int, default=200, help="rotation: secrets rotated")

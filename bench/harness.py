@@ -153,6 +153,11 @@ class Bench:
     _processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     _syncds: list[Syncd] = field(default_factory=list)
 
+    def testbed_cpu(self) -> dict[str, float]:
+        """CPU seconds used so far by the Kubernetes and the Vault emulation."""
+        kube, vault = self._processes[:2]
+        return {"kube": cpu_seconds([kube.pid]), "vault": cpu_seconds([vault.pid])}
+
     async def write_secrets(self, indexes: Iterable[int], value: str,
                             *, concurrency: int = 16) -> dict[int, float]:
         """Write ``{"VALUE": value}`` at ``app/<i>``; returns when each write was answered."""
