@@ -27,6 +27,7 @@ from plumbing.telemetry import tracer
 from plumbing.vault import VaultPool
 from plumbing.watching import Informer
 from syncd import sources
+from syncd.auth_globals import GlobalError, merge_auth_global
 from syncd.destinations import Desired, DestinationError, decode_data, in_sync, write
 from syncd.fingerprint import fingerprint
 from syncd.rendering import RenderError, Templates, render
@@ -53,6 +54,7 @@ from syncd.status import (
     now,
     set_condition,
 )
+from syncd.transformations import TransformationError, resolve_transformation_refs
 from syncd.vault_clients import AuthError, VaultClients
 
 Key = tuple[str, str]
@@ -74,6 +76,9 @@ class Caches:
     auths: Informer
     connections: Informer
     secrets: Informer
+    #: VaultAuthGlobals and SecretTransformations (None: no such references are resolved).
+    auth_globals: Informer | None = None
+    transformations: Informer | None = None
 
 
 class Controller:
@@ -140,7 +145,11 @@ class Controller:
         log = self._log.bind(namespace=namespace, name=name)
         generation = int(obj["metadata"].get("generation") or 0)
         try:
-            spec = parse_vault_static_secret(obj)
+            spec = parse_vault_static_secret(self._with_transformations(obj))
+        except TransformationError as exc:
+            await self._fail(obj, reason=exc.reason, message=str(exc), ready_only=True)
+            log.warning("transformationRefs not resolved", reason=exc.reason, error=str(exc))
+            return exc.reason
         except SpecError as exc:
             await self._fail(obj, reason="InvalidSpec", message=str(exc), ready_only=True)
             log.warning("invalid spec", error=str(exc))
@@ -301,7 +310,9 @@ class Controller:
                 reason="VaultAuthNotFound",
             )
         try:
-            auth = parse_vault_auth(auth_obj)
+            auth = parse_vault_auth(self._with_global(auth_obj))
+        except GlobalError as exc:
+            raise NotReady(f"spec.vaultAuthRef: {exc}", reason=exc.reason) from None
         except SpecError as exc:
             raise NotReady(f"spec.vaultAuthRef: {exc}", reason="VaultAuthInvalid") from None
         if not auth.allows(spec.namespace, operator_namespace=self._operator_namespace):
@@ -327,6 +338,21 @@ class Controller:
         except SpecError as exc:
             raise NotReady(f"VaultConnection: {exc}", reason="VaultConnectionInvalid") from None
         return auth, connection
+
+    def _with_global(self, auth_obj: JSON) -> JSON:
+        """The VaultAuth with its VaultAuthGlobal merged in (:mod:`syncd.auth_globals`)."""
+        cache = self._caches.auth_globals
+        return merge_auth_global(
+            auth_obj, lookup=lambda ns, name: cache.get(ns, name) if cache else None,
+            operator_namespace=self._operator_namespace)
+
+    def _with_transformations(self, obj: JSON) -> JSON:
+        """The VaultStaticSecret with its transformationRefs folded in
+        (:mod:`syncd.transformations`), so that they render as inline templates do."""
+        cache = self._caches.transformations
+        return resolve_transformation_refs(
+            obj, lookup=lambda ns, name: cache.get(ns, name) if cache else None,
+            operator_namespace=self._operator_namespace)
 
     async def _targets(self, spec: VaultStaticSecret) -> list[Workload]:
         named = [(t.kind, t.name) for t in spec.rollout_restart_targets

@@ -44,6 +44,7 @@ from plumbing.kube import SECRETS, Kube, KubeError, connect
 from plumbing.queueing import WorkQueue
 from plumbing.vault import VaultPool
 from plumbing.watching import Change, Informer, key_of
+from syncd.auth_globals import VAULT_AUTH_GLOBAL
 from syncd.caching import slim
 from syncd.controller import Caches, Controller, Key
 from syncd.destinations import MANAGED_SELECTOR
@@ -62,6 +63,7 @@ from syncd.specs import (
 )
 from syncd.status import StatusWriter
 from syncd.template_pool import MIB, TemplatePool
+from syncd.transformations import SECRET_TRANSFORMATION
 from syncd.vault_addresses import AddressPattern, AllowedAddresses
 from syncd.vault_clients import VaultClients, api_server_audiences
 
@@ -180,6 +182,10 @@ async def run(
         watch = settings.watch_namespaces
         # The default VaultAuth and VaultConnection live in syncd's own namespace.
         referable = (*watch, settings.namespace) if watch else ()
+        auth_globals = Informer(kube=kube, resource=VAULT_AUTH_GLOBAL, namespaces=referable,
+                                transform=slim)
+        transformations = Informer(kube=kube, resource=SECRET_TRANSFORMATION,
+                                   namespaces=referable, transform=slim)
         caches = Caches(
             static_secrets=Informer(kube=kube, resource=VAULT_STATIC_SECRET, namespaces=watch,
                                     transform=slim),
@@ -190,8 +196,10 @@ async def run(
                 kube=kube, resource=SECRETS, namespaces=watch, label_selector=MANAGED_SELECTOR,
                 transform=slim,
             ),
+            auth_globals=auth_globals, transformations=transformations,
         )
-        informers = (caches.auths, caches.connections, caches.secrets, caches.static_secrets)
+        informers = (caches.auths, caches.connections, caches.secrets, caches.static_secrets,
+                     auth_globals, transformations)
         recorder = EventRecorder(kube=kube, component=COMPONENT, instance=socket.gethostname())
         addresses = AllowedAddresses(
             patterns=None if settings.allowed_vault_addresses is None else tuple(
@@ -365,4 +373,8 @@ def _connect_handlers(
     caches.static_secrets.add_handler(on_static_secret)
     caches.auths.add_handler(on_auth_or_connection)
     caches.connections.add_handler(on_auth_or_connection)
+    # A VaultAuthGlobal or SecretTransformation changes what the objects using it resolve to.
+    for shared in (caches.auth_globals, caches.transformations):
+        if shared is not None:
+            shared.add_handler(on_auth_or_connection)
     caches.secrets.add_handler(on_secret)

@@ -8,10 +8,12 @@ in one :class:`SpecError`, each with its field path, so a person fixes a manifes
 
 Field names and meanings are VSO v1beta1's (a VSO manifest moves over by changing its
 ``apiVersion``). VSO fields that would change the result but that vault-syncd does not
-implement (``transformationRefs``, ``vaultAuthGlobalRef``) are errors rather than silently
-dropped; those that only tune VSO itself (``syncConfig``, ``storageEncryption``) are accepted by
-the CRDs and ignored. Defaults are applied here as in the CRD schemas, because objects do not
-always come through an API server that applies them (tests, the testbed).
+implement are errors rather than silently dropped (``vaultAuthGlobalRef`` and
+``transformationRefs`` are resolved into the object before it is parsed here, by
+:mod:`syncd.auth_globals` and :mod:`syncd.transformations`); those that only tune VSO
+itself (``syncConfig``, ``storageEncryption``) are accepted by the CRDs and ignored. Defaults
+are applied here as in the CRD schemas, because objects do not always come through an API
+server that applies them (tests, the testbed).
 """
 
 from __future__ import annotations
@@ -129,6 +131,8 @@ class VaultConnection:
     address: str
     #: A Secret in this VaultConnection's namespace holding ``ca.crt``.
     ca_cert_secret_ref: str | None
+    #: Else a PEM file in syncd's container (VSO's ``caCertPath``).
+    ca_cert_path: str | None = None
     #: The name for SNI and the certificate check, instead of the address's host.
     tls_server_name: str | None
     skip_tls_verify: bool
@@ -170,8 +174,9 @@ class JWTAuth:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class AppRoleAuth:
     role_id: str
-    #: A Secret with key ``id`` holding the SecretID.
-    secret_ref: str
+    #: A Secret with key ``id`` holding the SecretID; else ``secret_id_path``, a file.
+    secret_ref: str | None
+    secret_id_path: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -612,6 +617,15 @@ def parse_vault_connection(obj: Mapping[str, Any]) -> VaultConnection:
     timeout = _duration(r, spec, "timeout", "spec", default=None)
     headers = r.string_map(spec, "headers", "spec")
     _check_headers(r, headers, "spec.headers")
+    ca_cert_secret_ref = _name(r, spec, "caCertSecretRef", "spec")
+    ca_cert_path = r.string(spec, "caCertPath", "spec")
+    if ca_cert_path is not None:
+        if ca_cert_secret_ref is not None:
+            r.fail("spec.caCertPath", "caCertPath and caCertSecretRef are mutually exclusive;"
+                   " set one")
+        if not ca_cert_path.startswith("/") or ".." in ca_cert_path.split("/"):
+            r.fail("spec.caCertPath", f"{ca_cert_path!r} must be an absolute path without"
+                   " '..'")
     server_name = r.string(spec, "tlsServerName", "spec")
     if server_name is not None and _host_name_problem(server_name):
         r.fail("spec.tlsServerName", _host_name_problem(server_name) or "")
@@ -621,7 +635,8 @@ def parse_vault_connection(obj: Mapping[str, Any]) -> VaultConnection:
         generation=generation,
         uid=uid,
         address=address.rstrip("/"),
-        ca_cert_secret_ref=_name(r, spec, "caCertSecretRef", "spec"),
+        ca_cert_secret_ref=ca_cert_secret_ref,
+        ca_cert_path=ca_cert_path,
         tls_server_name=server_name,
         skip_tls_verify=r.boolean(spec, "skipTLSVerify", "spec", default=False),
         timeout_seconds=timeout,
@@ -688,9 +703,6 @@ def parse_vault_auth(obj: Mapping[str, Any]) -> VaultAuth:
     spec = r.mapping(obj, "spec", "", required=True) or {}
 
     method = cast(AuthMethod | None, r.choice(spec, "method", "spec", AUTH_METHODS))
-    if r.mapping(spec, "vaultAuthGlobalRef", "spec") is not None:
-        r.fail("spec.vaultAuthGlobalRef", "VaultAuthGlobal is not supported by vault-syncd; "
-               "set the method's fields on this VaultAuth")
     allowed = r.string_list(spec, "allowedNamespaces", "spec")
     for i, ns in enumerate(allowed or ()):
         problem = None if ns == "*" else _namespace_problem(ns)
@@ -786,11 +798,18 @@ def _jwt_auth(r: _Reader, spec: Mapping[str, Any]) -> JWTAuth:
 
 def _app_role_auth(r: _Reader, spec: Mapping[str, Any]) -> AppRoleAuth:
     block, where = _method_block(r, spec, "appRole"), "spec.appRole"
+    secret_ref = _name(r, block, "secretRef", where)
+    path = r.string(block, "secretIDPath", where)
+    if block and (secret_ref is None) == (path is None):
+        r.fail(where, "set exactly one of secretRef (a Secret with key id holding the SecretID)"
+               " or secretIDPath (a file holding it)")
+    if path is not None and (not path.startswith("/") or ".." in path.split("/")):
+        r.fail(f"{where}.secretIDPath", f"{path!r} must be an absolute path without '..'")
     return AppRoleAuth(
         role_id=r.string(block, "roleId", where, required=True, hint="the AppRole RoleID")
         or "",
-        secret_ref=_name(r, block, "secretRef", where, required=True,
-                         hint="a Secret with key id holding the SecretID") or "",
+        secret_ref=secret_ref,
+        secret_id_path=path,
     )
 
 
@@ -872,8 +891,9 @@ def _transformation(r: _Reader, spec: Mapping[str, Any]) -> Transformation:
     where = "spec.destination.transformation"
     exclude_raw = r.boolean(spec, "excludeRaw", where, default=False)
     if r.items(spec, "transformationRefs", where):
-        r.fail(f"{where}.transformationRefs", "SecretTransformation is not supported by "
-               "vault-syncd; put the templates in spec.destination.transformation.templates")
+        # The controller folds them in first (syncd.transformations); here they are a bug.
+        r.fail(f"{where}.transformationRefs", "not resolved (syncd.transformations folds "
+               "them in before parsing)")
 
     templates: dict[str, SecretTemplate] = {}
     for key, template_spec in (r.mapping(spec, "templates", where) or {}).items():

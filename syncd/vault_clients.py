@@ -26,13 +26,31 @@ VaultStaticSecret's namespace is requested from the TokenRequest API, for the Va
 for ten minutes at most, and traded for a Vault token at ``auth/<mount>/login``. Stolen from
 Vault's side, such a token is worth nothing against the API server, and not for long.
 
+``method: jwt`` trades a JWT at ``auth/<mount>/login``: the value of key ``jwt`` of the Secret
+``spec.jwt.secretRef``, else a TokenRequest token of ``spec.jwt.serviceAccount`` under the same
+rules as ``kubernetes`` (Vault audience only, ten minutes). ``method: appRole`` sends
+``spec.appRole.roleId`` with the SecretID from key ``id`` of the Secret ``spec.appRole.secretRef``
+or from the file ``spec.appRole.secretIDPath``. The Secrets must be of the method's own type
+(:data:`CREDENTIAL_SECRET_TYPES`) for the reason ``token`` has one: a namespace user could
+otherwise make syncd log in with another workload's credentials of the same namespace, which
+syncd may read and that user may not. A ``secretIDPath`` must lie in
+``<SECRET_ID_DIR>/<namespace of the VaultStaticSecret>/`` (the operator mounts the SecretIDs
+there): otherwise any file syncd can read, its own ServiceAccount token first, could be sent.
+
+Every method with a login goes through one mechanism: a small function per method makes the
+login's body (:class:`_LoginRequest`), and :func:`_login_blocking` sends it, reads the token
+and its lease, and turns Vault's refusals into messages naming the field to fix.
+
 The Vault token of a login has a lease, so such a client is also made again when two thirds of
 the lease have passed: the next use logs in anew (a new TokenRequest, a new login) while the
 old token still works, rather than waiting for a 403 at expiry. The JWT and the Vault token
 live only in the hvac client; no message, log line or span carries them.
 
 A CA certificate from ``caCertSecretRef`` is written to a file under the temporary directory
-(the only writable place in the container), because requests verifies against a file.
+(the only writable place in the container), because requests verifies against a file;
+``caCertPath`` (VSO's: a file in syncd's container, e.g. a mounted ConfigMap) is used as it is,
+once checked to be readable and to hold a certificate. It is only ever a trust anchor: its
+content goes nowhere, and an error names the path, never the content.
 """
 
 from __future__ import annotations
@@ -56,12 +74,22 @@ from requests.adapters import HTTPAdapter
 
 from plumbing.kube import JSON, SECRETS, Kube, KubeError, Resource
 from plumbing.vault import VaultPool, make_client
-from syncd.specs import KubernetesAuth, VaultAuth, VaultConnection
+from syncd.specs import AppRoleAuth, JWTAuth, VaultAuth, VaultConnection
 from syncd.vault_addresses import AllowedAddresses, Origin, parse_address
 
 SERVICE_ACCOUNTS = Resource("", "v1", "serviceaccounts", kind="ServiceAccount")
 #: The only Secret type ``method: token`` sends to Vault.
 TOKEN_SECRET_TYPE = "secrets.vault-syncd.dev/vault-token"
+#: The Secret type each method's ``secretRef`` must have, and the key it reads.
+CREDENTIAL_SECRET_TYPES = {
+    "token": TOKEN_SECRET_TYPE,
+    "jwt": "secrets.vault-syncd.dev/vault-jwt",
+    "appRole": "secrets.vault-syncd.dev/vault-approle",
+}
+#: ``appRole.secretIDPath`` must be a file under ``SECRET_ID_DIR/<namespace>/``.
+SECRET_ID_DIR = Path("/var/run/secrets/vault-syncd/approle")
+#: A SecretID file larger than this is not one.
+_SECRET_ID_MAX_BYTES = 4096
 NAMESPACE_HEADER = "X-Vault-Namespace"
 #: Audiences API servers commonly accept (their issuer): a token for one of them is refused.
 #: The audiences of syncd's own in-cluster token are added at start-up
@@ -101,6 +129,21 @@ class _Login:
 
 
 @dataclass(frozen=True)
+class _LoginRequest:
+    """What one method sends to ``auth/<mount>/login``, and how to speak of it in errors."""
+
+    #: The login's body beyond ``spec.params`` (secret: never shown).
+    body: Mapping[str, str] = field(repr=False)
+    #: Values to cut out of Vault's error text, in case it ever echoes one.
+    secrets: tuple[str, ...] = field(repr=False)
+    #: The method's block, e.g. ``spec.jwt``; its ``role`` (or ``roleId``) for messages.
+    block: str
+    role: str
+    #: Who logs in, for messages: ``ServiceAccount app/x``, ``Secret app/jwt``.
+    identity: str
+
+
+@dataclass(frozen=True)
 class _Entry:
     client: hvac.Client
     #: On the injected clock: when the next use makes a new client (None: never, a static
@@ -128,9 +171,10 @@ class VaultClients:
     def __init__(
         self, *, kube: Kube, pool: VaultPool, addresses: AllowedAddresses,
         api_audiences: frozenset[str] = KNOWN_API_AUDIENCES,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.monotonic, secret_id_dir: Path = SECRET_ID_DIR,
     ) -> None:
         self._kube = kube
+        self._secret_id_dir = secret_id_dir
         self._pool = pool
         self._addresses = addresses
         self._api_audiences = api_audiences
@@ -215,6 +259,8 @@ class VaultClients:
         verify: bool | str = not connection.skip_tls_verify
         if connection.ca_cert_secret_ref and not connection.skip_tls_verify:
             verify = await self._ca_file(connection)
+        elif connection.ca_cert_path and not connection.skip_tls_verify:
+            verify = await self._ca_path(connection)
         headers = {**connection.headers, **auth.headers}
         # The Vault namespace goes with each request (the login: the VaultAuth's; a read: the
         # VaultStaticSecret's, else the VaultAuth's), not with the client.
@@ -234,48 +280,123 @@ class VaultClients:
                 secret_type=TOKEN_SECRET_TYPE,
             )
             return _Entry(client, relogin_at=None)
+        started = self._clock()
+        request = await self._login_request(namespace, auth)
+        login = await self._pool.run(_login_blocking, client, auth=auth, request=request)
+        client.token = login.token
+        if login.lease_seconds <= 0:  # a token without a lease (root-like): keep it
+            return _Entry(client)
+        return _Entry(client, relogin_at=started + login.lease_seconds * RELOGIN_AT,
+                      expires_at=started + login.lease_seconds)
+
+    async def _login_request(self, namespace: str, auth: VaultAuth) -> _LoginRequest:
+        """The login body of ``auth.method``, its credentials read from ``namespace``."""
         if auth.method == "kubernetes" and auth.kubernetes is not None:
-            started = self._clock()
-            jwt = await self._service_account_token(namespace, auth, auth.kubernetes)
-            login = await self._pool.run(
-                _login_blocking, client, auth=auth, role=auth.kubernetes.role, jwt=jwt,
-                service_account=f"{namespace}/{auth.kubernetes.service_account}",
-            )
-            client.token = login.token
-            if login.lease_seconds <= 0:  # a token without a lease (root-like): keep it
-                return _Entry(client)
-            return _Entry(client, relogin_at=started + login.lease_seconds * RELOGIN_AT,
-                          expires_at=started + login.lease_seconds)
+            spec = auth.kubernetes
+            jwt = await self._service_account_token(
+                namespace, auth, block="spec.kubernetes", service_account=spec.service_account,
+                audiences=spec.audiences, expiration=spec.token_expiration_seconds)
+            return _LoginRequest(body={"role": spec.role, "jwt": jwt}, secrets=(jwt,),
+                                 block="spec.kubernetes", role=spec.role,
+                                 identity=f"ServiceAccount {namespace}/{spec.service_account}")
+        if auth.method == "jwt" and auth.jwt is not None:
+            return await self._jwt_request(namespace, auth, auth.jwt)
+        if auth.method == "appRole" and auth.app_role is not None:
+            return await self._app_role_request(namespace, auth, auth.app_role)
         raise AuthError(
-            f"VaultAuth {auth.namespace}/{auth.name}: method {auth.method!r} is not supported"
-            " yet; use method: token or kubernetes"
-        )
+            f"VaultAuth {auth.namespace}/{auth.name}: method {auth.method!r} is not supported;"
+            " use method: token, kubernetes, jwt or appRole", reason="VaultAuthInvalid")
+
+    async def _jwt_request(self, namespace: str, auth: VaultAuth,
+                           spec: JWTAuth) -> _LoginRequest:
+        block = "spec.jwt"
+        if spec.secret_ref:
+            jwt = await self._secret_value(
+                namespace, spec.secret_ref, "jwt", what=self._where(auth, f"{block}.secretRef"),
+                secret_type=CREDENTIAL_SECRET_TYPES["jwt"])
+            identity = f"the JWT of Secret {namespace}/{spec.secret_ref}"
+        else:
+            account = spec.service_account or ""
+            jwt = await self._service_account_token(
+                namespace, auth, block=block, service_account=account,
+                audiences=spec.audiences, expiration=spec.token_expiration_seconds)
+            identity = f"ServiceAccount {namespace}/{account}"
+        return _LoginRequest(body={"role": spec.role, "jwt": jwt}, secrets=(jwt,), block=block,
+                             role=spec.role, identity=identity)
+
+    async def _app_role_request(self, namespace: str, auth: VaultAuth,
+                                spec: AppRoleAuth) -> _LoginRequest:
+        block = "spec.appRole"
+        if spec.secret_ref:
+            secret_id = await self._secret_value(
+                namespace, spec.secret_ref, "id", what=self._where(auth, f"{block}.secretRef"),
+                secret_type=CREDENTIAL_SECRET_TYPES["appRole"])
+            identity = f"the SecretID of Secret {namespace}/{spec.secret_ref}"
+        else:
+            path = spec.secret_id_path or ""
+            secret_id = await self._secret_id_file(namespace, auth, path)
+            identity = f"the SecretID of file {path}"
+        return _LoginRequest(body={"role_id": spec.role_id, "secret_id": secret_id},
+                             secrets=(secret_id,), block=block, role=spec.role_id,
+                             identity=identity)
+
+    async def _secret_id_file(self, namespace: str, auth: VaultAuth, path: str) -> str:
+        """The SecretID in ``path``, which must be a small file of this namespace's folder."""
+        what = self._where(auth, "spec.appRole.secretIDPath")
+        folder = self._secret_id_dir / namespace
+
+        def read() -> str:
+            if not path.startswith("/") or ".." in path.split("/"):
+                raise AuthError(f"{what}: {path!r} must be an absolute path without '..'",
+                                reason="VaultAuthInvalid")
+            resolved = Path(path).resolve()
+            if not resolved.is_relative_to(folder.resolve()):
+                raise AuthError(
+                    f"{what}: {path!r} is not in {folder}/, where the operator mounts this"
+                    " namespace's SecretIDs; no other file is sent to Vault",
+                    reason="VaultAuthInvalid")
+            try:
+                with resolved.open("rb") as handle:
+                    data = handle.read(_SECRET_ID_MAX_BYTES + 1)
+            except OSError as exc:
+                raise AuthError(f"{what}: {path!r} cannot be read: {exc.strerror}") from None
+            text = data.decode(errors="replace").strip()
+            if not text or len(data) > _SECRET_ID_MAX_BYTES:
+                raise AuthError(f"{what}: {path!r} holds no SecretID (empty or over"
+                                f" {_SECRET_ID_MAX_BYTES} bytes)")
+            return text
+
+        return await self._pool.run(read)
+
+    @staticmethod
+    def _where(auth: VaultAuth, field_path: str) -> str:
+        return f"VaultAuth {auth.namespace}/{auth.name}: {field_path}"
 
     async def _service_account_token(
-        self, namespace: str, auth: VaultAuth, spec: KubernetesAuth
+        self, namespace: str, auth: VaultAuth, *, block: str, service_account: str,
+        audiences: tuple[str, ...], expiration: int,
     ) -> str:
         """A TokenRequest token of the ServiceAccount, in the VaultStaticSecret's namespace.
 
         Requested per login and never stored: it is only good for trading in at Vault, and a
         fresh one per login means a leaked Vault token is the only thing that outlives it.
         """
-        account = f"{namespace}/{spec.service_account}"
+        account = f"{namespace}/{service_account}"
         where = f"VaultAuth {auth.namespace}/{auth.name}"
         api_audiences = {a.rstrip("/").lower() for a in self._api_audiences}
-        for i, audience in enumerate(spec.audiences):
+        for i, audience in enumerate(audiences):
             if audience.strip().rstrip("/").lower() in api_audiences:
                 raise AuthError(
-                    f"{where}: spec.kubernetes.audiences[{i}]: {audience!r} is the Kubernetes"
+                    f"{where}: {block}.audiences[{i}]: {audience!r} is the Kubernetes"
                     " API server's own audience; a token for it would let whoever reads it at"
                     " Vault act as the ServiceAccount in the cluster. Use the audience of the"
                     " Vault role (its audience field), e.g. vault", reason="VaultAuthInvalid")
-        what = f"{where}: spec.kubernetes.serviceAccount"
+        what = f"{where}: {block}.serviceAccount"
         body: JSON = {
             "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-            "spec": {"expirationSeconds": spec.token_expiration_seconds,
-                     "audiences": list(spec.audiences)},
+            "spec": {"expirationSeconds": expiration, "audiences": list(audiences)},
         }
-        path = SERVICE_ACCOUNTS.path(namespace=namespace, name=spec.service_account,
+        path = SERVICE_ACCOUNTS.path(namespace=namespace, name=service_account,
                                      subresource="token")
         try:
             answer = await self._kube.request("POST", path, body=body)
@@ -309,13 +430,32 @@ class VaultClients:
         if secret_type is not None and found != secret_type:
             raise AuthError(
                 f"{what}: Secret {namespace}/{name} is of type {found!r}; only a Secret of type"
-                f" {secret_type} is sent to Vault as a token (kubectl create secret generic"
-                f" NAME --type={secret_type} --from-literal=token=...)",
+                f" {secret_type} is sent to Vault (kubectl create secret generic"
+                f" NAME --type={secret_type} --from-literal={key}=...)",
                 reason="VaultAuthInvalid")
         encoded = (secret.get("data") or {}).get(key)
         if not encoded:
-            raise AuthError(f"{what}: Secret {namespace}/{name} has no key {key!r}")
+            raise AuthError(f"{what}: Secret {namespace}/{name} has no key {key!r}",
+                            reason="VaultAuthInvalid")
         return base64.b64decode(encoded).decode().strip()
+
+    async def _ca_path(self, connection: VaultConnection) -> str:
+        """``caCertPath``, checked to be a readable PEM file (its text is never shown)."""
+        path = connection.ca_cert_path or ""
+        what = (f"VaultConnection {connection.namespace}/{connection.name}: spec.caCertPath:"
+                f" {path!r}")
+
+        def check() -> str:
+            try:
+                with open(path, "rb") as handle:
+                    head = handle.read(64 * 1024)
+            except OSError as exc:
+                raise AuthError(f"{what} cannot be read: {exc.strerror}") from None
+            if b"-----BEGIN CERTIFICATE-----" not in head:
+                raise AuthError(f"{what} holds no PEM certificate", reason="VaultAuthInvalid")
+            return path
+
+        return await self._pool.run(check)
 
     async def _ca_file(self, connection: VaultConnection) -> str:
         name = connection.ca_cert_secret_ref or ""
@@ -334,17 +474,15 @@ class VaultClients:
         return str(path)
 
 
-def _login_blocking(
-    client: hvac.Client, *, auth: VaultAuth, role: str, jwt: str, service_account: str
-) -> _Login:
-    """Trade the JWT for a Vault token at ``auth/<mount>/login`` (blocking: run in the pool).
+def _login_blocking(client: hvac.Client, *, auth: VaultAuth, request: _LoginRequest) -> _Login:
+    """Send ``request`` to ``auth/<mount>/login`` (blocking: run in the pool).
 
     Every refusal becomes an :class:`AuthError` saying what to fix. Vault's own error text is
-    quoted only after the JWT is cut out of it, in case a message ever echoes the input.
+    quoted only after the credentials are cut out of it, in case a message ever echoes them.
     """
     where = f"VaultAuth {auth.namespace}/{auth.name}"
     mount = f"auth/{auth.mount}"
-    payload: dict[str, Any] = {**auth.params, "role": role, "jwt": jwt}
+    payload: dict[str, Any] = {**auth.params, **request.body}
     try:
         response: requests.Response = client.adapter.request(
             "POST", f"v1/{mount}/login", json=payload, raise_exception=False,
@@ -354,7 +492,9 @@ def _login_blocking(
         raise AuthError(f"{where}: login at {mount}: Vault unreachable: {type(exc).__name__}",
                         reason="VaultUnavailable") from None
     status = response.status_code
-    errors = _errors(response).replace(jwt, "<jwt>")
+    errors = _errors(response)
+    for secret in request.secrets:
+        errors = errors.replace(secret, "<credential>")
     if status == 200:
         try:
             block = response.json().get("auth") or {}
@@ -364,32 +504,47 @@ def _login_blocking(
         if not isinstance(token, str) or not token:
             raise AuthError(f"{where}: login at {mount} returned no client token")
         return _Login(token=token, lease_seconds=int(block.get("lease_duration") or 0))
-    lowered = errors.lower()
-    if status == 400 and "invalid role name" in lowered:
-        problem = (f"Vault has no role {role!r} at {mount}; create it or fix"
-                   " spec.kubernetes.role")
-    elif "no handler for route" in lowered or "unsupported path" in lowered:
-        problem = f"no Kubernetes auth method is mounted at {mount}; fix spec.mount"
-    elif status == 403 and ("not authorized" in lowered):
-        problem = (f"Vault role {role!r} does not allow ServiceAccount {service_account}"
-                   f" ({errors}); add it to the role's bound_service_account_names and"
-                   " bound_service_account_namespaces, or fix spec.kubernetes.serviceAccount")
-    elif status == 403:
-        problem = (f"Vault refused the token of ServiceAccount {service_account} for role"
-                   f" {role!r} ({errors or 'permission denied'}); check the role's audience"
-                   " against spec.kubernetes.audiences and that Vault's token reviewer may"
-                   " create TokenReviews (system:auth-delegator)")
-    elif status == 503 and "sealed" in lowered:
+    if status == 503 and "sealed" in errors.lower():
         raise AuthError(f"{where}: login at {mount}: Vault is sealed", reason="VaultSealed")
-    elif 300 <= status < 400:
+    if 300 <= status < 400:
         raise AuthError(f"{where}: login at {mount}: {REDIRECT_REFUSED.format(status=status)}",
                         reason="VaultUnavailable")
-    elif status >= 500 or status == 429:
+    if status >= 500 or status == 429:
         raise AuthError(f"{where}: login at {mount}: Vault answered {status}: {errors}",
                         reason="VaultUnavailable")
-    else:
-        problem = f"Vault answered {status}: {errors}"
-    raise AuthError(f"{where}: login at {mount} with role {role!r} failed: {problem}")
+    problem = _refusal(auth, request, status=status, errors=errors, mount=mount)
+    raise AuthError(f"{where}: login at {mount} with role {request.role!r} failed: {problem}")
+
+
+def _refusal(auth: VaultAuth, request: _LoginRequest, *, status: int, errors: str,
+             mount: str) -> str:
+    """What to fix after Vault refused a login, by method (Vault's messages per method)."""
+    lowered, block, role = errors.lower(), request.block, request.role
+    if "no handler for route" in lowered or "unsupported path" in lowered:
+        return f"no {auth.method} auth method is mounted at {mount}; fix spec.mount"
+    if auth.method == "kubernetes":
+        if status == 400 and "invalid role name" in lowered:
+            return f"Vault has no role {role!r} at {mount}; create it or fix {block}.role"
+        if status == 403 and "not authorized" in lowered:
+            return (f"Vault role {role!r} does not allow {request.identity} ({errors}); add it"
+                    " to the role's bound_service_account_names and"
+                    " bound_service_account_namespaces, or fix spec.kubernetes.serviceAccount")
+        if status == 403:
+            return (f"Vault refused the token of {request.identity} for role {role!r}"
+                    f" ({errors or 'permission denied'}); check the role's audience against"
+                    " spec.kubernetes.audiences and that Vault's token reviewer may create"
+                    " TokenReviews (system:auth-delegator)")
+    if auth.method == "jwt":
+        if "could not be found" in lowered:
+            return f"Vault has no role {role!r} at {mount}; create it or fix {block}.role"
+        if status in (400, 403):
+            return (f"Vault refused {request.identity} for role {role!r} ({errors}); check"
+                    " the role's bound_audiences, bound_claims and bound_subject against"
+                    f" {block}.audiences and the token's claims")
+    if auth.method == "appRole" and status in (400, 403):
+        return (f"Vault refused {request.identity} ({errors}); check {block}.roleId and that"
+                " the SecretID is current (not expired nor used up)")
+    return f"Vault answered {status}: {errors}"
 
 
 def _errors(response: requests.Response) -> str:

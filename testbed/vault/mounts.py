@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from testbed.vault.approle import AppRoleBackend
+from testbed.vault.auth_jwt import JWTAuthBackend
 from testbed.vault.auth_kubernetes import KubernetesAuthBackend
 from testbed.vault.errors import VaultError
 from testbed.vault.kv_v1 import KvV1Backend
@@ -25,8 +26,10 @@ _RESERVED = ("sys/", "auth/", "cubbyhole/", "identity/")
 _AUTH_TYPES: dict[str, type[Backend]] = {
     "kubernetes": KubernetesAuthBackend,
     "approle": AppRoleBackend,
+    "jwt": JWTAuthBackend,
 }
-_RUNNING_VERSION = {"kv": "v0.20.0+builtin", "kubernetes": "v0.20.0+builtin", "approle": ""}
+_RUNNING_VERSION = {"kv": "v0.20.0+builtin", "kubernetes": "v0.20.0+builtin", "approle": "",
+                    "jwt": "v0.23.0+builtin"}
 
 
 @dataclass

@@ -15,11 +15,14 @@ from typing import Any
 import pytest
 
 from plumbing.kube import KubeError
+from syncd.auth_globals import VAULT_AUTH_GLOBAL
 from syncd.specs import VAULT_AUTH, VAULT_CONNECTION, VAULT_STATIC_SECRET
+from syncd.transformations import SECRET_TRANSFORMATION
 from tests.syncd.e2e.world import APP_NS, GROUP_VERSION, Tenant, World
 
 OTHER_NS = "team-b"
 KINDS = {"VaultConnection": VAULT_CONNECTION, "VaultAuth": VAULT_AUTH,
+         "VaultAuthGlobal": VAULT_AUTH_GLOBAL, "SecretTransformation": SECRET_TRANSFORMATION,
          "VaultStaticSecret": VAULT_STATIC_SECRET}
 MERGE = "application/merge-patch+json"
 
@@ -32,6 +35,11 @@ def _objects(namespace: str) -> list[dict[str, Any]]:
         {"kind": "VaultAuth", "metadata": {"name": "mine", "namespace": namespace},
          "spec": {"method": "token", "vaultConnectionRef": "mine",
                   "token": {"secretRef": {"name": "vault-token", "key": "token"}}}},
+        {"kind": "VaultAuthGlobal", "metadata": {"name": "mine", "namespace": namespace},
+         "spec": {"defaultAuthMethod": "kubernetes",
+                  "kubernetes": {"role": "app", "serviceAccount": "default"}}},
+        {"kind": "SecretTransformation", "metadata": {"name": "mine", "namespace": namespace},
+         "spec": {"excludes": ["^internal"]}},
         {"kind": "VaultStaticSecret", "metadata": {"name": "mine", "namespace": namespace},
          "spec": {"vaultAuthRef": "mine", "mount": "secret", "path": "kv-secret/info",
                   "type": "kv-v2", "destination": {"name": "mine", "create": True}}},

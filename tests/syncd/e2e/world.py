@@ -29,10 +29,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from plumbing.kube import SECRETS
 from plumbing.kube import Kube as KubeClient
 from plumbing.kube import connect as kube_connect
+from syncd.auth_globals import VAULT_AUTH_GLOBAL
 from syncd.health import HealthServer
 from syncd.leadership import LEASES
 from syncd.operator import Settings, run
 from syncd.specs import VAULT_AUTH, VAULT_CONNECTION, VAULT_STATIC_SECRET
+from syncd.transformations import SECRET_TRANSFORMATION
 from testbed.kube import Kube
 from testbed.vault import RunningVault
 
@@ -61,7 +63,9 @@ LEASE_TIMINGS = {"lease_duration_seconds": 2.0, "renew_deadline_seconds": 1.5,
 #: aggregation: the shipped file itself, so the tenant tests prove what a cluster gets.
 TENANT_ROLES = ROOT / "manifests/syncd/tenant-roles.yaml"
 _TENANT_KINDS = {"Secret": SECRETS, "VaultConnection": VAULT_CONNECTION,
-                 "VaultAuth": VAULT_AUTH, "VaultStaticSecret": VAULT_STATIC_SECRET}
+                 "VaultAuth": VAULT_AUTH, "VaultStaticSecret": VAULT_STATIC_SECRET,
+                 "VaultAuthGlobal": VAULT_AUTH_GLOBAL,
+                 "SecretTransformation": SECRET_TRANSFORMATION}
 
 
 @dataclass

@@ -9,13 +9,18 @@ from typing import Any
 import pytest
 
 from syncd import specs
+from syncd.auth_globals import VAULT_AUTH_GLOBAL, merge_auth_global
 from syncd.durations import DURATION_PATTERN
+from syncd.transformations import SECRET_TRANSFORMATION
 
 Obj = dict[str, Any]
-KINDS = {k.kind: k for k in (specs.VAULT_CONNECTION, specs.VAULT_AUTH, specs.VAULT_STATIC_SECRET)}
+KINDS = {k.kind: k for k in (specs.VAULT_CONNECTION, specs.VAULT_AUTH, specs.VAULT_STATIC_SECRET,
+                             VAULT_AUTH_GLOBAL, SECRET_TRANSFORMATION)}
 PARSERS: dict[str, Callable[[Any], Any]] = {
     "VaultConnection": specs.parse_vault_connection,
-    "VaultAuth": specs.parse_vault_auth,
+    # As the controller reads one: through the VaultAuthGlobal merge (none here).
+    "VaultAuth": lambda obj: specs.parse_vault_auth(merge_auth_global(
+        obj, lookup=lambda ns, name: None, operator_namespace="vault-syncd")),
     "VaultStaticSecret": specs.parse_vault_static_secret,
 }
 
@@ -25,6 +30,17 @@ IGNORED = {
     ("VaultStaticSecret", "spec.syncConfig.instantUpdates"),
     ("VaultStaticSecret", "spec.destination.transformation.templates.*.name"),
     ("VaultAuth", "spec.storageEncryption"),
+    # Read by syncd.auth_globals before parsing (tests/syncd/unit/test_auth_globals_...).
+    ("VaultAuth", "spec.vaultAuthGlobalRef.name"),
+    ("VaultAuth", "spec.vaultAuthGlobalRef.namespace"),
+    ("VaultAuth", "spec.vaultAuthGlobalRef.allowDefault"),
+    ("VaultAuth", "spec.vaultAuthGlobalRef.mergeStrategy"),
+    ("VaultAuth", "spec.vaultAuthGlobalRef.mergeStrategy.headers"),
+    ("VaultAuth", "spec.vaultAuthGlobalRef.mergeStrategy.params"),
+    # Read by syncd.transformations before parsing.
+    *(("VaultStaticSecret", f"spec.destination.transformation.transformationRefs[].{f}")
+      for f in ("namespace", "name", "templateRefs", "templateRefs[].name",
+                "templateRefs[].keyOverride", "ignoreIncludes", "ignoreExcludes")),
 }
 
 
@@ -47,9 +63,10 @@ def walk(node: Obj, path: str = "") -> Iterator[tuple[str, Obj]]:
 # --- shape --------------------------------------------------------------------------------
 
 
-def test_three_crds_with_the_names_the_code_uses(crds: dict[str, Obj]) -> None:
+def test_five_crds_with_the_names_the_code_uses(crds: dict[str, Obj]) -> None:
     assert set(crds) == set(KINDS)
-    short = {"VaultConnection": ["vc"], "VaultAuth": ["va"], "VaultStaticSecret": ["vss"]}
+    short = {"VaultConnection": ["vc"], "VaultAuth": ["va"], "VaultStaticSecret": ["vss"],
+             "VaultAuthGlobal": ["vag"], "SecretTransformation": ["st"]}
     for kind, crd in crds.items():
         names = crd["spec"]["names"]
         assert crd["apiVersion"] == "apiextensions.k8s.io/v1"
@@ -262,11 +279,11 @@ FULL: dict[str, list[Any]] = {
     "VaultConnection": [{
         "address": "https://vault:8200", "caCertSecretRef": "ca", "tlsServerName": "vault",
         "skipTLSVerify": False, "timeout": "10s", "headers": {"X-H": "v"},
-    }],
+    }, {"address": "https://vault:8200", "caCertPath": "/etc/vault/ca.crt"}],
 }
 
 
-@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("kind", sorted(PARSERS))
 def test_parser_and_schema_agree(crds: dict[str, Obj], kind: str) -> None:
     root = schema(crds[kind])
     seen: set[str] = set()
