@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--writes", type=int, default=200, help="rotation: secrets rotated")
     parser.add_argument("--rate", type=float, default=10.0,
                         help="rotation: Vault writes per second")
+    parser.add_argument("--restarts", type=int, default=20, help="unseal: pod restarts")
+    parser.add_argument("--power-losses", type=int, default=5,
+                        help="unseal: power cuts (every pod at once)")
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")],
                         default=[100, 1000, 10000], help="memory: sizes, comma-separated")
     return parser
@@ -73,6 +76,8 @@ def main(argv: list[str] | None = None) -> None:
     parameters = {"secrets": args.secrets, "refreshAfter_s": args.refresh}
     if args.scenario == "memory":
         parameters = {"sizes": ",".join(map(str, args.sizes)), "refreshAfter_s": args.refresh}
+    elif args.scenario == "unseal":
+        parameters = {"restarts": args.restarts, "power_losses": args.power_losses}
     elif args.scenario == "steady":
         parameters["window_s"] = args.window
     elif args.scenario == "rotation":
