@@ -48,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--restarts", type=int, default=20, help="unseal: pod restarts")
     parser.add_argument("--power-losses", type=int, default=5,
                         help="unseal: power cuts (every pod at once)")
+    parser.add_argument("--peer", action="store_true",
+                        help="unseal: two shares from a peer unsealer over mutual TLS")
+    parser.add_argument("--pause", type=float, default=None,
+                        help="unseal: seconds between events (default 0; 6 with --peer)")
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")],
                         default=[100, 1000, 10000], help="memory: sizes, comma-separated")
     return parser
@@ -77,14 +81,17 @@ def main(argv: list[str] | None = None) -> None:
     if args.scenario == "memory":
         parameters = {"sizes": ",".join(map(str, args.sizes)), "refreshAfter_s": args.refresh}
     elif args.scenario == "unseal":
-        parameters = {"restarts": args.restarts, "power_losses": args.power_losses}
+        parameters = {"restarts": args.restarts, "power_losses": args.power_losses,
+                      "custody": "peer" if args.peer else "local"}
     elif args.scenario == "steady":
         parameters["window_s"] = args.window
     elif args.scenario == "rotation":
         parameters |= {"writes": args.writes, "rate_per_s": args.rate}
     elif args.scenario in ("limit", "cold-sync"):
         parameters["concurrency"] = args.concurrency
-    suffix = "" if args.scenario in ("memory", "unseal") else f"-{args.secrets}"
+    suffix = "" if args.scenario == "memory" else f"-{args.secrets}"
+    if args.scenario == "unseal":
+        suffix = "-peer" if args.peer else "-local"
     report(args.scenario, parameters=parameters, results=results,
            rows=_rows(results, module.TARGETS), suffix=suffix)
 
