@@ -77,6 +77,15 @@ async def _configmaps(client: Any) -> str:
     return str(listed["kind"])
 
 
+async def _namespaces(config: str) -> Any:
+    """GET the namespaces through a client made from kubeconfig ``config``."""
+    kube = await connect(kubeconfig=config)
+    try:
+        return await kube.request("GET", "/api/v1/namespaces")
+    finally:
+        await kube.close()
+
+
 def _b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
 
@@ -92,11 +101,7 @@ async def test_inline_ca_and_client_certificate_over_mutual_tls(
                  "certificate-authority-data": _b64(authority.ca_file)},
         user={"client-certificate-data": _b64(cert), "client-key-data": _b64(key)},
     )
-    kube = await connect(kubeconfig=config)
-    try:
-        assert (await kube.request("GET", "/api/v1/namespaces"))["kind"] == "NamespaceList"
-    finally:
-        await kube.close()
+    assert (await _namespaces(config))["kind"] == "NamespaceList"
     assert callers == ["syncd None"]
 
 
@@ -112,11 +117,7 @@ async def test_certificate_files_relative_to_the_kubeconfig_and_a_server_name(
                  "certificate-authority": authority.ca_file.name},
         user={"client-certificate": cert.name, "client-key": key.name, "token": "t-1"},
     )
-    kube = await connect(kubeconfig=config)
-    try:
-        await kube.request("GET", "/api/v1/namespaces")
-    finally:
-        await kube.close()
+    await _namespaces(config)
     assert callers == ["unsealer Bearer t-1"]
 
 
@@ -129,12 +130,8 @@ async def test_an_unknown_ca_is_refused(
                          cluster={"server": f"https://127.0.0.1:{port}",
                                   "certificate-authority": str(stranger.ca_file)},
                          user={"token": "t"})
-    kube = await connect(kubeconfig=config)
-    try:
-        with pytest.raises(Exception, match="certificate verify failed"):
-            await kube.request("GET", "/api/v1/namespaces")
-    finally:
-        await kube.close()
+    with pytest.raises(Exception, match="certificate verify failed"):
+        await _namespaces(config)
     assert callers == []
 
 
