@@ -13,33 +13,36 @@ the same bytes:
   ``MatchString`` does) filter the *source* keys only: never template outputs, never ``_raw``.
   A template output wins over a source key of the same name.
 
-Templates are Jinja2, not Go ``text/template``, rendered in Jinja's immutable sandbox with
-autoescaping off and undefined values as errors. The template input and VSO's equivalents:
+Templates are Go ``text/template``, as in VSO (:mod:`syncd.gotemplate`): the same input
+(``.Secrets``, ``.Metadata``, ``.Annotations``, ``.Labels``; Vault's numbers as ``json.Number``),
+Go's ``missingkey`` default (a missing key prints ``<no value>``), Go's printing, and VSO's
+function map (its Sprig allow-list). The templates of one resource form one set: a
+``{{define}}`` in one is callable from the others.
+
+Jinja2 stays available behind a marker: a template whose first line is exactly ``{{!jinja2}}``
+is Jinja2 (rendered in Jinja's immutable sandbox, autoescaping off, undefined values as errors).
+The marker is not valid Go template text, so no VSO template is read as Jinja2 by mistake; the
+line is part of the text, so line numbers in errors count it. The Jinja2 input and VSO's:
 
 ==============================================  ===============================================
-VSO (Go template)                               vault-syncd (Jinja2)
+VSO (Go template)                               vault-syncd (Jinja2, after ``{{!jinja2}}``)
 ==============================================  ===============================================
 ``{{ .Secrets.password }}``                     ``{{ secrets.password }}``
 ``{{ get .Secrets "api-key" }}``                ``{{ secrets["api-key"] }}``
 ``{{ .Metadata.custom_metadata.owner }}``       ``{{ metadata.custom_metadata.owner }}``
-``{{ .Metadata.version }}``                     ``{{ metadata.version }}``
 ``{{ .Annotations.x }}``, ``{{ .Labels.x }}``   ``{{ annotations.x }}``, ``{{ labels.x }}``
 ``{{ .Secrets.x | b64enc }}`` / ``b64dec``      ``{{ secrets.x | b64encode }}`` / ``b64decode``
 ``{{ .Secrets.x | toJson }}``                   ``{{ secrets.x | tojson }}`` (Go's bytes)
 ``{{ range $k, $v := .Secrets }}``              ``{% for k, v in secrets | dictsort %}``
-``{{ printf "%s:%s" .Secrets.u .Secrets.p }}``  ``{{ secrets.u ~ ":" ~ secrets.p }}``
 ==============================================  ===============================================
 
-``secrets`` is the secret's key/value map; ``metadata`` the kv-v2 version metadata
-(``created_time``, ``custom_metadata``, ``deletion_time``, ``destroyed``, ``version``; empty for
-kv-v1); ``annotations`` and ``labels`` those of the VaultStaticSecret. A printed value that is
-not a string is written as JSON (``true``, not ``True``), and a trailing newline is kept, as Go
-keeps it.
+In Jinja2, a printed value that is not a string is written as JSON (``true``, not ``True``), and
+a trailing newline is kept, as Go keeps it.
 
-Templates run in worker processes (:mod:`syncd.template_pool`), with a deadline and a memory
-bound, and their errors are described by kind and line, never by what Jinja said
-(:mod:`syncd.templating`). No secret value may leave this module except inside the returned
-:class:`SecretData`: errors name keys and templates only.
+Templates of both languages run in worker processes (:mod:`syncd.template_pool`), with a
+deadline and a memory bound, and their errors are described by kind and line, never by a value
+(:mod:`syncd.templating`, :mod:`syncd.gotemplate.errors`). No secret value may leave this
+module except inside the returned :class:`SecretData`: errors name keys and templates only.
 """
 
 from __future__ import annotations
@@ -132,11 +135,20 @@ class SecretData(Mapping[str, bytes]):
 
 @dataclass(frozen=True, kw_only=True)
 class SecretTemplate:
-    """One template, checked to compile; ``key`` is the Secret data key it renders."""
+    """One template, checked to compile; ``key`` is the Secret data key it renders.
+
+    ``name`` is the template's ``name`` field: its name in the set of Go templates of one
+    resource, which ``{{template "NAME" .}}`` calls; without one it is ``templates[KEY]``.
+    """
 
     key: str
     # The text is configuration, not secret, but people do paste literals into templates.
     text: str = field(repr=False)
+    name: str | None = None
+
+    @property
+    def set_name(self) -> str:
+        return self.name or f"templates[{self.key}]"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -157,14 +169,14 @@ class Templates(Protocol):
     ) -> dict[str, bytes]: ...
 
 
-def compile_template(*, key: str, text: str) -> SecretTemplate:
+def compile_template(*, key: str, text: str, name: str | None = None) -> SecretTemplate:
     """Check that ``text`` compiles in the sandbox; a :class:`RenderError` naming ``key`` if
     not."""
     try:
         compile_text(text)
     except TemplateSyntaxProblem as exc:
         raise RenderError(str(exc), key=key) from None
-    return SecretTemplate(key=key, text=text)
+    return SecretTemplate(key=key, text=text, name=name or None)
 
 
 async def render(

@@ -911,9 +911,17 @@ def _transformation(r: _Reader, spec: Mapping[str, Any]) -> Transformation:
         if text is None:
             continue
         try:
-            templates[key] = compile_template(key=key, text=text)
+            template = compile_template(
+                key=key, text=text, name=r.string(template_spec, "name", at))
+            # One set of Go templates per resource: a name is called by {{template}}.
+            other = next((k for k, t in templates.items() if t.set_name == template.set_name),
+                         None)
+            if other is not None:
+                r.fail(f"{at}.name", f"duplicate template name {template.set_name!r} (also "
+                       f"templates[{other}])")
+            templates[key] = template
         except RenderError as exc:
-            hint = _GO_HINT if _GO_TEMPLATE.search(text) else ""
+            hint = _JINJA_HINT if _JINJA_TEMPLATE.search(text) else ""
             r.fail(f"{at}.text", exc.message + hint)
 
     return Transformation(
@@ -924,10 +932,10 @@ def _transformation(r: _Reader, spec: Mapping[str, Any]) -> Transformation:
     )
 
 
-# What a VSO (Go text/template) template looks like, to say why it does not compile here.
-_GO_TEMPLATE = re.compile(r"\{\{-?\s*(\.|\$|(get|printf|range|include|index)\s)")
-_GO_HINT = (" (templates are Jinja2, not Go templates: write {{ secrets.password }} for "
-            "{{ .Secrets.password }})")
+# What a Jinja2 template looks like, to say why it does not parse as a Go template.
+_JINJA_TEMPLATE = re.compile(r"\{%|\{\{-?\s*(secrets|metadata|labels|annotations)\b")
+_JINJA_HINT = (" (templates are Go templates, as in VSO: write {{ .Secrets.password }}; "
+               "for Jinja2, make the first line of the text {{!jinja2}})")
 
 
 def _patterns(r: _Reader, spec: Mapping[str, Any], key: str,

@@ -194,7 +194,9 @@ class TemplatePool:
             clean = False
             try:
                 async with asyncio.timeout_at(deadline):
-                    reply = await worker.ask({"text": template.text, "context": context})
+                    reply = await worker.ask({
+                        "text": template.text, "context": context, "name": template.set_name,
+                        "siblings": {t.set_name: t.text for t in templates}})
                 clean = True
             except TimeoutError:
                 problem = (f"rendering took longer than {self.deadline:g} s "

@@ -7,12 +7,14 @@ when the render's deadline passes (:mod:`syncd.template_pool`), and whose addres
 limited (``RLIMIT_AS``) so that a large allocation fails with ``MemoryError`` instead of
 growing the pod.
 
-The process imports jinja2 and :mod:`syncd.templating` only, none of syncd's clients: it is
-about 10 MiB of memory of its own (the Python binary's pages are shared with syncd).
+The process imports jinja2, :mod:`syncd.templating` and :mod:`syncd.gotemplate` (pure Python)
+only, none of syncd's clients: it is about 10 MiB of memory of its own (the Python binary's
+pages are shared with syncd).
 
 The protocol, on stdin and stdout: frames of a 4-byte big-endian length and that many bytes of
 UTF-8 JSON. The worker first writes ``{"ready": true}``; then, for each request
-``{"text": ..., "context": {...}}``, it writes ``{"output": "..."}`` or
+``{"text": ..., "context": {...}, "name": ..., "siblings": {name: text}}`` (the last two
+for Go templates, optional), it writes ``{"output": "..."}`` or
 ``{"failure": {"kind": ..., "line": ..., "expensive": ...}}``. After the ready frame its stderr
 is /dev/null: nothing a template does can reach syncd's logs.
 """
@@ -81,7 +83,11 @@ def _end_with_parent() -> None:
 
 def _handle(request: Any) -> dict[str, Any]:
     try:
-        return {"output": render_template(str(request["text"]), request["context"])}
+        siblings = request.get("siblings")
+        return {"output": render_template(
+            str(request["text"]), request["context"], name=str(request.get("name", "template")),
+            siblings={str(k): str(v) for k, v in siblings.items()}
+            if isinstance(siblings, dict) else None)}
     except TemplateFailed as exc:
         failure = exc.failure
     return {"failure": {"kind": failure.kind, "line": failure.line,

@@ -1,9 +1,15 @@
-"""The Jinja sandbox templates run in, and errors that say where and what went wrong, never a value.
+"""Which language a template is in, the Jinja sandbox, and errors that say where and what went
+wrong, never a value.
+
+A template is Go ``text/template`` (:mod:`syncd.gotemplate`), as in VSO, unless its first line
+is exactly :data:`JINJA2_MARKER`: then the rest is Jinja2. ``{{!jinja2}}`` is not valid Go
+template text (Go's lexer refuses ``!`` in an action), so no template that VSO accepts carries
+it, and nothing VSO renders changes meaning here.
 
 Imported by syncd (to check a template's syntax when the spec is read) and by the template
-worker process (:mod:`syncd.template_worker`, which runs them). It imports nothing but jinja2
-and the standard library, so the worker stays small: every byte of it counts against the
-memory limit of syncd's pod.
+worker process (:mod:`syncd.template_worker`, which runs them). It imports nothing but jinja2,
+:mod:`syncd.gotemplate` and the standard library, so the worker stays small: every byte of it
+counts against the memory limit of syncd's pod.
 
 Why errors are built, not filtered: Jinja's messages quote what a template computed.
 ``{{ secrets[secrets.password | upper] }}`` fails with "'dict object' has no attribute
@@ -30,6 +36,8 @@ from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from syncd import gotemplate
+
 #: Kubernetes' limit on a Secret's data: the sum of the value lengths (keys are not counted).
 MAX_SECRET_SIZE = 1024 * 1024
 #: The longest template text accepted. Compiling is linear in the text but slow (about 9 ms per
@@ -37,6 +45,20 @@ MAX_SECRET_SIZE = 1024 * 1024
 MAX_TEMPLATE_LENGTH = 16 * 1024
 #: Jinja names the source of ``from_string`` templates so in tracebacks.
 _TEMPLATE_FILE = "<template>"
+#: The first line of a Jinja2 template; any other text is a Go template.
+JINJA2_MARKER = "{{!jinja2}}"
+
+
+def jinja2_body(text: str) -> str | None:
+    """The Jinja2 source of ``text`` if its first line is :data:`JINJA2_MARKER`, else None.
+
+    The marker line becomes a Jinja comment that spans its newline, so the output does not
+    start with a newline and Jinja's line numbers stay those of the text as written.
+    """
+    first, newline, rest = text.partition("\n")
+    if first.rstrip() != JINJA2_MARKER:
+        return None
+    return "{#" + newline + "#}" + rest
 
 
 class TemplateSyntaxProblem(Exception):
@@ -179,9 +201,20 @@ class Compiled:
     literals: frozenset[str]
 
 
-def compile_text(text: str) -> Compiled:
-    """``text`` compiled in the sandbox; :class:`TemplateSyntaxProblem` if it does not compile."""
-    compiled = _compile(text)
+def compile_text(text: str) -> Compiled | gotemplate.Compiled:
+    """``text`` compiled (Go, or Jinja2 in the sandbox); :class:`TemplateSyntaxProblem` if it
+    does not compile."""
+    if len(text) > MAX_TEMPLATE_LENGTH:
+        raise TemplateSyntaxProblem(f"the template is {len(text)} characters long; at most "
+                                    f"{MAX_TEMPLATE_LENGTH} are accepted")
+    body = jinja2_body(text)
+    if body is None:
+        try:
+            return gotemplate.compile_text(text)
+        except gotemplate.ParseError as exc:
+            where = f" on line {exc.line}" if exc.line is not None else ""
+            raise TemplateSyntaxProblem(f"template syntax error{where}: {exc.message}") from None
+    compiled = _compile(body)
     if isinstance(compiled, str):
         raise TemplateSyntaxProblem(compiled)
     return compiled
@@ -191,9 +224,6 @@ def compile_text(text: str) -> Compiled:
 def _compile(text: str) -> Compiled | str:
     # Cached, failures too: specs are parsed on every watch event (syncd's own status writes
     # included), and the same texts come back again and again.
-    if len(text) > MAX_TEMPLATE_LENGTH:
-        return (f"the template is {len(text)} characters long; at most {MAX_TEMPLATE_LENGTH} "
-                "are accepted")
     try:
         tree = ENVIRONMENT.parse(text)
         template = ENVIRONMENT.from_string(tree)
@@ -217,16 +247,22 @@ def _literals(tree: nodes.Node) -> Iterator[str]:
             yield node.value
 
 
-def render_template(text: str, context: Mapping[str, Any]) -> str:
+def render_template(text: str, context: Mapping[str, Any], *, name: str = "template",
+                    siblings: Mapping[str, str] | None = None) -> str:
     """The output of template ``text``, stopped as soon as it outgrows a Secret.
 
+    ``name`` and ``siblings`` (the other templates of the same object, by name) matter to Go
+    templates, which form one set: ``{{template "x"}}`` finds a ``{{define "x"}}`` in any.
     Raises :class:`TemplateFailed` and nothing else: the exception that stopped the template
     is described, then dropped.
     """
+    if jinja2_body(text) is None:
+        return _render_go(text, context, name=name, siblings=siblings)
     compiled = None
     failure = None
     try:
         compiled = compile_text(text)
+        assert isinstance(compiled, Compiled)
         parts, size = [], 0
         for chunk in compiled.template.generate(context):
             size += len(chunk.encode())
@@ -243,6 +279,29 @@ def render_template(text: str, context: Mapping[str, Any]) -> str:
         failure = _failure(exc, literals=compiled.literals if compiled else frozenset())
     # Raised outside the except blocks, so the original exception, whose message, arguments or
     # frames may hold secret data, is not even reachable as __context__.
+    raise TemplateFailed(failure)
+
+
+def _render_go(text: str, context: Mapping[str, Any], *, name: str,
+               siblings: Mapping[str, str] | None) -> str:
+    failure = None
+    try:
+        compile_text(text)  # the length limit, and the same words for syntax errors
+        return gotemplate.render(text, gotemplate.secret_input(context), name=name,
+                                 siblings=siblings)
+    except TemplateSyntaxProblem as exc:
+        failure = Failure(kind=str(exc))
+    except gotemplate.TemplateError as exc:  # its message holds no value (see its module)
+        failure = Failure(kind=exc.message, line=exc.line)
+    except gotemplate.OutputTooLarge:
+        failure = Failure(kind="the output is larger than the 1 MiB Secret limit")
+    except MemoryError:
+        failure = Failure(kind="the template needed more memory than allowed", expensive=True)
+    except RecursionError:
+        failure = Failure(kind="recursion deeper than allowed", expensive=True)
+    except Exception as exc:  # a fault of ours, not the template's: still no value shown
+        failure = Failure(kind=f"an internal error of type {type(exc).__name__}")
+    # As for Jinja: raised outside the except blocks, so no cause is reachable.
     raise TemplateFailed(failure)
 
 

@@ -32,6 +32,7 @@ from typing import Any
 
 from plumbing.kube import JSON, Resource
 from syncd.specs import GROUP, VERSION
+from syncd.templating import JINJA2_MARKER
 
 SECRET_TRANSFORMATION = Resource(GROUP, VERSION, "secrettransformations",
                                  kind="SecretTransformation")
@@ -46,6 +47,15 @@ class TransformationError(Exception):
     def __init__(self, message: str, *, reason: str = "InvalidSpec") -> None:
         super().__init__(message)
         self.reason = reason
+
+
+def _with_sources(prefix: str, text: str) -> str:
+    """``text`` with the source templates before it, after its Jinja2 marker line if it has
+    one (the marker must stay the first line)."""
+    first, newline, rest = text.partition("\n")
+    if first.rstrip() == JINJA2_MARKER:
+        return first + newline + prefix + rest
+    return prefix + text
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -130,8 +140,8 @@ def resolve_transformation_refs(obj: JSON, *, lookup: Lookup, operator_namespace
                     if isinstance(text := _mapping(s).get("text"), str)]
     if sources:
         prefix = "".join(sources)
-        templates = {key: {**_mapping(t), "text": prefix + str(_mapping(t).get("text") or "")}
-                     for key, t in templates.items()}
+        templates = {key: {**_mapping(t), "text": _with_sources(
+            prefix, str(_mapping(t).get("text") or ""))} for key, t in templates.items()}
     resolved = {k: v for k, v in transformation.items() if k != "transformationRefs"}
     resolved.update(templates=templates, includes=includes, excludes=excludes)
     return {**obj, "spec": {**spec, "destination": {**destination,

@@ -15,6 +15,11 @@ HTTP endpoints (JSON bodies):
 - ``POST /_testbed/seal``: seal without a restart (Vault sealing itself).
 - ``PUT /_testbed/wrong-key-status`` ``{"status": 400|500}``.
 - ``POST /_testbed/clock`` ``{"advance": seconds}``.
+- ``GET /_testbed/leases``: live leases (as ``sys/leases/lookup`` shows them).
+- ``PUT /_testbed/database/refuse-renewals`` ``{"role": "app", "refused": true, "mount":
+  "database"}``: renewals of that role's leases fail (400), as when the database refuses.
+- ``POST /_testbed/database/valid`` ``{"username": …, "password": …, "mount": "database"}`` →
+  ``{"valid": bool}``: would these credentials log in now.
 """
 
 from __future__ import annotations
@@ -25,9 +30,11 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from testbed.vault.core import Core, InitResult
+from testbed.vault.database import DatabaseBackend
 from testbed.vault.faults import Fault
 
 if TYPE_CHECKING:
+    from testbed.vault.leases import Lease
     from testbed.vault.node import Node
 
 PREFIX = "/_testbed/"
@@ -73,6 +80,27 @@ class VaultAdmin:
 
     def advance_clock(self, seconds: float) -> None:
         self.core.clock.advance(seconds)
+
+    # -- dynamic secrets -------------------------------------------------------------------
+
+    def database(self, mount: str = "database") -> DatabaseBackend:
+        """The ``database`` engine mounted at ``mount``."""
+        found = self.core.mounts.find(mount.strip("/") + "/")
+        if found is None or not isinstance(found.backend, DatabaseBackend):
+            raise ValueError(f"no database engine mounted at {mount!r}")
+        return found.backend
+
+    def refuse_renewals(self, role: str, *, mount: str = "database", refused: bool = True) -> None:
+        """Make ``sys/leases/renew`` fail for ``role``'s credentials (the database refuses)."""
+        self.database(mount).refuse_renewals(role, refused=refused)
+
+    def credentials_valid(self, username: str, password: str, *, mount: str = "database") -> bool:
+        """Would these credentials log in to the (absent) database now?"""
+        return self.database(mount).credentials_valid(username, password)
+
+    def leases(self, prefix: str = "") -> list[Lease]:
+        """Live leases whose ID starts with ``prefix`` (expired ones are revoked first)."""
+        return [lease for lease in self.core.leases.leases() if lease.id.startswith(prefix)]
 
     # -- shortcuts for tests of other parts (the unseal protocol itself goes over HTTP) ------
 
@@ -218,6 +246,24 @@ async def handle(node: Node, request: web.BaseRequest) -> web.Response:
             _check_wrong_key_status(status)
             node.wrong_key_status = status
             return _reply(_info(node))
+        if action == "leases" and method == "GET":
+            now = node.core.clock.now()
+            leases = node.core.leases.leases()
+            return _reply({"leases": [lease.lookup_data(now) for lease in leases]})
+        if action == "database/refuse-renewals" and method in ("PUT", "POST"):
+            body = await _body(request)
+            admin = VaultAdmin(core=node.core)
+            admin.database(body.get("mount", "database")).refuse_renewals(
+                str(body["role"]), refused=bool(body.get("refused", True))
+            )
+            node.core.storage.flush()
+            return web.Response(status=204)
+        if action == "database/valid" and method == "POST":
+            body = await _body(request)
+            backend = VaultAdmin(core=node.core).database(body.get("mount", "database"))
+            valid = backend.credentials_valid(str(body["username"]), str(body["password"]))
+            node.core.storage.flush()
+            return _reply({"valid": valid})
         if action == "clock" and method == "POST":
             node.core.clock.advance(float((await _body(request)).get("advance", 0)))
             return _reply({"now": node.core.clock.now()})

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 from testbed.vault import sealing
 from testbed.vault.clock import Clock
 from testbed.vault.errors import VaultError
-from testbed.vault.logical import Services
+from testbed.vault.leases import LeaseStore
+from testbed.vault.logical import Backend, Services
 from testbed.vault.mounts import MountTable
 from testbed.vault.policies import PolicyStore
 from testbed.vault.sealing import SealConfig
@@ -59,12 +60,23 @@ class Core:
         self.cluster: dict[str, str] = cluster
         self.policies = PolicyStore(storage=storage)
         self.tokens = TokenStore(storage=storage, clock=clock)
+        self.leases = LeaseStore(
+            storage=storage, clock=clock, tokens=self.tokens, backend_for=self._lease_backend
+        )
         self.services = Services(
-            storage=storage, clock=clock, tokens=self.tokens, policies=self.policies
+            storage=storage,
+            clock=clock,
+            tokens=self.tokens,
+            policies=self.policies,
+            leases=self.leases,
         )
         self.mounts = MountTable(
             services=self.services, system=lambda: SystemBackend(core=self, services=self.services)
         )
+
+    def _lease_backend(self, lease_id: str) -> Backend | None:
+        routed = self.mounts.route(lease_id)
+        return routed[0].backend if routed is not None else None
 
     def _dump_seal(self) -> dict[str, Any] | None:
         return self.seal_config.to_state() if self.seal_config is not None else None

@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from testbed.vault.clock import Clock
+from testbed.vault.errors import VaultError
 from testbed.vault.policies import PolicyStore
 from testbed.vault.storage import Storage
 from testbed.vault.tokens import TokenEntry, TokenStore
 
 if TYPE_CHECKING:
+    from testbed.vault.leases import Lease, LeaseStore
     from testbed.vault.node import Node
 
 Operation = Literal["read", "list", "create", "update", "delete", "patch"]
@@ -45,19 +47,32 @@ class Response:
     warnings: list[str] | None = None
     lease_duration: int = 0
     renewable: bool = False
+    lease_id: str = ""
     status: int = 200
+    #: A bare body instead of the JSON envelope (``pki/ca/pem``, ``pki/crl``).
+    raw: bytes | None = None
+    content_type: str = ""
     # sys/mounts and sys/auth also repeat their data at the top level of the body.
     top_level: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class Services:
-    """What engines may use from the core: storage, time, tokens and policies."""
+    """What engines may use from the core: storage, time, tokens, policies and leases."""
 
     storage: Storage
     clock: Clock
     tokens: TokenStore
     policies: PolicyStore
+    leases: LeaseStore
+
+
+def entry_or_404(table: dict[str, Any], name: str) -> Any:
+    """The entry ``name`` of an engine's table, or Vault's bare 404 for a missing one."""
+    entry = table.get(name)
+    if entry is None:
+        raise VaultError(404)
+    return entry
 
 
 class Backend(abc.ABC):
@@ -83,6 +98,22 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def handle(self, request: Request) -> Response | None:
         """Serve one request; raise :class:`VaultError` for error responses."""
+
+    def renew_secret(self, lease: Lease, *, increment: int) -> tuple[int, int]:
+        """Extend what ``lease`` stands for; the engine's (default TTL, max TTL) for it.
+
+        Raise :class:`VaultError` to refuse (the expiration manager wraps its text in a 400)."""
+        del lease, increment
+        raise VaultError(400, "lease is not renewable")
+
+    def revoke_secret(self, lease: Lease) -> None:
+        """Invalidate what ``lease`` stands for (it was revoked or expired)."""
+        del lease
+
+    def delete_entry(self, table: dict[str, Any], name: str) -> None:
+        """Drop ``name`` from one of the engine's tables; a missing one is a no-op, as in Vault."""
+        if table.pop(name, None) is not None:
+            self.changed()
 
     def changed(self) -> None:
         self.services.storage.changed()

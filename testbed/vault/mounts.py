@@ -16,10 +16,12 @@ from typing import Any
 from testbed.vault.approle import AppRoleBackend
 from testbed.vault.auth_jwt import JWTAuthBackend
 from testbed.vault.auth_kubernetes import KubernetesAuthBackend
+from testbed.vault.database import DatabaseBackend
 from testbed.vault.errors import VaultError
 from testbed.vault.kv_v1 import KvV1Backend
 from testbed.vault.kv_v2 import KvV2Backend
 from testbed.vault.logical import Backend, Services
+from testbed.vault.pki import PkiBackend
 from testbed.vault.token_auth import TokenBackend
 
 _RESERVED = ("sys/", "auth/", "cubbyhole/", "identity/")
@@ -28,6 +30,8 @@ _AUTH_TYPES: dict[str, type[Backend]] = {
     "approle": AppRoleBackend,
     "jwt": JWTAuthBackend,
 }
+#: Secrets engines other than kv, by mount type.
+_SECRET_TYPES: dict[str, type[Backend]] = {"database": DatabaseBackend, "pki": PkiBackend}
 _RUNNING_VERSION = {"kv": "v0.20.0+builtin", "kubernetes": "v0.20.0+builtin", "approle": "",
                     "jwt": "v0.23.0+builtin"}
 
@@ -125,6 +129,8 @@ class MountTable:
         engine_type = entry["type"]
         if entry["path"].startswith("auth/"):
             backend_class = _AUTH_TYPES[engine_type]
+        elif engine_type in _SECRET_TYPES:
+            backend_class = _SECRET_TYPES[engine_type]
         else:
             version = _kv_version(entry.get("options"), engine_type)
             backend_class = KvV2Backend if version == "2" else KvV1Backend
@@ -174,6 +180,19 @@ class MountTable:
             raise VaultError(400, "missing path")
         if path.startswith(_RESERVED):
             raise VaultError(400, f'cannot mount under "{path.split("/")[0]}/"')
+        if engine_type in _SECRET_TYPES:
+            self._check_free(path)
+            self._add(
+                Mount(
+                    path=path,
+                    type=engine_type,
+                    backend=_SECRET_TYPES[engine_type](services=self._services, state=None),
+                    description=description,
+                    accessor=f"{engine_type}_" + secrets.token_hex(4),
+                )
+            )
+            self._services.storage.changed()
+            return
         if engine_type not in ("kv", "kv-v2"):
             raise VaultError(400, f"plugin not found in the catalog: {engine_type}")
         self._check_free(path)
@@ -221,6 +240,7 @@ class MountTable:
             return
         if mount.builtin:
             raise VaultError(400, f"cannot unmount {path!r}")
+        self._services.leases.revoke_prefix(path)  # as Vault does before unmounting
         del self._mounts[path]
         self._ordered = [m for m in self._ordered if m.path != path]
         self._services.storage.changed()

@@ -79,7 +79,7 @@ def _envelope(response: Response, mount: Mount) -> web.Response:
     body: dict[str, Any] = dict(response.top_level)
     body.update(
         request_id=str(uuid.uuid4()),
-        lease_id="",
+        lease_id=response.lease_id,
         renewable=response.renewable,
         lease_duration=response.lease_duration,
         data=response.data,
@@ -170,6 +170,7 @@ async def _serve(node: Node, request: web.BaseRequest, method: str, path: str) -
     core = node.core
     if node.sealed or not core.initialized:
         raise sealed()
+    core.leases.sweep()  # expiry is lazy: due leases go before anyone can use them
 
     operation = _METHOD_OPERATIONS.get(method)
     if operation is None:
@@ -224,4 +225,6 @@ async def _serve(node: Node, request: web.BaseRequest, method: str, path: str) -
     )
     if response is None:
         return web.Response(status=204)
+    if response.raw is not None:
+        return web.Response(body=response.raw, content_type=response.content_type)
     return _envelope(response, mount)

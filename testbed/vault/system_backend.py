@@ -11,13 +11,21 @@ from typing import TYPE_CHECKING, Any
 
 from testbed.vault.errors import VaultError, unsupported_operation
 from testbed.vault.logical import Backend, Request, Response, Services
-from testbed.vault.params import get_str
+from testbed.vault.params import get_duration, get_str
 
 if TYPE_CHECKING:
     from testbed.vault.core import Core
 
 #: Paths that need ``sudo`` on top of the operation's capability (root tokens always pass).
-SUDO_PATHS = ("sys/seal", "sys/auth/", "sys/step-down", "auth/token/accessors")
+SUDO_PATHS = (
+    "sys/seal",
+    "sys/auth/",
+    "sys/step-down",
+    "auth/token/accessors",
+    "sys/leases/lookup/",
+    "sys/leases/revoke-prefix/",
+    "sys/revoke-prefix/",
+)
 
 
 def needs_sudo(path: str) -> bool:
@@ -68,7 +76,47 @@ class SystemBackend(Backend):
             return self._ui_mount(path[len("internal/ui/mounts/") :])
         if path == "capabilities-self" and writes:
             return self._capabilities_self(request)
+        if path.startswith(("leases/", "renew", "revoke")):
+            return self._leases(path.removeprefix("leases/"), request)
         raise unsupported_operation()
+
+    def _leases(self, path: str, request: Request) -> Response | None:
+        """``sys/leases/*`` (and the pre-0.8 ``sys/renew``, ``sys/revoke*`` spellings)."""
+        store = self.core.leases
+        op = request.operation
+        if op == "list" and path.startswith("lookup"):
+            keys = store.list_ids(path.removeprefix("lookup").strip("/"))
+            if not keys:
+                raise VaultError(404)
+            return Response(data={"keys": keys})
+        if op not in ("create", "update"):
+            raise unsupported_operation()
+        action, _, in_url = path.partition("/")
+        if action == "revoke-prefix":
+            store.revoke_prefix(in_url)
+            return None
+        lease_id = get_str(request.data, "lease_id") or in_url
+        if action not in ("renew", "revoke", "lookup"):
+            raise unsupported_operation()
+        if not lease_id:
+            raise VaultError(400, "lease_id must be specified")
+        if action == "lookup":
+            lease = store.get(lease_id)
+            if lease is None:
+                raise VaultError(400, "invalid lease")
+            return Response(data=lease.lookup_data(self.services.clock.now()))
+        if action == "revoke":
+            store.revoke(lease_id)
+            return None
+        lease, ttl, warnings = store.renew(
+            lease_id, increment=get_duration(request.data, "increment")
+        )
+        return Response(
+            lease_id=lease.id,
+            renewable=lease.renewable,
+            lease_duration=ttl,
+            warnings=warnings or None,
+        )
 
     @staticmethod
     def _listing(mounts: list[Any], *, prefix: str) -> Response:

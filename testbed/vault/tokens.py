@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import secrets
 import string
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -140,6 +141,8 @@ class TokenStore:
             token_id: TokenEntry(**entry) for token_id, entry in stored.items()
         }
         self._by_accessor = {entry.accessor: entry.id for entry in self._tokens.values()}
+        #: Called with the ID of every revoked (or expired) token: its leases go with it.
+        self.on_revoke: list[Callable[[str], None]] = []
 
     def _dump(self) -> dict[str, Any]:
         return {token_id: asdict(entry) for token_id, entry in self._tokens.items()}
@@ -253,6 +256,8 @@ class TokenStore:
                 child.orphan = True
             else:
                 self.revoke(child_id)
+        for hook in self.on_revoke:
+            hook(token_id)
         self._storage.changed()
 
     def renew(self, entry: TokenEntry, *, increment: int) -> TokenEntry:

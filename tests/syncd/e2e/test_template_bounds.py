@@ -25,18 +25,21 @@ import aiohttp
 import yaml
 
 from syncd.leadership import LEASES
+from syncd.templating import JINJA2_MARKER
 from tests.syncd.e2e.world import OPERATOR_NS, ROOT, World
 from tests.unsealer.e2e.world import free_port
 
 TENANT_NS = "tenant-a"
 REFRESH = 1.0
-HOSTILE = {
+# Jinja2 templates (the marker line); Go templates are bounded by the same worker.
+JINJA = JINJA2_MARKER + "\n"
+HOSTILE = {k: JINJA + v for k, v in {
     "spin": "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
     # More than there are workers: A still holds only one of them.
     "spin-2": "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
     "spin-3": "{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}",
     "balloon": "{{ 'x' | center(100000000) }}",
-}
+}.items()}
 
 
 def _memory_limit_kib() -> int:
@@ -174,7 +177,7 @@ async def test_a_hostile_template_stalls_no_one(world: World, tmp_path: Path) ->
     world.vss("rotating", refreshAfter="1s", destination={
         "name": "rotating", "create": True,
         "transformation": {"excludeRaw": True,
-                           "templates": {"dsn": {"text": "db://app:{{ secrets.password }}@db"}}}})
+                           "templates": {"dsn": {"text": "db://app:{{ .Secrets.password }}@db"}}}})
 
     port = free_port()
     async with _syncd_process(world, tmp_path, port=port) as (process, log):

@@ -11,23 +11,27 @@ from __future__ import annotations
 import base64
 import json
 
+from syncd.templating import JINJA2_MARKER
 from tests.syncd.e2e.world import World
 
-# name -> (template, what the condition says after "template failed: ")
+# name -> (Jinja2 template, what the condition says after "template failed: "); the marker is
+# line 1.
+JINJA = JINJA2_MARKER + "\n"
 HOSTILE = {
-    "upper": ("{{ secrets[secrets.password | upper] }}",
-              "undefined: a name computed from the data (not shown) (line 1)"),
-    "reverse": ("{# line 1 #}\n{{ secrets[secrets.password | reverse] }}",
-                "undefined: a name computed from the data (not shown) (line 2)"),
-    "b64": ("{{ secrets[secrets.password | b64encode] }}",
-            "undefined: a name computed from the data (not shown) (line 1)"),
-    "attr": ("{{ secrets | attr(secrets.password | title) }}",
-             "undefined: a name computed from the data (not shown) (line 1)"),
-    "format": ("{{ (secrets.password | upper).format(x=1) }}",
-               "a key or index that does not exist (line 1)"),
-    "int": ("{{ secrets.password | reverse | int(base=2) / 0 }}", "division by zero (line 1)"),
-    "concat": ("{{ (secrets.password | upper) + 1 }}",
-               "an operation on a value of the wrong type (line 1)"),
+    "upper": (JINJA + "{{ secrets[secrets.password | upper] }}",
+              "undefined: a name computed from the data (not shown) (line 2)"),
+    "reverse": (JINJA + "{# line 1 #}\n{{ secrets[secrets.password | reverse] }}",
+                "undefined: a name computed from the data (not shown) (line 3)"),
+    "b64": (JINJA + "{{ secrets[secrets.password | b64encode] }}",
+            "undefined: a name computed from the data (not shown) (line 2)"),
+    "attr": (JINJA + "{{ secrets | attr(secrets.password | title) }}",
+             "undefined: a name computed from the data (not shown) (line 2)"),
+    "format": (JINJA + "{{ (secrets.password | upper).format(x=1) }}",
+               "a key or index that does not exist (line 2)"),
+    "int": (JINJA + "{{ secrets.password | reverse | int(base=2) / 0 }}",
+            "division by zero (line 2)"),
+    "concat": (JINJA + "{{ (secrets.password | upper) + 1 }}",
+               "an operation on a value of the wrong type (line 2)"),
 }
 
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
+from syncd.templating import JINJA2_MARKER
 from tests.syncd.e2e.world import POLICY, World
+
+# Jinja2 templates: Go templates are the default (tests/syncd/e2e/test_go_templates.py).
+JINJA = JINJA2_MARKER + "\n"
 
 
 async def test_templates_includes_excludes_and_raw(world: World) -> None:
@@ -16,10 +20,10 @@ async def test_templates_includes_excludes_and_raw(world: World) -> None:
         "name": "shaped", "create": True,
         "transformation": {
             "templates": {
-                "dsn": {"text": "postgres://{{ secrets.username }}:{{ secrets.password }}"
-                                "@{{ secrets.host }}:{{ secrets.port }}/app"},
-                "version": {"text": "{{ metadata.version }}"},
-                "team": {"text": "{{ labels.team }}"},
+                "dsn": {"text": JINJA + "postgres://{{ secrets.username }}:"
+                                "{{ secrets.password }}@{{ secrets.host }}:{{ secrets.port }}/app"},
+                "version": {"text": JINJA + "{{ metadata.version }}"},
+                "team": {"text": JINJA + "{{ labels.team }}"},
             },
             # Includes choose among the Vault keys, excludes then drop some; templates are
             # always written.
@@ -32,7 +36,7 @@ async def test_templates_includes_excludes_and_raw(world: World) -> None:
     # A template that fails on the data: named by its key, and the value it tripped on is not
     # repeated (the leak check at the end of every test looks for it everywhere).
     world.vss("broken", destination={"name": "broken", "create": True, "transformation": {
-        "templates": {"lookup": {"text": "{{ secrets[secrets.username] }}"}}}})
+        "templates": {"lookup": {"text": JINJA + "{{ secrets[secrets.username] }}"}}}})
     world.start_syncd()
 
     shaped = await world.synced("shaped")

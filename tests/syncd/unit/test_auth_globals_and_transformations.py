@@ -8,6 +8,7 @@ import pytest
 
 from syncd.auth_globals import GlobalError, merge_auth_global
 from syncd.specs import parse_vault_auth, parse_vault_static_secret
+from syncd.templating import JINJA2_MARKER
 from syncd.transformations import TransformationError, resolve_transformation_refs
 
 GV = "secrets.vault-syncd.dev/v1beta1"
@@ -136,12 +137,13 @@ def _st(name: str, ns: str = "app", **spec: Any) -> Obj:
             "metadata": {"name": name, "namespace": ns}, "spec": spec}
 
 
-SHARED = _st("shared", templates={"url": {"text": "{{ 'shared-url' }}"},
-                                  "dsn": {"text": "{{ 'shared-dsn' }}"}},
-             sourceTemplates=[{"name": "helpers", "text": "{% set greeting = 'hi' %}"}],
+SHARED = _st("shared", templates={"url": {"text": '{{ "shared-url" }}'},
+                                  "dsn": {"text": '{{ "shared-dsn" }}'}},
+             sourceTemplates=[{"name": "helpers",
+                               "text": '{{- define "greeting" -}}hi{{- end -}}'}],
              includes=["^user$"], excludes=["^internal"])
-OTHER = _st("other", templates={"url": {"text": "{{ 'other-url' }}"},
-                                "extra": {"text": "{{ 'other-extra' }}"}}, includes=["^pass"])
+OTHER = _st("other", templates={"url": {"text": '{{ "other-url" }}'},
+                                "extra": {"text": '{{ "other-extra" }}'}}, includes=["^pass"])
 
 
 def _resolve(vss: Obj, *sts: Obj) -> Obj:
@@ -156,17 +158,30 @@ def _transformation(obj: Obj) -> dict[str, Any]:
 
 def test_precedence_inline_first_then_refs_in_order() -> None:
     resolved = _transformation(_resolve(_vss(
-        templates={"dsn": {"text": "{{ 'inline' }}"}}, includes=["^own$"],
+        templates={"dsn": {"text": '{{ "inline" }}'}}, includes=["^own$"],
         transformationRefs=[{"name": "shared"}, {"name": "other"}]), SHARED, OTHER))
     texts = {k: v["text"] for k, v in resolved["templates"].items()}
-    prefix = "{% set greeting = 'hi' %}"
-    assert texts == {"dsn": prefix + "{{ 'inline' }}", "url": prefix + "{{ 'shared-url' }}",
-                     "extra": prefix + "{{ 'other-extra' }}"}
+    prefix = '{{- define "greeting" -}}hi{{- end -}}'
+    assert texts == {"dsn": prefix + '{{ "inline" }}', "url": prefix + '{{ "shared-url" }}',
+                     "extra": prefix + '{{ "other-extra" }}'}
     assert resolved["includes"] == ["^own$", "^user$", "^pass"]
     assert resolved["excludes"] == ["^internal"]
     assert "transformationRefs" not in resolved
     # What comes out parses as any inline transformation does.
     parse_vault_static_secret(_resolve(_vss(transformationRefs=[{"name": "shared"}]), SHARED))
+
+
+def test_source_templates_go_after_a_jinja2_marker() -> None:
+    jinja_sources = _st("macros", templates={}, sourceTemplates=[
+        {"text": "{% macro hi() %}hi{% endmacro %}"}])
+    resolved = _transformation(_resolve(_vss(
+        templates={"j": {"text": JINJA2_MARKER + "\n{{ hi() }}"}},
+        transformationRefs=[{"name": "macros"}]), jinja_sources))
+    assert resolved["templates"]["j"]["text"] == (
+        JINJA2_MARKER + "\n{% macro hi() %}hi{% endmacro %}{{ hi() }}")
+    parse_vault_static_secret(_resolve(_vss(
+        templates={"j": {"text": JINJA2_MARKER + "\n{{ hi() }}"}},
+        transformationRefs=[{"name": "macros"}]), jinja_sources))
 
 
 def test_template_refs_key_override_and_ignores() -> None:

@@ -248,7 +248,7 @@ FULL: dict[str, list[Any]] = {
             "name": "s", "create": True, "overwrite": True, "labels": {"a": "b"},
             "annotations": {"c": "d"}, "type": "Opaque",
             "transformation": {
-                "templates": {"t": {"name": "n", "text": "{{ secrets.a }}"}},
+                "templates": {"t": {"name": "n", "text": "{{ .Secrets.a }}"}},
                 "includes": ["a"], "excludes": ["b"], "excludeRaw": True,
                 "transformationRefs": [],
             },

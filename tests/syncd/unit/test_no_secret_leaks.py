@@ -14,6 +14,10 @@ from syncd.fingerprint import fingerprint
 from syncd.rendering import MAX_SECRET_SIZE, Transformation, compile_template, render
 from syncd.specs import parse_vault_static_secret
 from syncd.template_pool import TemplatePool
+from syncd.templating import JINJA2_MARKER
+
+#: These tests are of the Jinja2 path: Go templates are the default (see test_gotemplate*).
+JINJA = JINJA2_MARKER + "\n"
 
 SECRET = "Zq9-s3cr3t-Value-7f1c"
 # Pieces an error could carry without the whole value.
@@ -44,7 +48,8 @@ async def render_with(pool: TemplatePool, text: str, **data: Any) -> None:
     await render(
         templates=pool, kv_type="kv-v2",
         data={"data": {"password": f"{{x}}{SECRET}", **data}, "metadata": {}},
-        transformation=Transformation(templates={"t": compile_template(key="t", text=text)}))
+        transformation=Transformation(
+            templates={"t": compile_template(key="t", text=JINJA + text)}))
 
 
 @pytest.fixture
@@ -89,7 +94,7 @@ async def test_errors_carry_no_secret(index: int, pool: TemplatePool) -> None:
 async def test_reprs_carry_no_secret(pool: TemplatePool) -> None:
     data = await render(templates=pool, kv_type="kv-v2",
                         data={"data": {"password": SECRET}, "metadata": {}})
-    template = compile_template(key="t", text=f"pasted {SECRET}")
+    template = compile_template(key="t", text=JINJA + f"pasted {SECRET}")
     obj = {
         "kind": "VaultStaticSecret", "metadata": {"name": "web", "namespace": "app"},
         "spec": {"type": "kv-v2", "mount": "kv", "path": "p", "destination": {

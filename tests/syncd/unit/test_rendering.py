@@ -27,7 +27,10 @@ from syncd.rendering import (
     render,
 )
 from syncd.template_pool import TemplatePool
-from syncd.templating import MAX_TEMPLATE_LENGTH
+from syncd.templating import JINJA2_MARKER, MAX_TEMPLATE_LENGTH
+
+#: These tests are of the Jinja2 path: Go templates are the default (see test_gotemplate*).
+JINJA = JINJA2_MARKER + "\n"
 
 SECRET = "s3cr3t-Value-7f1c"
 METADATA = {"created_time": "2026-01-02T03:04:05.123456Z", "custom_metadata": {"owner": "team-a"},
@@ -48,7 +51,8 @@ def kv2(data: dict[str, Any] | None) -> dict[str, Any]:
 def transform(*, templates: dict[str, str] | None = None, includes: tuple[str, ...] = (),
               excludes: tuple[str, ...] = (), exclude_raw: bool = False) -> Transformation:
     return Transformation(
-        templates={k: compile_template(key=k, text=t) for k, t in (templates or {}).items()},
+        templates={k: compile_template(key=k, text=JINJA + t)
+                   for k, t in (templates or {}).items()},
         includes=tuple(re.compile(p) for p in includes),
         excludes=tuple(re.compile(p) for p in excludes),
         exclude_raw=exclude_raw,
@@ -241,9 +245,9 @@ async def test_missing_key_names_the_template_and_the_missing_name(one: One) -> 
 
 def test_syntax_error_names_the_key_and_line() -> None:
     with pytest.raises(RenderError) as info:
-        compile_template(key="cfg", text="a\n{{ secrets.x }")
+        compile_template(key="cfg", text=JINJA + "a\n{{ secrets.x }")
     assert info.value.key == "cfg"
-    assert "line 2" in str(info.value)
+    assert "line 3" in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -306,24 +310,24 @@ def _disguises(value: str) -> set[str]:
     ("text", "kind"),
     [
         ("{{ secrets[secrets.password | upper] }}",
-         "undefined: a name computed from the data (not shown) (line 1)"),
-        ("x\n{{ secrets[secrets.password | reverse] }}",
          "undefined: a name computed from the data (not shown) (line 2)"),
-        ("\n\n{{ secrets[secrets.password | b64encode] }}",
+        ("x\n{{ secrets[secrets.password | reverse] }}",
          "undefined: a name computed from the data (not shown) (line 3)"),
+        ("\n\n{{ secrets[secrets.password | b64encode] }}",
+         "undefined: a name computed from the data (not shown) (line 4)"),
         ("{{ secrets.password | title | attr(secrets.password) }}",
-         "undefined: a name computed from the data (not shown) (line 1)"),
+         "undefined: a name computed from the data (not shown) (line 2)"),
         ("{{ {}[secrets.password | lower] }}",
-         "undefined: a name computed from the data (not shown) (line 1)"),
-        ("{{ secrets.password | upper | int(base=2) / 0 }}", "division by zero (line 1)"),
+         "undefined: a name computed from the data (not shown) (line 2)"),
+        ("{{ secrets.password | upper | int(base=2) / 0 }}", "division by zero (line 2)"),
         ("{{ (secrets.password | upper).__class__ }}",
-         "unsafe access refused by the sandbox: '__class__' (line 1)"),
+         "unsafe access refused by the sandbox: '__class__' (line 2)"),
         ("{{ (secrets.password | reverse) + 1 }}",
-         "an operation on a value of the wrong type (line 1)"),
+         "an operation on a value of the wrong type (line 2)"),
         ("{{ (secrets.password | upper).format(secrets) }}",
-         "a key or index that does not exist (line 1)"),
+         "a key or index that does not exist (line 2)"),
         ("{{ (secrets.password | b64encode | b64decode).encode('ascii') }}",
-         "text that cannot be encoded or decoded (line 1)"),
+         "text that cannot be encoded or decoded (line 2)"),
     ],
 )
 async def test_errors_are_a_kind_and_a_line_never_a_disguised_value(
@@ -342,11 +346,11 @@ async def test_errors_are_a_kind_and_a_line_never_a_disguised_value(
 async def test_a_literal_name_is_named_a_computed_one_is_not(one: One) -> None:
     with pytest.raises(RenderError) as info:
         await one("{{ secrets.user }}")
-    assert str(info.value) == "key 'out': template failed: undefined: 'user' (line 1)"
+    assert str(info.value) == "key 'out': template failed: undefined: 'user' (line 2)"
     # Computed from literals only, it is still the template's text.
     with pytest.raises(RenderError) as info:
         await one("\n{{ secrets['pass' ~ 'word2'] }}")
-    assert str(info.value) == "key 'out': template failed: undefined: 'password2' (line 2)"
+    assert str(info.value) == "key 'out': template failed: undefined: 'password2' (line 3)"
     with pytest.raises(RenderError) as info:
         await one("{{ secrets['pass' ~ secrets.password] }}")
     assert "(not shown)" in str(info.value) and "pass" + SECRET not in str(info.value)
@@ -359,7 +363,7 @@ def test_compiling_computes_nothing() -> None:
     started = time.monotonic()
     for text in ("{{ 'x' | center(100000000) }}", "{{ '%999999999d' % 1 }}",
                  "{{ 'ab' | wordwrap(100000000) | center(90000000) }}"):
-        compile_template(key="k", text=text)
+        compile_template(key="k", text=JINJA + text)
     assert time.monotonic() - started < 0.5
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 20 * 1024  # KiB
 
@@ -375,7 +379,7 @@ def test_compiling_computes_nothing() -> None:
 )
 def test_templates_too_large_to_compile_are_refused(text: str, problem: str) -> None:
     with pytest.raises(RenderError) as info:
-        compile_template(key="big", text=text)
+        compile_template(key="big", text=JINJA + text)
     assert info.value.key == "big" and problem in str(info.value)
 
 
@@ -384,7 +388,7 @@ async def test_renderings_never_expose_values(build: Build) -> None:
     assert isinstance(out, SecretData)
     assert SECRET not in repr(out) and SECRET not in str(out)
     assert "password" in repr(out)
-    template = compile_template(key="k", text=f"literal {SECRET}")
+    template = compile_template(key="k", text=JINJA + f"literal {SECRET}")
     assert SECRET not in repr(template)
     assert SECRET not in repr(Transformation(templates={"k": template}))
 
@@ -460,10 +464,10 @@ async def test_typed_secrets_pass_with_their_keys(build: Build) -> None:
     ("text", "message"),
     [
         ("{{ 'x' * 10**10 }}",
-         "a repetition larger than the 1 MiB Secret limit is refused (line 1)"),
+         "a repetition larger than the 1 MiB Secret limit is refused (line 2)"),
         ("{{ [1] * 2000000 }}",
-         "a repetition larger than the 1 MiB Secret limit is refused (line 1)"),
-        ("{{ 10 ** 100000000 }}", "an exponent above 64 is refused (line 1)"),
+         "a repetition larger than the 1 MiB Secret limit is refused (line 2)"),
+        ("{{ 10 ** 100000000 }}", "an exponent above 64 is refused (line 2)"),
         ("{% for i in range(100000) %}{% for j in range(100000) %}0123456789"
          "{% endfor %}{% endfor %}", "the output is larger than the 1 MiB Secret limit"),
     ],

@@ -163,13 +163,28 @@ def test_vso_manifests_parse(defaulted: Callable[[Obj], Obj]) -> None:
     assert dict(f.destination.labels) == {"app.kubernetes.io/name": "web"}
 
 
-def test_vso_go_templates_get_a_hint(vss: Make) -> None:
+def test_template_names_are_unique_in_a_resource(vss: Make) -> None:
     obj = vss(destination={"name": "s", "transformation": {"templates": {
-        "url": {"text": '{{- printf "postgres://%s" (get .Secrets "password") -}}'}}}})
+        "a": {"name": "common", "text": "x"}, "b": {"name": "common", "text": "y"},
+        "c": {"text": '{{ template "common" . }}'}}}})
+    found = problems(parse_vault_static_secret, obj)
+    assert found == {"spec.destination.transformation.templates[b].name":
+                     "duplicate template name 'common' (also templates[a])"}
+
+
+def test_vso_go_templates_are_accepted_and_jinja2_without_its_marker_gets_a_hint(
+        vss: Make) -> None:
+    go = '{{- printf "postgres://%s" (get .Secrets "password") -}}'
+    s = parse_vault_static_secret(vss(destination={"name": "s", "transformation": {
+        "templates": {"url": {"text": go}}}}))
+    assert s.destination.transformation.templates["url"].text == go
+    obj = vss(destination={"name": "s", "transformation": {"templates": {
+        "url": {"text": "postgres://{{ secrets.password }}"}}}})
     found = problems(parse_vault_static_secret, obj)
     message = found["spec.destination.transformation.templates[url].text"]
-    assert "template syntax error on line 1" in message
-    assert "{{ secrets.password }} for {{ .Secrets.password }}" in message
+    assert 'template syntax error on line 1: function "secrets" not defined' in message
+    assert "{{ .Secrets.password }}; for Jinja2, make the first line of the text {{!jinja2}}" \
+        in message
 
 
 # --- VaultStaticSecret --------------------------------------------------------------------
@@ -195,7 +210,7 @@ def test_full_vss(vss: Make) -> None:
             "name": "app.config", "create": True, "overwrite": True,
             "labels": {"app": "web"}, "annotations": {"note": "free text: anything"},
             "type": "kubernetes.io/tls",
-            "transformation": {"templates": {"tls.crt": {"text": "{{ secrets.cert }}"}},
+            "transformation": {"templates": {"tls.crt": {"text": "{{ .Secrets.cert }}"}},
                                "excludeRaw": True},
         },
         rolloutRestartTargets=[

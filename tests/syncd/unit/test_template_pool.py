@@ -15,6 +15,10 @@ import pytest
 
 from syncd.rendering import RenderError, TemplateTooExpensive, compile_template
 from syncd.template_pool import MIB, TemplatePool
+from syncd.templating import JINJA2_MARKER
+
+#: These tests are of the Jinja2 path: Go templates are the default (see test_gotemplate*).
+JINJA = JINJA2_MARKER + "\n"
 
 SECRET = "s3cr3t-Value-of-the-pool-tests"
 CONTEXT: dict[str, Any] = {"secrets": {"password": SECRET}, "metadata": {}, "labels": {},
@@ -32,8 +36,8 @@ async def pool() -> AsyncIterator[TemplatePool]:
 
 async def render(pool: TemplatePool, text: str, key: str = "k",
                  tenant: str = "app") -> dict[str, bytes]:
-    return await pool.render(templates=[compile_template(key=key, text=text)], context=CONTEXT,
-                             tenant=tenant)
+    return await pool.render(templates=[compile_template(key=key, text=JINJA + text)],
+                             context=CONTEXT, tenant=tenant)
 
 
 def _rss_kib(pid: int) -> int:
@@ -88,35 +92,39 @@ async def test_a_template_over_its_memory_fails_fast_and_the_worker_stays_small(
         await render(pool, text)
     assert time.monotonic() - started < 0.5  # MemoryError, not the deadline
     assert str(info.value) == ("key 'k': template failed: the template needed more memory than "
-                               "allowed (line 1)")
+                               "allowed (line 2)")
     assert pool.pids() == []  # its heap may stay large: a new one next time
 
 
-async def test_a_hostile_render_does_not_hold_up_the_others(pool: TemplatePool) -> None:
-    hostile = asyncio.create_task(render(pool, SPIN, tenant="hostile"))
-    await asyncio.sleep(0)  # the hostile render takes the first worker
-    started = time.monotonic()
-    for _ in range(5):
-        assert await render(pool, "{{ secrets.password }}") == {"k": SECRET.encode()}
-    assert time.monotonic() - started < 0.4  # well within the hostile render's deadline
-    assert not hostile.done()
-    with pytest.raises(TemplateTooExpensive):
-        await hostile
+async def test_a_hostile_render_does_not_hold_up_the_others() -> None:
+    # Judged by order, not by a clock: the others are all answered while the hostile render
+    # is still running (its deadline is long enough for a loaded machine).
+    pool = TemplatePool(workers=2, deadline=2.0, memory=32 * MIB)
+    try:
+        hostile = asyncio.create_task(render(pool, SPIN, tenant="hostile"))
+        await asyncio.sleep(0)  # the hostile render takes the first worker
+        for _ in range(5):
+            assert await render(pool, "{{ secrets.password }}") == {"k": SECRET.encode()}
+        assert not hostile.done()
+        with pytest.raises(TemplateTooExpensive):
+            await hostile
+    finally:
+        await pool.close()
 
 
 async def test_a_tenant_with_many_hostile_templates_holds_one_worker() -> None:
-    pool = TemplatePool(workers=2, deadline=0.8)
+    pool = TemplatePool(workers=2, deadline=2.0)
     try:
         hostile = [asyncio.create_task(pool.render(
-            templates=[compile_template(key=f"spin{i}", text=SPIN)], context=CONTEXT,
+            templates=[compile_template(key=f"spin{i}", text=JINJA + SPIN)], context=CONTEXT,
             tenant="a")) for i in range(3)]
-        await asyncio.sleep(0.05)
-        started = time.monotonic()
+        await asyncio.sleep(0)  # a's renders are queued first
         for _ in range(3):
-            out = await pool.render(templates=[compile_template(key="k", text="{{ 1 }}")],
+            out = await pool.render(templates=[compile_template(key="k", text=JINJA + "{{ 1 }}")],
                                     context=CONTEXT, tenant="b")
             assert out == {"k": b"1"}
-        assert time.monotonic() - started < 0.5  # not behind any of a's renders
+        # b was never behind a's renders: none of them has ended yet.
+        assert not any(task.done() for task in hostile)
         results = await asyncio.gather(*hostile, return_exceptions=True)
         assert all(isinstance(r, TemplateTooExpensive) for r in results)
     finally:
@@ -140,7 +148,7 @@ async def test_a_cancelled_render_leaves_no_half_answered_worker(delay: float) -
 
 async def test_one_deadline_for_all_templates_of_a_render(pool: TemplatePool) -> None:
     slow = "{% for i in range(100000) %}{% for j in range(12) %}{% endfor %}{% endfor %}"
-    templates = [compile_template(key=f"t{i}", text=slow) for i in range(40)]
+    templates = [compile_template(key=f"t{i}", text=JINJA + slow) for i in range(40)]
     with pytest.raises(TemplateTooExpensive) as info:
         await pool.render(templates=templates, context=CONTEXT)
     assert info.value.key is not None and info.value.key != "t0"
@@ -181,7 +189,7 @@ def test_a_worker_ends_with_syncd_even_mid_template(tmp_path: Path) -> None:
         "                      context={})\n"
         "    print(pool.pids()[0], flush=True)\n"
         "    await pool.render(templates=[compile_template(\n"
-        f"        key='k', text={SPIN!r})], context={{}})\n"
+        f"        key='k', text={JINJA + SPIN!r})], context={{}})\n"
         "asyncio.run(main())\n")
     parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     try:
