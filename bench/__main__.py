@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--writes", type=int, default=200, help="rotation: secrets rotated")
     parser.add_argument("--rate", type=float, default=10.0,
                         help="rotation: Vault writes per second")
+    parser.add_argument("--debounce", type=float, default=2.0,
+                        help="rotation: syncd's --rollout-debounce in seconds (default 2, its)")
     parser.add_argument("--restarts", type=int, default=20, help="unseal: pod restarts")
     parser.add_argument("--power-losses", type=int, default=5,
                         help="unseal: power cuts (every pod at once)")
@@ -52,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="unseal: two shares from a peer unsealer over mutual TLS")
     parser.add_argument("--pause", type=float, default=None,
                         help="unseal: seconds between events (default 0; 6 with --peer)")
+    parser.add_argument("--templates", type=int, default=0,
+                        help="memory: objects (of each size) that render a template")
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")],
                         default=[100, 1000, 10000], help="memory: sizes, comma-separated")
     return parser
@@ -79,7 +83,8 @@ def main(argv: list[str] | None = None) -> None:
     results = asyncio.run(module.run(args))
     parameters = {"secrets": args.secrets, "refreshAfter_s": args.refresh}
     if args.scenario == "memory":
-        parameters = {"sizes": ",".join(map(str, args.sizes)), "refreshAfter_s": args.refresh}
+        parameters = {"sizes": ",".join(map(str, args.sizes)), "refreshAfter_s": args.refresh,
+                      "templates": args.templates}
     elif args.scenario == "unseal":
         parameters = {"restarts": args.restarts, "power_losses": args.power_losses,
                       "custody": "peer" if args.peer else "local"}
@@ -89,7 +94,9 @@ def main(argv: list[str] | None = None) -> None:
         parameters |= {"writes": args.writes, "rate_per_s": args.rate}
     elif args.scenario in ("limit", "cold-sync"):
         parameters["concurrency"] = args.concurrency
-    suffix = "" if args.scenario == "memory" else f"-{args.secrets}"
+    suffix = f"-templates-{args.templates}" if args.templates else ""
+    if args.scenario != "memory":
+        suffix = f"-{args.secrets}"
     if args.scenario == "unseal":
         suffix = "-peer" if args.peer else "-local"
     report(args.scenario, parameters=parameters, results=results,

@@ -86,6 +86,19 @@ def rss_mib(pids: Iterable[int]) -> float:
     return total / 1024
 
 
+def pss_mib(pids: Iterable[int]) -> float:
+    """Proportional memory of ``pids``, summed: a page shared by n of them counts 1/n in
+    each, so the sum counts it once, as the container's memory cgroup does."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+                    break
+    return total / 1024
+
+
 @dataclass
 class Syncd:
     """A running ``syncd run`` and the /proc readings of its process tree."""
@@ -106,6 +119,9 @@ class Syncd:
 
     def rss(self) -> float:
         return rss_mib(self.pids())
+
+    def pss(self) -> float:
+        return pss_mib(self.pids())
 
     def processes(self) -> int:
         return len(self.pids())
@@ -178,9 +194,12 @@ class Bench:
         await asyncio.gather(*(writer() for _ in range(concurrency)))
         return done
 
-    async def create_static_secrets(self, *, count: int, refresh: float, start: int = 0) -> None:
+    async def create_static_secrets(self, *, count: int, refresh: float, start: int = 0,
+                                    templates: int = 0) -> None:
+        """``s<start>``... ``s<start+count-1>``; the first ``templates`` with a template."""
         async with self.session.post(f"{self.control}/static-secrets", json={
-                "count": count, "start": start, "refresh": refresh}) as response:
+                "count": count, "start": start, "refresh": refresh,
+                "templates": templates}) as response:
             response.raise_for_status()
 
     async def apply(self, obj: Mapping[str, Any]) -> None:
@@ -435,11 +454,13 @@ class ColdSync:
     cpu_seconds: float  #: syncd's CPU in that time
 
 
-async def prepare(bench: Bench, *, secrets: int, refresh: float, value: str = "v1") -> None:
-    """Vault data at ``app/<i>`` and a VaultStaticSecret ``s<i>`` for each, syncd not yet
-    running (a cold sync is syncd starting with everything to do)."""
+async def prepare(bench: Bench, *, secrets: int, refresh: float, value: str = "v1",
+                  templates: int = 0) -> None:
+    """Vault data at ``app/<i>`` and a VaultStaticSecret ``s<i>`` for each (the first
+    ``templates`` with a template), syncd not yet running (a cold sync is syncd starting with
+    everything to do)."""
     await bench.write_secrets(range(secrets), value)
-    await bench.create_static_secrets(count=secrets, refresh=refresh)
+    await bench.create_static_secrets(count=secrets, refresh=refresh, templates=templates)
 
 
 async def cold_sync(bench: Bench, *, secrets: int, value: str = "v1",

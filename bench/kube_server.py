@@ -32,14 +32,20 @@ NAMESPACE = "bench"
 SYNCD_NAMESPACE = "vault-syncd"
 
 
-def static_secret(index: int, *, refresh: float) -> dict[str, Any]:
-    return {
+def static_secret(index: int, *, refresh: float, template: bool = False) -> dict[str, Any]:
+    """VaultStaticSecret ``s<index>`` of Vault path ``app/<index>``; with ``template``, the
+    Secret also gets a key rendered from a (Jinja2) template: a template worker runs."""
+    obj: dict[str, Any] = {
         "apiVersion": GROUP_VERSION, "kind": "VaultStaticSecret",
         "metadata": {"name": f"s{index}", "namespace": NAMESPACE},
         "spec": {"mount": "secret", "path": f"app/{index}", "type": "kv-v2",
                  "refreshAfter": f"{refresh:g}s",
                  "destination": {"name": f"s{index}", "create": True}},
     }
+    if template:
+        obj["spec"]["destination"]["transformation"] = {"templates": {
+            "LENGTH": {"text": "{{!jinja2}}\n{{ secrets.VALUE | length }}"}}}
+    return obj
 
 
 def _app(kube: Kube, directory: Path) -> web.Application:
@@ -70,8 +76,10 @@ def _app(kube: Kube, directory: Path) -> web.Application:
 
     async def static_secrets(request: web.Request) -> web.Response:
         body = await request.json()
+        templated = body.get("templates", 0)
         for index in range(body["start"], body["start"] + body["count"]):
-            kube.admin.apply(static_secret(index, refresh=body["refresh"]))
+            kube.admin.apply(static_secret(index, refresh=body["refresh"],
+                                           template=index < templated))
             if index % 50 == 0:
                 await asyncio.sleep(0)  # let the server answer and stream meanwhile
         return web.json_response({"created": body["count"]})

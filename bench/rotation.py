@@ -44,7 +44,8 @@ async def run(args: argparse.Namespace) -> dict[str, float | int]:
     async with running_bench() as bench:
         await prepare(bench, secrets=args.secrets, refresh=args.refresh)
         await _with_workload(bench, chosen[0], args.refresh)
-        synced = await cold_sync(bench, secrets=args.secrets)
+        synced = await cold_sync(bench, secrets=args.secrets,
+                                 syncd_args=("--rollout-debounce", f"{args.debounce}s"))
         await asyncio.sleep(min(args.refresh, 5.0))
         generation = await _generation(bench)
         written: dict[int, float] = {}
@@ -59,8 +60,8 @@ async def run(args: argparse.Namespace) -> dict[str, float | int]:
             await bench.secrets.wait_count("v2", len(chosen), deadline=deadline)
         latencies = [bench.secrets.changed[name] - written[index]
                      for name, index in names.items() if bench.secrets.values.get(name) == "v2"]
-        # The restart comes after the debounce (2 s); wait past it to see there is no second.
-        await asyncio.sleep(5.0)
+        # The restart comes after the debounce; wait well past it to see there is no second.
+        await asyncio.sleep(2.5 * args.debounce + 0.5)
         restarts = await _generation(bench) - generation
         cpu = synced.syncd.cpu()
     return {

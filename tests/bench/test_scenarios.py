@@ -37,7 +37,7 @@ async def test_steady_counts_refreshes_and_requests() -> None:
 
 
 async def test_rotation_sees_every_write() -> None:
-    figures = await rotation.run(_args(secrets=5, refresh=1.0, writes=3, rate=20.0))
+    figures = await rotation.run(_args(secrets=5, refresh=1.0, writes=3, rate=20.0, debounce=0.2))
     assert figures["rotated"] == 3 and figures["not_rotated"] == 0
     assert figures["deployment_restarts"] == 1
     assert 0 < figures["p50_s"] <= figures["p99_s"] <= figures["max_s"]
