@@ -21,4 +21,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp
 USER 65532:65532
+# For `docker run` (Kubernetes ignores it and uses the manifests' probes): both services serve
+# /healthz on --health-address, 0.0.0.0:8080 by default.
+HEALTHCHECK --interval=30s --timeout=5s \
+    CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8080/healthz', timeout=4)"]
 CMD ["syncd", "run"]

@@ -184,7 +184,7 @@ async def main() -> None:
         say("2. unsealer run")
         unsealer = await Service.start(
             "unsealer", "run", "--kubeconfig", str(unsealer_config), *common,
-            "--poll-interval", "2s",
+            "--poll-interval", "2s", "--health-address", "127.0.0.1:0",
         )
         took = await until(lambda: not any(sealed(vault)), "the first unseal")
         say(f"   all 3 pods unsealed {took:.1f}s after the unsealer started: {sealed(vault)}")

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import structlog
 
 from plumbing.hardening import disable_core_dumps
+from plumbing.health import address_option
 from plumbing.lifecycle import serve
 from plumbing.options import (
     OptionParser,
@@ -25,7 +26,6 @@ from plumbing.options import (
 )
 from plumbing.version import VERSION
 from syncd.durations import parse_duration
-from syncd.health import parse_address
 from syncd.leadership import LeadershipLost
 from syncd.operator import Settings, run
 from syncd.vault_addresses import parse_patterns
@@ -103,7 +103,7 @@ def build_parser() -> OptionParser:
         help="how often the Lease is renewed, or tried for",
     )
     run.option(
-        "--health-address", type=_address, default="0.0.0.0:8080",
+        "--health-address", type=address_option, default="0.0.0.0:8080",
         help="host:port of /healthz and /readyz; empty to serve no probes",
     )
     run.option(
@@ -162,17 +162,6 @@ def _addresses(text: str) -> tuple[str, ...]:
         return tuple(p.text for p in parse_patterns(text))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _address(text: str) -> str:
-    """``host:port``, or empty (no probe server)."""
-    if not text.strip():
-        return ""
-    try:
-        parse_address(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text.strip()
 
 
 def _settings(args: argparse.Namespace) -> Settings:

@@ -1,4 +1,5 @@
-"""The probe endpoints: ``/healthz`` (liveness) and ``/readyz`` (readiness), over aiohttp.
+"""syncd's probes: what ``/healthz`` (liveness) and ``/readyz`` (readiness) mean for it. The
+server, which also serves ``/metrics``, is :class:`plumbing.health.HealthServer`.
 
 What each one means is chosen for what Kubernetes does with the answer:
 
@@ -11,67 +12,11 @@ What each one means is chosen for what Kubernetes does with the answer:
   unready would block a rolling update of two replicas for good (the new pod could never become
   ready while the old one leads).
 
-Answers are plain text (``ok`` or the reason), one line, for ``kubectl describe pod``. The
-server logs no access lines: a probe every few seconds would drown the log.
+The answers: see :mod:`plumbing.health`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from plumbing.health import Check, HealthServer, parse_address
 
-import structlog
-from aiohttp import web
-
-Check = Callable[[], str | None]  # None when fine, else why not
-
-
-def parse_address(text: str) -> tuple[str, int]:
-    """``host:port`` (``[::]:8080`` for IPv6; ``:8080`` for every interface) as a pair."""
-    host, sep, port = text.strip().rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{text!r} is not host:port")
-    host = host.removeprefix("[").removesuffix("]") or "0.0.0.0"
-    return host, int(port)
-
-
-class HealthServer:
-    """Serves the two probes on ``address`` until :meth:`stop`."""
-
-    def __init__(self, *, address: str, alive: Check, ready: Check) -> None:
-        self._host, self._port = parse_address(address)
-        self._alive = alive
-        self._ready = ready
-        self._runner: web.AppRunner | None = None
-        self.port = self._port  #: the bound port (differs when asked for port 0)
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/healthz", self._probe(self._alive))
-        app.router.add_get("/readyz", self._probe(self._ready))
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, self._host, self._port)
-        try:
-            await site.start()
-        except OSError:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        if runner.addresses:
-            self.port = int(runner.addresses[0][1])
-        structlog.get_logger("syncd").info("health endpoints", host=self._host, port=self.port)
-
-    @staticmethod
-    def _probe(check: Check) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-        async def handler(request: web.Request) -> web.Response:
-            problem = check()
-            if problem is None:
-                return web.Response(text="ok\n")
-            return web.Response(status=503, text=problem + "\n")
-
-        return handler
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+__all__ = ["Check", "HealthServer", "parse_address"]

@@ -14,6 +14,11 @@ name                           kind       attributes
 ``syncd.leader``               gauge      1 on the replica that holds the Lease, else 0
 =============================  =========  =======================================================
 
+At ``/metrics`` on the health port (:mod:`plumbing.health`) they have Prometheus names:
+``syncd_syncs_total``, ``syncd_reconcile_duration_seconds``, ``syncd_rollout_restarts_total``,
+``syncd_vault_reads_total``, ``syncd_queue_depth``, ``syncd_leader``; the alerts and the
+dashboard of manifests/components/prometheus use them (tests/deploy keeps them in step).
+
 **Where the numbers come from.** A reconcile, a Vault read and a rollout restart are each a
 span already (see :mod:`syncd.controller`, :mod:`syncd.rollout`), and the span carries the
 outcome. Rather than thread a metrics object through the controller, :class:`SpanMetrics` — a

@@ -21,6 +21,7 @@ import functools
 from collections.abc import Sequence
 
 from plumbing.hardening import disable_core_dumps
+from plumbing.health import address_option
 from plumbing.lifecycle import serve
 from plumbing.options import OptionParser, add_telemetry_options
 from plumbing.version import VERSION
@@ -34,6 +35,7 @@ from unsealer.commands.runner import (
     failure_message,
     report,
 )
+from unsealer.notifications import Target, parse_targets
 from unsealer.settings import Settings
 
 
@@ -111,8 +113,25 @@ def _add_run(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
         help="only serve the peerServer of the custody config (release shares to another "
         "unsealer); never unseal from this process",
     )
+    run.option(
+        "--health-address", type=address_option, default="0.0.0.0:8080",
+        help="host:port of /healthz, /readyz and /metrics; empty to serve none",
+    )
+    run.option(
+        "--notify", type=_notify, default="", metavar="URLS",
+        help="webhooks told when a Vault pod seals, unseals or cannot be unsealed: "
+        "comma-separated URLs, generic JSON, or slack:URL for Slack-compatible incoming "
+        "webhooks; give them from a Secret (a webhook URL is a credential)",
+    )
     add_telemetry_options(run)
     run.set_defaults(entry=_run)
+
+
+def _notify(text: str) -> tuple[Target, ...]:
+    try:
+        return parse_targets(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -151,6 +170,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         allow_unsafe_custody=args.allow_unsafe_custody,
         max_retry_subsets=args.max_retry_subsets,
         peer_only=args.peer_only,
+        health_address=args.health_address,
+        notify=args.notify or (),
     )
 
 

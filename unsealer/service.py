@@ -18,7 +18,8 @@ after an exponential, jittered, capped delay — never a hot loop. Pod changes (
 
 Observability: one trace per attempt (spans per custodian fetch and per share submitted),
 Events ``Unsealed`` / ``UnsealFailed`` on the pod, and metrics: attempts by result, time from
-"seen sealed" to unsealed, custodians reachable.
+"seen sealed" to unsealed, custodians reachable and configured, pods sealed and for how long
+(also in Prometheus text format at ``/metrics`` on ``--health-address``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from opentelemetry.metrics import CallbackOptions, Observation
 
 from plumbing.events import EventRecorder
+from plumbing.health import HealthServer
 from plumbing.kube import JSON, PODS, STATEFULSETS, Kube, connect
 from plumbing.queueing import WorkQueue
 from plumbing.telemetry import meter, tracer
@@ -54,6 +56,7 @@ from unsealer.custody import (
 )
 from unsealer.custody.invariant import require_configured
 from unsealer.discovery import StatefulSet, VaultPod, on_pod_change
+from unsealer.notifications import Event, Notice, Notifier
 from unsealer.settings import Settings
 from unsealer.shares import FingerprintKey
 from unsealer.unsealing import Attempt, Unsealer, UnsealFailed, VaultShape
@@ -78,7 +81,7 @@ class NotACandidate(LookupError):
 class Metrics:
     """The unsealer's instruments (OpenTelemetry; exported as OTEL_METRICS_EXPORTER says)."""
 
-    def __init__(self, *, custodians: int) -> None:
+    def __init__(self, *, custodians: int, sealed_since: dict[str, float]) -> None:
         instruments = meter("unsealer")
         self.attempts = instruments.create_counter(
             "unsealer.attempts", unit="{attempt}", description="unseal attempts by result"
@@ -93,8 +96,33 @@ class Metrics:
             unit="{custodian}", description="custodians that answered the last fetch",
         )
 
+        instruments.create_observable_gauge(
+            "unsealer.custodians.configured", callbacks=[self._observe_configured],
+            unit="{custodian}", description="custodians in the custody config",
+        )
+        self._configured = custodians
+        self._sealed_since = sealed_since
+        instruments.create_observable_gauge(
+            "unsealer.sealed.pods", callbacks=[self._observe_sealed], unit="{pod}",
+            description="Vault pods seen sealed and not unsealed since",
+        )
+        instruments.create_observable_gauge(
+            "unsealer.sealed.duration", callbacks=[self._observe_sealed_for], unit="s",
+            description="how long the pod sealed longest has been (0 when none is)",
+        )
+
     def _observe_reachable(self, options: CallbackOptions) -> Iterable[Observation]:
         yield Observation(self.reachable)
+
+    def _observe_configured(self, options: CallbackOptions) -> Iterable[Observation]:
+        yield Observation(self._configured)
+
+    def _observe_sealed(self, options: CallbackOptions) -> Iterable[Observation]:
+        yield Observation(len(self._sealed_since))
+
+    def _observe_sealed_for(self, options: CallbackOptions) -> Iterable[Observation]:
+        since = min(self._sealed_since.values(), default=None)
+        yield Observation(0.0 if since is None else time.monotonic() - since)
 
 
 class Service:
@@ -109,8 +137,12 @@ class Service:
         unsealer: Unsealer,
         custodian_count: int,
         shape: VaultShape,
+        notifier: Notifier,
     ) -> None:
         self._settings = settings
+        self._notifier = notifier
+        #: The failure last notified per pod: a failure is told once per reason, not per retry.
+        self._told_failure: dict[str, str] = {}
         self._session = session
         self._unsealer = unsealer
         self._custodian_count = custodian_count
@@ -136,11 +168,18 @@ class Service:
             kube=kube, component=COMPONENT, instance=socket.gethostname()
         )
         self._sealed_since: dict[str, float] = {}
-        self.metrics = Metrics(custodians=custodian_count)
+        self.metrics = Metrics(custodians=custodian_count, sealed_since=self._sealed_since)
         self._ssl: ssl.SSLContext | bool = (
             ssl.create_default_context(cafile=settings.ca_file) if settings.ca_file else True
         )
         self._log = structlog.get_logger("unsealer")
+
+    def ready(self) -> str | None:
+        """Readiness: None once the pod and StatefulSet caches are listed, else why not."""
+        for cache in (self.statefulsets, self.pods):
+            if not cache.synced.is_set():
+                return "caches not listed yet"
+        return None
 
     def _look(self, pod: str, reason: str) -> None:
         if self._settings.peer_only:
@@ -265,6 +304,8 @@ class Service:
             return None
         if attempt.outcome != "VaultUnreachable":
             # The pod was seen sealed when this attempt read its seal-status.
+            if name not in self._sealed_since:
+                self._notify("sealed", name, "Sealed", f"seen sealed at {_clock()}")
             self._sealed_since.setdefault(name, started)
             self.metrics.reachable = self._custodian_count - len(attempt.unreachable)
         self.metrics.attempts.add(1, {"result": attempt.outcome, "transport": self.transport})
@@ -276,13 +317,30 @@ class Service:
             since = self._sealed_since.pop(name, started)
             self.metrics.time_to_unseal.record(now - since)
             log.info("unsealed", seconds=round(now - since, 3))
+            self._told_failure.pop(name, None)
+            self._notify("unsealed", name, "Unsealed",
+                         f"{_message(attempt)} ({now - since:.1f} s after it was seen sealed)")
             await self._recorder.post(obj, type="Normal", reason="Unsealed",
                                       message=_message(attempt))
             return None
         log.warning("unseal failed", detail=attempt.detail)
+        # Unreachable is what a restarting Vault looks like; it is not news until it is sealed.
+        if attempt.outcome != "VaultUnreachable" and \
+                self._told_failure.get(name) != attempt.outcome:
+            self._told_failure[name] = attempt.outcome
+            self._notify("unseal_failed", name, attempt.outcome, _message(attempt))
         await self._recorder.post(obj, type="Warning", reason="UnsealFailed",
                                   message=_message(attempt))
         raise UnsealFailed(attempt)
+
+
+    def _notify(self, event: Event, pod: str, reason: str, message: str) -> None:
+        self._notifier.notify(Notice(event=event, namespace=self._settings.namespace, pod=pod,
+                                     reason=reason, message=message))
+
+
+def _clock() -> str:
+    return time.strftime("%H:%M:%S", time.gmtime()) + " UTC"
 
 
 def _message(attempt: Attempt) -> str:
@@ -320,6 +378,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     scheduler = AsyncIOScheduler()
     peer: PeerServer | None = None
     service: Service | None = None
+    probes: HealthServer | None = None
+    notifier: Notifier | None = None
     try:
         custodians = build_custodians(config, kube=kube)
         key = (FingerprintKey(settings.fingerprint_key) if settings.fingerprint_key
@@ -332,8 +392,9 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                             max_retry_subsets=settings.max_retry_subsets,
                             share_attempt_budget=settings.share_attempt_budget,
                             share_budget_seconds=settings.share_budget_seconds)
+        notifier = Notifier(targets=settings.notify, session=session)
         service = Service(settings=settings, kube=kube, session=session, unsealer=unsealer,
-                          custodian_count=len(custodians), shape=shape)
+                          custodian_count=len(custodians), shape=shape, notifier=notifier)
         if service.transport == "plain-http":
             log.warning(
                 "plain http: Vault's identity is not verified", transport=service.transport,
@@ -352,6 +413,11 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         tasks.append(asyncio.create_task(service.statefulsets.run(), name="statefulset"))
         tasks.append(asyncio.create_task(service.pods.run(), name="pods"))
         tasks.append(asyncio.create_task(service.queue.run(), name="queue"))
+        tasks.append(asyncio.create_task(notifier.run(), name="notifications"))
+        if settings.health_address:
+            probes = HealthServer(address=settings.health_address,
+                                  alive=lambda: _dead(tasks), ready=service.ready)
+            await probes.start()
         scheduler.add_job(
             _poll, IntervalTrigger(seconds=settings.poll_seconds,
                                    jitter=min(settings.poll_seconds * 0.1, 5.0)),
@@ -365,8 +431,12 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         await stop.wait()
         log.info("stopping")
     finally:
+        if probes is not None:
+            await probes.stop()
         if service is not None:
             await service.queue.close(grace=settings.grace_seconds)
+        if notifier is not None:  # what the last attempts told, if the targets answer soon
+            await notifier.drain(grace=min(settings.grace_seconds, 5.0))
         if scheduler.running:
             scheduler.shutdown(wait=False)
         for task in tasks:
@@ -379,6 +449,14 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         await kube.close()
         if service is not None:  # a refusal before serving is one line, not a log (cli.py)
             log.info("stopped")
+
+
+def _dead(tasks: list[asyncio.Task[None]]) -> str | None:
+    """Liveness: why the unsealer cannot work any more (a cache or the queue ended), or None."""
+    for task in tasks:
+        if task.done():
+            return f"{task.get_name()} stopped"
+    return None
 
 
 async def _poll(service: Service) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from unsealer.discovery import (
     DEFAULT_ADDRESS,
@@ -10,6 +10,7 @@ from unsealer.discovery import (
     DEFAULT_SERVER_NAME,
     DEFAULT_STATEFULSET,
 )
+from unsealer.notifications import Target
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,6 +51,12 @@ class Settings:
     #: another unsealer but could never reach the threshold on its own (it would only post
     #: UnsealFailed Events about pods the other unsealer unseals).
     peer_only: bool = False
+    #: ``host:port`` of /healthz, /readyz and /metrics; empty: none (``unsealer run`` defaults
+    #: to ``0.0.0.0:8080``).
+    health_address: str = ""
+    #: Webhooks told when a pod seals, unseals or cannot be unsealed (their URLs are secrets:
+    #: kept out of repr).
+    notify: tuple[Target, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         if not self.address_template.startswith("https://") and not self.allow_plain_http:

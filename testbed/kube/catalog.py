@@ -24,6 +24,8 @@ GROUP_ORDER = (
     "authentication.k8s.io",
     "authorization.k8s.io",
     "coordination.k8s.io",
+    "policy",
+    "networking.k8s.io",
     "rbac.authorization.k8s.io",
     "apiextensions.k8s.io",
 )

@@ -318,6 +318,17 @@ def builtin_types() -> list[ResourceType]:
             field_labels={"status.replicas": field_getter("status.replicas")},
         ),
         ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True),
+        # Stored and served so that manifests carrying them apply; nothing acts on them (no
+        # eviction API, no network: see testbed/README.md).
+        ResourceType(
+            "policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True,
+            short_names=("pdb",), subresources=(_status("PodDisruptionBudget", "policy"),),
+            generation="spec",
+        ),
+        ResourceType(
+            "networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True,
+            short_names=("netpol",), generation="spec",
+        ),
         ResourceType(
             "events.k8s.io",
             "v1",

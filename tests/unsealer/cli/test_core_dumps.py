@@ -50,7 +50,7 @@ async def test_unsealer_run_has_no_core_dumps(world: Any) -> None:
     world.place({"kube-a": keys[0:2], "kube-b": keys[2:4], "disk": [keys[4], keys[0]]})
     limits, _ = await _first_line_then_limits(
         world, "unsealer", "run", "--custody-config", str(world.custody_config()),
-        *world.pod_args(), "--allow-plain-http")
+        *world.pod_args(), "--allow-plain-http", "--health-address", "127.0.0.1:0")
     assert limits == ["0", "0"]
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from unsealer.cli import build_parser, settings_from
 from unsealer.commands.runner import CommandError
+from unsealer.notifications import Target
 from unsealer.settings import Settings
 
 KEY_HEX = "00112233445566778899aabbccddeeff0011"
@@ -39,6 +40,10 @@ FLAGS: dict[str, tuple[list[str], Any]] = {
     "allow_plain_http": (["--allow-plain-http"], True),
     "share_attempt_budget": (["--share-attempt-budget", "2"], 2),
     "share_budget_seconds": (["--share-budget-window", "10m"], 600.0),
+    "health_address": (["--health-address", "127.0.0.1:9090"], "127.0.0.1:9090"),
+    "notify": (["--notify", "https://hooks.example/a,slack:https://chat.example/hooks/b"],
+               (Target(url="https://hooks.example/a"),
+                Target(url="https://chat.example/hooks/b", slack=True))),
 }
 
 
@@ -65,8 +70,10 @@ def test_every_settings_field_has_a_variable(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_defaults_are_the_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("UNSEALER_CUSTODY_CONFIG", "custody.yaml")
+    # The one difference: the CLI serves /healthz, /readyz and /metrics by default (a process
+    # in a pod), Settings() serves none (the tests run several unsealers in one process).
     assert settings_from(build_parser().parse_args(["run"])) == Settings(
-        custody_config="custody.yaml")
+        custody_config="custody.yaml", health_address="0.0.0.0:8080")
 
 
 def test_a_custody_config_is_required() -> None:
@@ -182,3 +189,15 @@ async def test_run_serves_with_the_settings_and_stops_on_sigterm(world: Any) -> 
     assert code == 0
     events = [json.loads(line)["event"] for line in rest.splitlines() if line.strip()]
     assert events[-1] == "stopped"
+
+
+def test_a_bad_notify_url_is_named_by_position_not_by_its_text(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    secret = "ftp://hooks.example/T000/B000/XXXXsecretXXXX"
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["run", "--notify", f"https://ok.example/x,{secret}"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "--notify: entry 2 is not an http(s) URL" in err
+    assert "secret" not in err
