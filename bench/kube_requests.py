@@ -1,13 +1,12 @@
-"""Benchmark of the Kubernetes emulation: simple requests per second and concurrent watches.
+"""``kube-requests``: the Kubernetes emulation's simple requests per second and concurrent watches.
 
 Run on demand (not by pytest):
 
-    PYTHONPATH=. .venv/bin/python bench/kube_requests.py [--seconds 5] [--concurrency 16] \
-        [--watches 100]
+    .venv/bin/python -m bench kube-requests [--seconds 5] [--concurrency 16] [--watches 100]
 
 The server runs in its own process, pinned to one CPU when the platform allows it; the load comes
 from this process (pinned to another CPU when there is one). Results are printed and written to
-bench/results/kube_requests.json. Phases:
+bench/results/kube-requests.json. Phases:
 
 1. ``get``: GET one Secret, by ``concurrency`` keep-alive connections, for ``seconds``.
 2. ``list``: GET a list of 20 ConfigMaps.
@@ -35,7 +34,7 @@ import aiohttp
 from testbed.kube import running_kube
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results" / "kube_requests.json"
+RESULTS = ROOT / "bench" / "results" / "kube-requests.json"
 
 
 def _pin(cpu: int) -> str:
@@ -185,22 +184,24 @@ async def _load(base: str, args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench kube-requests",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--watches", type=int, default=100)
     parser.add_argument("--port", type=int, default=18555)
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.serve:
         asyncio.run(_serve(args.port))
         return
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     server = subprocess.Popen(
-        [sys.executable, __file__, "--serve", "--port", str(args.port)],
+        [sys.executable, "-m", "bench.kube_requests", "--serve", "--port", str(args.port)],
         stdout=subprocess.PIPE,
         env=env,
+        cwd=ROOT,
         text=True,
     )
     try:
@@ -227,5 +228,5 @@ def main() -> None:
     print(json.dumps(report, indent=2))
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # the server half: python -m bench.kube_requests --serve
     main()

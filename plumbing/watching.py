@@ -84,6 +84,11 @@ class Informer:
 
     ``on_change`` is called synchronously, in order, for every change; it should only record or
     enqueue work. :attr:`synced` is set once every namespace has been listed.
+
+    ``transform``, if given, is applied to every object before it is cached or handed to a
+    handler, as controller-runtime's cache transforms are: it drops what the controller never
+    reads (``managedFields``...), which is most of a cache's memory. It must keep
+    ``metadata.name``, ``namespace`` and ``resourceVersion``.
     """
 
     def __init__(
@@ -100,6 +105,7 @@ class Informer:
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
         healthy_after: float = 10.0,
+        transform: Callable[[JSON], JSON] | None = None,
     ) -> None:
         if namespace is not None and namespaces:
             raise ValueError("give namespace or namespaces, not both")
@@ -114,6 +120,7 @@ class Informer:
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
         self._healthy_after = healthy_after
+        self._transform = transform
         self._store: dict[Key, JSON] = {}
         self._listed: set[str | None] = set()
         self.synced = asyncio.Event()
@@ -232,7 +239,7 @@ class Informer:
                 # Items of built-in lists come without kind/apiVersion; handlers want them.
                 item.setdefault("kind", kind)
                 item.setdefault("apiVersion", self.resource.api_version)
-                items[key] = item
+                items[key] = self._transform(item) if self._transform else item
             metadata = page.get("metadata") or {}
             token = metadata.get("continue") or ""
             if not token:
@@ -298,6 +305,8 @@ class Informer:
         if key is None:
             return
         scope.resource_version = _rv(obj) or scope.resource_version
+        if self._transform is not None:
+            obj = self._transform(obj)
         old = self._store.get(key)
         if kind == "DELETED":
             self._store.pop(key, None)

@@ -38,8 +38,6 @@ from dataclasses import dataclass, field
 
 import aiohttp
 import structlog
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.interval import IntervalTrigger
 
 from plumbing.events import EventRecorder
 from plumbing.kube import SECRETS, Kube, KubeError, connect
@@ -47,6 +45,7 @@ from plumbing.queueing import WorkQueue
 from plumbing.vault import VaultPool
 from plumbing.watching import Change, Informer, key_of
 from syncd.auth_globals import VAULT_AUTH_GLOBAL
+from syncd.caching import slim
 from syncd.changes import Changes
 from syncd.controller import Caches, Controller, Key
 from syncd.destinations import MANAGED_SELECTOR
@@ -59,6 +58,7 @@ from syncd.leadership import LeaderElector, LeadershipLost, LeaseSettings
 from syncd.metrics import Metrics, counted
 from syncd.pki import PKISecrets
 from syncd.pki_specs import VAULT_PKI_SECRET
+from syncd.refreshing import Refreshes
 from syncd.rollout import Rollouts
 from syncd.specs import (
     VAULT_AUTH,
@@ -125,42 +125,6 @@ class Settings:
         )
 
 
-class Refreshes:
-    """The periodic refresh of every VaultStaticSecret, one apscheduler job each."""
-
-    def __init__(self, *, queue: WorkQueue[Key]) -> None:
-        self._queue = queue
-        self._scheduler = AsyncIOScheduler()
-        self._intervals: dict[Key, float] = {}
-
-    def start(self) -> None:
-        self._scheduler.start()
-
-    def ensure(self, key: Key, seconds: float) -> None:
-        if self._intervals.get(key) == seconds:
-            return
-        self._intervals[key] = seconds
-        # Jitter spreads objects created together (a kubectl apply of fifty) over time.
-        trigger = IntervalTrigger(seconds=seconds, jitter=min(seconds * 0.1, 30.0))
-        self._scheduler.add_job(
-            self._due, trigger, args=[key], id="/".join(key), replace_existing=True,
-            coalesce=True, max_instances=1,
-        )
-
-    async def _due(self, key: Key) -> None:
-        # A failing object already has its retry scheduled by the queue's backoff; a refresh
-        # on top would turn a long backoff (a sealed Vault) back into one try per refresh.
-        if not self._queue.failures(key):
-            self._queue.add(key)
-
-    def remove(self, key: Key) -> None:
-        if self._intervals.pop(key, None) is not None:
-            with contextlib.suppress(Exception):
-                self._scheduler.remove_job("/".join(key))
-
-    def shutdown(self) -> None:
-        if self._scheduler.running:
-            self._scheduler.shutdown(wait=False)
 
 
 async def run(
@@ -223,17 +187,23 @@ async def run(
         watch = settings.watch_namespaces
         # The default VaultAuth and VaultConnection live in syncd's own namespace.
         referable = (*watch, settings.namespace) if watch else ()
-        auth_globals = Informer(kube=kube, resource=VAULT_AUTH_GLOBAL, namespaces=referable)
+        auth_globals = Informer(kube=kube, resource=VAULT_AUTH_GLOBAL, namespaces=referable,
+                                transform=slim)
         transformations = Informer(kube=kube, resource=SECRET_TRANSFORMATION,
-                                   namespaces=referable)
-        dynamic_secrets = Informer(kube=kube, resource=VAULT_DYNAMIC_SECRET, namespaces=watch)
-        pki_secrets = Informer(kube=kube, resource=VAULT_PKI_SECRET, namespaces=watch)
+                                   namespaces=referable, transform=slim)
+        dynamic_secrets = Informer(kube=kube, resource=VAULT_DYNAMIC_SECRET, namespaces=watch,
+                                   transform=slim)
+        pki_secrets = Informer(kube=kube, resource=VAULT_PKI_SECRET, namespaces=watch,
+                               transform=slim)
         caches = Caches(
-            static_secrets=Informer(kube=kube, resource=VAULT_STATIC_SECRET, namespaces=watch),
-            auths=Informer(kube=kube, resource=VAULT_AUTH, namespaces=referable),
-            connections=Informer(kube=kube, resource=VAULT_CONNECTION, namespaces=referable),
+            static_secrets=Informer(kube=kube, resource=VAULT_STATIC_SECRET, namespaces=watch,
+                                    transform=slim),
+            auths=Informer(kube=kube, resource=VAULT_AUTH, namespaces=referable, transform=slim),
+            connections=Informer(kube=kube, resource=VAULT_CONNECTION, namespaces=referable,
+                                 transform=slim),
             secrets=Informer(
-                kube=kube, resource=SECRETS, namespaces=watch, label_selector=MANAGED_SELECTOR
+                kube=kube, resource=SECRETS, namespaces=watch, label_selector=MANAGED_SELECTOR,
+                transform=slim,
             ),
             auth_globals=auth_globals, transformations=transformations,
         )

@@ -31,7 +31,8 @@ async def test_drift_is_repaired_from_the_watch_without_restarts(world: World) -
     mac = world.status("drifty")["secretMAC"]
 
     # Edited by someone else: restored at once (the next refresh is an hour away).
-    world.kube.admin.patch("v1", "Secret", "drifty", {"data": {"password": _b64("tampered")}},
+    world.kube.admin.patch("v1", "Secret", "drifty", {"data": {"password": _b64("tampered")},
+                                                     "metadata": {"labels": {"seen": "yes"}}},
                            namespace=APP_NS)
     await world.eventually(
         lambda: (world.secret_data("drifty") or {}).get("password") == value, deadline=3,
@@ -40,6 +41,13 @@ async def test_drift_is_repaired_from_the_watch_without_restarts(world: World) -
         lambda: world.events("SecretRestored", about="drifty", type="Normal"),
         message="an Event about the repair")
     assert "tampered" not in edited[0]["message"]
+    # The repair is a PUT built from syncd's cache, which keeps no managedFields: the
+    # server's stay (an update without them leaves them alone), so the editor still owns the
+    # label it added, which syncd kept.
+    restored = world.secret("drifty") or {}
+    assert restored["metadata"]["labels"]["seen"] == "yes"
+    managers = {e["manager"] for e in restored["metadata"]["managedFields"]}
+    assert "testbed-admin" in managers, managers
 
     # Deleted by someone: recreated at once, and that is told too.
     world.kube.admin.delete("v1", "Secret", "drifty", APP_NS)

@@ -121,15 +121,17 @@ class Kube:
         return {key: base64.b64decode(value) for key, value in stored.items()}
 
     def client(self, token: str | None = None) -> Any:
-        """A kubernetes_asyncio ApiClient, as the admin or as the bearer of ``token``."""
-        from kubernetes_asyncio import client
+        """A plumbing Kube client, as the admin or as the bearer of ``token``."""
+        from plumbing.kube import Kube as Client
+        from plumbing.kubeconfig import Credentials
 
-        configuration = client.Configuration(
-            host=self.running.url,
-            api_key={"BearerToken": token or self.running.settings.admin_token},
-            api_key_prefix={"BearerToken": "Bearer"},
-        )
-        return client.ApiClient(configuration=configuration)
+        bearer = f"Bearer {token or self.running.settings.admin_token}"
+
+        async def authorization() -> str:
+            return bearer
+
+        return Client(Credentials(server=self.running.url, ssl=None,
+                                  authorization=authorization))
 
     def service_account_token(self, *, rules: list[dict[str, Any]]) -> str:
         """A token for ServiceAccount vault/unsealer bound to a Role with ``rules``."""
@@ -160,7 +162,7 @@ async def kube() -> AsyncIterator[Kube]:
 
 @pytest.fixture
 async def kube_client(kube: Kube) -> AsyncIterator[Any]:
-    """An admin kubernetes_asyncio client for ``kube``."""
+    """An admin plumbing client for ``kube``."""
     api = kube.client()
     try:
         yield api

@@ -11,7 +11,6 @@ from typing import Any
 import pyrage
 import pytest
 
-from plumbing.kube import Kube
 from unsealer.custody import CustodyError, build_custodians
 from unsealer.custody.config import parse_config
 from unsealer.shares import Share
@@ -63,7 +62,7 @@ async def test_identity_in_a_kubernetes_secret(
         "secretName": "age", "identityKey": "identity",
     }
     custodians = build_custodians(
-        _config(tmp_path, str(identity.to_public()), holder), kube=Kube(kube_client)
+        _config(tmp_path, str(identity.to_public()), holder), kube=kube_client
     )
     shares = make_shares(5, 3)[:2]
     await custodians["disk"].store(shares)

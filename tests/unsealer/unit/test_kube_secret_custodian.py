@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from plumbing.kube import Kube
 from unsealer.custody import CustodyConflict, CustodyError
 from unsealer.custody.custodian import StoredCustodian
 from unsealer.custody.kube_secret import KubeSecretBackend
@@ -32,7 +31,7 @@ STORE = [
 
 def _custodian(api: Any, **extra: Any) -> StoredCustodian:
     backend = KubeSecretBackend(
-        custodian="kube-a", kube=Kube(api), namespace="vault-custody", secret_name=SECRET,
+        custodian="kube-a", kube=api, namespace="vault-custody", secret_name=SECRET,
         **extra,
     )
     return StoredCustodian(name="kube-a", kind="kubernetesSecret", backend=backend)
@@ -71,7 +70,7 @@ async def test_get_alone_unseals_but_cannot_store(kube: Any, make_shares: MakeSh
         with pytest.raises(CustodyError, match=r"cannot write .* 403 .*get, create and patch"):
             await _custodian(api).store(shares[2:4], replace=True)
         other = KubeSecretBackend(
-            custodian="kube-b", kube=Kube(api), namespace="vault-custody",
+            custodian="kube-b", kube=api, namespace="vault-custody",
             secret_name="unseal-b",
         )
         with pytest.raises(CustodyError) as caught:

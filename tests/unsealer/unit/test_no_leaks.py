@@ -12,7 +12,6 @@ from typing import Any
 import pyrage
 import pytest
 
-from plumbing.kube import Kube
 from unsealer.custody import CustodyError, build_custodians, check_invariant, survey
 from unsealer.custody.config import parse_config
 from unsealer.init_output import InitOutputError, parse_init_output
@@ -64,7 +63,7 @@ async def test_failure_paths_keep_shares_out_of_errors_and_logs(
     environ = {"SEALED": shares[4].base64(), "ID": str(identity)}  # plaintext, not age
     api = kube.client()
     try:
-        custodians = build_custodians(config, kube=Kube(api), environ=environ)
+        custodians = build_custodians(config, kube=api, environ=environ)
         for name in ("disk", "kube", "sealed"):
             with pytest.raises(CustodyError) as custody_error:
                 await custodians[name].fetch()

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from plumbing.kube import Kube
 from unsealer.custody import (
     CustodyConfigError,
     CustodyConflict,
@@ -162,7 +161,7 @@ async def test_a_secret_holds_the_token_under_its_own_key_beside_the_shares(
     kube: Any, logs: io.StringIO,
 ) -> None:
     kube.put_secret("unseal-a", {"share-1": b"one", "share-2": b"two"})
-    client = Kube(kube.client())
+    client = kube.client()
     try:
         store = SecretRootTokenStore(custodian="kube-a", kube=client, namespace="vault-custody",
                                      secret_name="unseal-a", key="root-token")

@@ -1,13 +1,13 @@
-"""Benchmark: KV v2 reads per second the Vault emulation serves on one core.
+"""``vault-reads``: KV v2 reads per second the Vault emulation serves on one core.
 
 Run on demand (not by pytest):
 
-    PYTHONPATH=. .venv/bin/python bench/vault_kv_reads.py [--seconds 10] [--concurrency 32]
+    .venv/bin/python -m bench vault-reads [--seconds 10] [--concurrency 32]
 
 It starts the emulation in its own process (``python -m testbed.vault --vault-bootstrap``,
 pinned to one CPU where the OS allows it), writes a few secrets, then drives
 ``GET /v1/secret/data/<key>`` from this process with concurrent aiohttp clients (pinned to
-another CPU) for a bounded time, and writes the result to bench/results/vault_kv_reads.json.
+another CPU) for a bounded time, and writes the result to bench/results/vault-reads.json.
 The emulation's own request counter (``/_testbed/requests``) cross-checks the client's count.
 The target is at least 2,000 reads/s: the load the services' benchmarks put on Vault must not be
 limited by the emulation.
@@ -33,7 +33,7 @@ from typing import Any
 import aiohttp
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULT = ROOT / "bench" / "results" / "vault_kv_reads.json"
+RESULT = ROOT / "bench" / "results" / "vault-reads.json"
 TARGET_READS_PER_SECOND = 2000
 KEYS = 16
 
@@ -126,12 +126,13 @@ async def _drive(
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench vault-reads",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--concurrency", type=int, default=32)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     cpus = os.cpu_count() or 1
     server_cpu, client_cpu = 0, (1 if cpus > 1 else 0)
     with (
@@ -161,8 +162,7 @@ def main() -> None:
         "python": platform.python_version(),
         "machine": platform.machine(),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "command": "PYTHONPATH=. .venv/bin/python bench/vault_kv_reads.py "
-        + " ".join(sys.argv[1:]),
+        "command": "python -m bench " + " ".join(sys.argv[1:]),
     }
     RESULT.parent.mkdir(parents=True, exist_ok=True)
     temporary_result = RESULT.with_suffix(".tmp")
