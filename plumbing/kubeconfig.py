@@ -92,7 +92,10 @@ def from_file(file: str, *, context: str | None = None) -> Credentials | None:
     except OSError as exc:
         raise KubeConfigError(f"{path}: cannot be read: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise KubeConfigError(f"{path}: not YAML: {exc}") from None
+        # Not the parser's text: it quotes the offending line, which may hold a token.
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise KubeConfigError(f"{path}: not YAML{where}") from None
     if not isinstance(document, dict):
         raise KubeConfigError(f"{path}: not a kubeconfig (no mapping at the top)")
     name = context or document.get("current-context")

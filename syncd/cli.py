@@ -14,6 +14,7 @@ from pathlib import Path
 
 import structlog
 
+from plumbing import kubeconfig
 from plumbing.hardening import disable_core_dumps
 from plumbing.health import address_option
 from plumbing.lifecycle import serve
@@ -280,6 +281,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     if args.command == "run":
         settings = _settings(args)
+        if settings.kubeconfig:
+            try:  # a kubeconfig that cannot be used is bad configuration: one line, exit 2
+                kubeconfig.from_file(settings.kubeconfig)
+            except kubeconfig.KubeConfigError as exc:
+                fail(PROG, f"--kubeconfig {exc}")
         if settings.leader_elect:
             try:
                 settings.lease()

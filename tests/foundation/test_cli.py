@@ -152,3 +152,22 @@ def test_syncd_run_logs_ready_and_stops_on_signal(testbed: Path, signum: signal.
     assert elapsed < 2
     rest = [json.loads(line)["event"] for line in process.stderr.read().splitlines()]
     assert rest[-1] == "stopped"
+
+
+@pytest.mark.parametrize(("content", "says"), [
+    ("apiVersion: v1\nusers:\n- name: u\n  user: {token: TOKEN-abc123}\n  [", "not YAML (line"),
+    ("apiVersion: v1\nkind: Config\nclusters: []\n", "no current-context"),
+    (None, "cannot be read"),
+])
+def test_an_unusable_kubeconfig_is_one_line_without_its_content(
+    tmp_path: Path, content: str | None, says: str
+) -> None:
+    path = tmp_path / "kubeconfig"
+    if content is not None:
+        path.write_text(content)
+    result = _run("syncd", "run", "--kubeconfig", str(path))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"syncd: error: --kubeconfig {path}: {says}"), lines[0]
+    assert "TOKEN-abc123" not in result.stderr + result.stdout
