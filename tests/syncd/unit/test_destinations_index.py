@@ -11,7 +11,8 @@ from syncd.controller import Controller
 
 def _controller() -> Controller:
     unused = cast(Any, None)  # none of them is touched by the index
-    return Controller(caches=unused, clients=unused, pool=unused, recorder=unused,
+    caches = cast(Any, SimpleNamespace(static_secrets=None))  # read only for the default owners
+    return Controller(caches=caches, clients=unused, pool=unused, recorder=unused,
                       status=unused, kube=unused, hmac_key=b"k" * 32, operator_namespace="ops",
                       templates=unused)
 
