@@ -49,6 +49,13 @@ def test_overlays_are_the_three_of_the_readme() -> None:
 
 
 @needs_kubectl
+def test_every_overlay_and_example_is_a_kustomization() -> None:
+    # `make lint` renders each of them for checkov: a directory without one breaks CI.
+    for directory in [*(MANIFESTS / "overlays").iterdir(), *(MANIFESTS / "examples").iterdir()]:
+        if directory.is_dir():
+            assert any((directory / name).is_file() for name in KUSTOMIZATION_NAMES), directory
+
+
 @pytest.mark.parametrize("directory", DIRECTORIES)
 def test_every_kustomization_renders_offline(directory: str) -> None:
     assert render(directory)
