@@ -164,7 +164,7 @@ async def test_run_serves_with_the_settings_and_stops_on_sigterm(world: Any) -> 
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "unsealer", "run", "--custody-config",
         str(world.custody_config()), *world.pod_args(), "--allow-plain-http",
-        "--poll-interval", "1s",
+        "--poll-interval", "1s", "--health-address", "127.0.0.1:0",  # 8080 may be taken
         stderr=asyncio.subprocess.PIPE, env=world.environment(), cwd=world.workdir)
     assert process.stderr is not None
     lines: list[dict[str, Any]] = []
