@@ -41,8 +41,8 @@ def test_hex_of_the_wrong_length_falls_back_to_base64() -> None:
         ("", "empty"),
         ("asdf", "3 bytes"),  # valid base64, so it fails the length check, as in Vault
         ("not a share!", "not valid hex or base64"),
-        (base64.b64encode(os.urandom(34)).decode(), "34 bytes"),
-        (os.urandom(40).hex(), "60 bytes"),  # 80 hex digits: too long as hex, so base64
+        (base64.b64encode(bytes(range(7, 41))).decode(), "34 bytes"),
+        (bytes(range(9, 49)).hex(), "60 bytes"),  # 80 hex digits: too long as hex, so base64
         ("ÿÿ", "not valid hex or base64"),
     ],
 )
