@@ -63,6 +63,30 @@ class ObjectRef:
         return f"{self.namespace}/{self.name}"
 
 
+# --- quoting what is refused ---------------------------------------------------------------
+
+#: A refusal quotes what it refuses, but not at any length: a 70 kB value quoted in full would
+#: make the condition (at most 32 KiB) unwritable, and helps no one.
+_LONGEST_WORD = 320
+_LONG_WORD = re.compile(rf"\S{{{_LONGEST_WORD + 1},}}")
+_LONG_KEY = re.compile(rf"\[([^\]]{{{_LONGEST_WORD + 1},}})\]")
+
+
+def _elided(text: str) -> str:
+    return f"{text[:40]}...{text[-8:]} ({len(text)} characters)"
+
+
+def shorten(message: str) -> str:
+    """``message`` with every word over 320 characters (a Secret key has at most 253) cut to
+    its ends and its length."""
+    return _LONG_WORD.sub(lambda m: _elided(m[0]), message)
+
+
+def _shorten_keys(path: str) -> str:
+    """A field path whose map keys (``labels[...]``) are cut as :func:`shorten` cuts words."""
+    return _LONG_KEY.sub(lambda m: f"[{_elided(m[1])}]", path)
+
+
 # --- field readers ------------------------------------------------------------------------
 
 
@@ -91,7 +115,7 @@ class Reader:
         self.problems: list[Problem] = []
 
     def fail(self, path: str, message: str) -> None:
-        self.problems.append(Problem(path=path, message=message))
+        self.problems.append(Problem(path=_shorten_keys(path), message=shorten(message)))
 
     def mapping(
         self, parent: Mapping[str, Any], key: str, path: str, *, required: bool = False
@@ -236,9 +260,11 @@ class Reader:
             return None
         return ObjectRef(namespace=ref_ns, name=ref_name)
 
-    def vault_path(self, parent: Mapping[str, Any], key: str, path: str, *, hint: str) -> str:
-        """A mount or secret path, without leading or trailing slashes."""
-        where, text = _join(path, key), self.string(parent, key, path, required=True, hint=hint)
+    def vault_path(self, parent: Mapping[str, Any], key: str, path: str, *, hint: str,
+                   required: bool = True) -> str:
+        """A mount or secret path, without leading or trailing slashes ("" when unset)."""
+        where = _join(path, key)
+        text = self.string(parent, key, path, required=required, hint=hint)
         if text is None:
             return ""
         value = text.strip("/")

@@ -393,7 +393,9 @@ def parse_vault_auth(obj: Mapping[str, Any]) -> VaultAuth:
     headers = r.string_map(spec, "headers", "spec")
     check_headers(r, headers, "spec.headers")
 
-    mount = r.string(spec, "mount", "spec")
+    # Vault's login path is auth/<mount>/login: a mount of '..' would log in elsewhere.
+    mount = r.vault_path(spec, "mount", "spec", required=False,
+                         hint="the auth method's mount, e.g. kubernetes")
     auth = VaultAuth(
         namespace=namespace,
         name=name,
@@ -401,7 +403,7 @@ def parse_vault_auth(obj: Mapping[str, Any]) -> VaultAuth:
         uid=uid,
         vault_connection_ref=r.ref(spec, "vaultConnectionRef", "spec", namespace=namespace),
         method=method or "token",
-        mount=(mount or _DEFAULT_MOUNTS[method or "token"]).strip("/"),
+        mount=mount or _DEFAULT_MOUNTS[method or "token"],
         vault_namespace=r.string(spec, "namespace", "spec"),
         allowed_namespaces=allowed,
         params=frozen(r.string_map(spec, "params", "spec")),
