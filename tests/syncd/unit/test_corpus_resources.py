@@ -23,7 +23,7 @@ import yaml
 from syncd.auth_globals import GlobalError, merge_auth_global
 from syncd.dynamic_specs import parse_vault_dynamic_secret
 from syncd.pki_specs import parse_vault_pki_secret
-from syncd.spec_parts import SpecError
+from syncd.spec_parts import SpecError, subdomain_problem
 from syncd.specs import parse_vault_auth, parse_vault_connection, parse_vault_static_secret
 from syncd.transformations import TransformationError, resolve_transformation_refs
 from testbed.kube.crds import types_for
@@ -112,6 +112,7 @@ def syncd_refusal(obj: Obj) -> tuple[str, str, list[str]]:
 
 @pytest.mark.parametrize("case", resource_cases("schema"), ids=lambda c: c.id)
 def test_the_schema_refuses(case: ResourceCase) -> None:
+    assert subdomain_problem(case.resource["metadata"]["name"]) is None  # refused for its field
     errors = admission_errors(case.resource)
     assert errors, f"{case.id} ({case.about}) passes the CRD schema"
     named = [e for e in errors if case.field in e]
@@ -121,6 +122,7 @@ def test_the_schema_refuses(case: ResourceCase) -> None:
 
 @pytest.mark.parametrize("case", resource_cases("syncd"), ids=lambda c: c.id)
 def test_syncd_refuses_what_the_schema_lets_through(case: ResourceCase) -> None:
+    assert subdomain_problem(case.resource["metadata"]["name"]) is None
     assert admission_errors(case.resource) == [], f"{case.id}: the schema refuses it already"
     reason, message, fields = syncd_refusal(case.resource)
     assert reason == case.reason, message
