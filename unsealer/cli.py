@@ -24,6 +24,7 @@ from plumbing.hardening import disable_core_dumps
 from plumbing.health import address_option
 from plumbing.lifecycle import serve
 from plumbing.options import OptionParser, add_telemetry_options
+from plumbing.tls import TLSMaterialError, ca_context
 from plumbing.version import VERSION
 from unsealer.commands import custody_import, initialize, options, rbac, status, verify
 from unsealer.commands.runner import (
@@ -151,6 +152,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
             " TLS) or pass --allow-plain-http",
             code=USAGE,
         )
+    if args.ca_file:  # checked before anything is read or asked (a custodian, Vault)
+        try:
+            ca_context(what=f"--ca-file {args.ca_file}", cafile=args.ca_file)
+        except TLSMaterialError as exc:
+            raise CommandError(str(exc), code=USAGE) from None
     return Settings(
         custody_config=args.custody_config,
         kubeconfig=args.kubeconfig,
