@@ -152,11 +152,6 @@ def settings_from(args: argparse.Namespace) -> Settings:
             " TLS) or pass --allow-plain-http",
             code=USAGE,
         )
-    if args.ca_file:  # checked before anything is read or asked (a custodian, Vault)
-        try:
-            ca_context(what=f"--ca-file {args.ca_file}", cafile=args.ca_file)
-        except TLSMaterialError as exc:
-            raise CommandError(str(exc), code=USAGE) from None
     return Settings(
         custody_config=args.custody_config,
         kubeconfig=args.kubeconfig,
@@ -185,6 +180,11 @@ async def _serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     # Settings are made here, after telemetry is configured, so that a bad OTEL_* setting and
     # a missing option are reported in the same order as for syncd.
     settings = settings_from(args)
+    if settings.ca_file:  # checked before anything is read or asked (a custodian, Vault)
+        try:
+            ca_context(what=f"--ca-file {settings.ca_file}", cafile=settings.ca_file)
+        except TLSMaterialError as exc:
+            raise CommandError(str(exc), code=USAGE) from None
     from unsealer import service  # noqa: PLC0415  (the service's imports are for run only)
 
     await service.run(settings, stop)

@@ -3,7 +3,8 @@
 ``resources/<Kind>/<case>.yaml`` holds two YAML documents: the expectation, then the resource
 as a user would apply it. The expectation says at which ``layer`` the resource is refused
 (``schema``: the API server, by the CRD's schema, with strict field validation; ``syncd``: it
-passes the schema and syncd refuses it, with a condition and a Warning Event), the ``field``
+passes the schema and syncd refuses it, with a condition and a Warning Event; ``render``: it
+parses, and its template is stopped when rendered with the ``vault`` data given), the ``field``
 the refusal must name, optionally words it ``says``, strings it must ``never`` show (a token in
 a header...) and the condition ``reason`` (unless told: ``InvalidSpec``; ``VaultConnectionInvalid``
 or ``VaultAuthInvalid`` on the objects that use an invalid VaultConnection, VaultAuth or
@@ -55,6 +56,8 @@ class ResourceCase:
     says: str = ""
     never: tuple[str, ...] = ()
     reason: str
+    #: The Vault data a ``render`` case is rendered with.
+    vault: dict[str, Any] = field(default_factory=dict)
     path: Path = field(default=Path())
 
     @property
@@ -75,10 +78,10 @@ def resource_cases(layer: str | None = None) -> list[ResourceCase]:
             field=expect["field"], resource=resource, says=expect.get("says", ""),
             never=tuple(expect.get("never") or ()),
             reason=expect.get("reason", _INVALID.get(path.parent.name, "InvalidSpec")),
-            path=path,
+            vault=expect.get("vault") or {}, path=path,
         )
         assert case.kind == resource["kind"], path
-        assert case.layer in ("schema", "syncd"), path
+        assert case.layer in ("schema", "syncd", "render"), path
         if layer is None or case.layer == layer:
             out.append(case)
     return out

@@ -7,7 +7,9 @@ tests/syncd/e2e/test_corpus.py checks against kubectl): it must be refused, nami
 syncd's parsing, exactly as the controller runs it (a VaultAuthGlobal merged into a VaultAuth
 that refers to it, SecretTransformations folded into a VaultStaticSecret): one error naming the
 object and the field, short whatever the input's size, and never showing the values the case
-lists as secret.
+lists as secret. A ``render`` case must parse, and be stopped by syncd's template workers (as
+the controller renders, with the deadline and memory bound syncd runs with) with a
+RenderError naming the template's key, never the secret value it was rendered with.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ import yaml
 from syncd.auth_globals import GlobalError, merge_auth_global
 from syncd.dynamic_specs import parse_vault_dynamic_secret
 from syncd.pki_specs import parse_vault_pki_secret
+from syncd.rendering import RenderError, render
 from syncd.spec_parts import SpecError, subdomain_problem
 from syncd.specs import parse_vault_auth, parse_vault_connection, parse_vault_static_secret
+from syncd.template_pool import MIB, TemplatePool
 from syncd.transformations import TransformationError, resolve_transformation_refs
 from testbed.kube.crds import types_for
 from tests.corpus.cases import ResourceCase, resource_cases
@@ -138,5 +142,26 @@ def test_syncd_refuses_what_the_schema_lets_through(case: ResourceCase) -> None:
         assert case.field in message, (case.field, message)
     assert case.says in message, (case.says, message)
     assert len(message) <= MAX_MESSAGE, f"{len(message)} characters: {message[:300]}..."
+    for value in case.never:
+        assert value not in message
+
+
+@pytest.mark.parametrize("case", resource_cases("render"), ids=lambda c: c.id)
+async def test_syncd_stops_the_template_when_rendered(case: ResourceCase) -> None:
+    assert admission_errors(case.resource) == []
+    spec = parse_vault_static_secret(case.resource)
+    # One worker, a short deadline: syncd's bounds (--template-deadline 1 s, 24 MiB), faster.
+    pool = TemplatePool(workers=1, deadline=0.5, memory=24 * MIB)
+    try:
+        with pytest.raises(RenderError) as info:
+            await render(kv_type=spec.kv_type, data={"data": case.vault, "metadata": {}},
+                         templates=pool, transformation=spec.destination.transformation,
+                         tenant=spec.namespace)
+    finally:
+        await pool.close()
+    message = str(info.value)
+    assert info.value.reason == case.reason, message
+    assert case.field in message and case.says in message, message
+    assert len(message) <= MAX_MESSAGE
     for value in case.never:
         assert value not in message
