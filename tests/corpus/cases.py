@@ -65,23 +65,24 @@ class ResourceCase:
         return f"{self.kind}/{self.name}"
 
 
+def resource_case(path: Path) -> ResourceCase:
+    """The case in ``path`` (``resources/<Kind>/<case>.yaml``)."""
+    text = path.read_text()
+    header, resource = load_yaml(text)
+    expect = header["expect"]
+    case = ResourceCase(
+        kind=path.parent.name, name=path.stem, about=text.splitlines()[0].lstrip("# ").strip(),
+        layer=expect["layer"], field=expect["field"], resource=resource,
+        says=expect.get("says", ""), never=tuple(expect.get("never") or ()),
+        reason=expect.get("reason", _INVALID.get(path.parent.name, "InvalidSpec")),
+        vault=expect.get("vault") or {}, path=path,
+    )
+    assert case.kind == resource["kind"], path
+    assert case.layer in ("schema", "syncd", "render"), path
+    return case
+
+
 def resource_cases(layer: str | None = None) -> list[ResourceCase]:
     """Every case of ``resources/``, in a stable order; those of ``layer`` only if given."""
-    out = []
-    for path in sorted(RESOURCES.glob("*/*.yaml")):
-        text = path.read_text()
-        header, resource = load_yaml(text)
-        expect = header["expect"]
-        about = text.splitlines()[0].lstrip("# ").strip()
-        case = ResourceCase(
-            kind=path.parent.name, name=path.stem, about=about, layer=expect["layer"],
-            field=expect["field"], resource=resource, says=expect.get("says", ""),
-            never=tuple(expect.get("never") or ()),
-            reason=expect.get("reason", _INVALID.get(path.parent.name, "InvalidSpec")),
-            vault=expect.get("vault") or {}, path=path,
-        )
-        assert case.kind == resource["kind"], path
-        assert case.layer in ("schema", "syncd", "render"), path
-        if layer is None or case.layer == layer:
-            out.append(case)
-    return out
+    cases = [resource_case(path) for path in sorted(RESOURCES.glob("*/*.yaml"))]
+    return [c for c in cases if layer is None or c.layer == layer]

@@ -10,19 +10,16 @@ and a good VaultStaticSecret beside them keeps syncing.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import os
-import shutil
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.corpus.cases import RESOURCES, ResourceCase, load_yaml
+from tests.corpus.cases import RESOURCES, ResourceCase, resource_case
+from tests.syncd.e2e.kubectl import kubectl_apply
 from tests.syncd.e2e.world import APP_NS, GROUP_VERSION, World
 
-KUBECTL = shutil.which("kubectl")
 #: Per kind, a case syncd must refuse (not about the destination: that one is kept here).
 SYNCD_SAMPLE = ("VaultConnection/headers-vault-token", "VaultAuth/mount-dotdot",
                 "VaultAuthGlobal/kubernetes-mount-dotdot", "SecretTransformation/template-go-env",
@@ -37,16 +34,7 @@ KEPT = {"keep": "the data before"}
 
 def _case(case_id: str) -> ResourceCase:
     kind, name = case_id.split("/")
-    path = RESOURCES / kind / f"{name}.yaml"
-    header, resource = load_yaml(path.read_text())
-    return ResourceCase(kind=kind, name=name, about="", layer=header["expect"]["layer"],
-                        field=header["expect"]["field"], resource=resource,
-                        says=header["expect"].get("says", ""),
-                        reason=header["expect"].get("reason") or {
-                            "VaultConnection": "VaultConnectionInvalid",
-                            "VaultAuth": "VaultAuthInvalid",
-                            "VaultAuthGlobal": "VaultAuthInvalid"}.get(kind, "InvalidSpec"),
-                        path=path)
+    return resource_case(RESOURCES / kind / f"{name}.yaml")
 
 
 def _secret(name: str, owner: str) -> dict[str, Any]:
@@ -101,17 +89,10 @@ def _place(world: World, case: ResourceCase) -> tuple[str, str]:
 
 
 async def _kubectl_refusal(world: World, text: str) -> str:
-    if KUBECTL is None:
-        pytest.skip("kubectl is not installed")
-    env = {**os.environ, "KUBECONFIG": str(world.kubeconfig),
-           "HOME": str(world.kubeconfig.parent), "NO_PROXY": "127.0.0.1"}
-    proc = await asyncio.create_subprocess_exec(
-        KUBECTL, f"--cache-dir={world.kubeconfig.parent / 'kubectl-cache'}", "apply",
-        "--validate=strict", "-f", "-", env=env, stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(text.encode()), 60)
-    assert proc.returncode != 0, out.decode()
-    return err.decode()
+    """kubectl's complaints about applying ``text``, which it must refuse."""
+    with pytest.raises(AssertionError) as refused:  # kubectl_apply asserts its exit status 0
+        await kubectl_apply(world, text)
+    return str(refused.value)
 
 
 async def test_a_sample_of_the_corpus_end_to_end(world: World) -> None:
