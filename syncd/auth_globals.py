@@ -33,7 +33,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from plumbing.kube import JSON, Resource
-from syncd.specs import GROUP, VERSION
+from syncd.spec_parts import SpecError, shorten
+from syncd.specs import GROUP, VERSION, parse_vault_auth
 
 VAULT_AUTH_GLOBAL = Resource(GROUP, VERSION, "vaultauthglobals", kind="VaultAuthGlobal")
 MERGE_STRATEGIES = ("none", "union", "replace")
@@ -52,7 +53,7 @@ class GlobalError(Exception):
     """The VaultAuthGlobal of a VaultAuth cannot be used; ``reason`` is the condition's."""
 
     def __init__(self, message: str, *, reason: str = "VaultAuthInvalid") -> None:
-        super().__init__(message)
+        super().__init__(shorten(message))
         self.reason = reason
 
 
@@ -128,7 +129,43 @@ def merge_auth_global(auth: JSON, *, lookup: Lookup, operator_namespace: str) ->
         raise GlobalError(
             f"{where}: VaultAuthGlobal {gname} does not allow namespace {namespace} (its"
             " spec.allowedNamespaces)", reason="VaultAuthGlobalNotAllowed")
+    _check(found, gname=gname, where=where)
     return _merged(auth, found, gname=gname, where=where)
+
+
+def _check(found: JSON, *, gname: str, where: str) -> None:
+    """The global's own fields, checked as a VaultAuth's are (by merging each of its method
+    blocks into an empty VaultAuth), so that a problem names the VaultAuthGlobal and its field;
+    merged into the VaultAuth first, it would read as one of the VaultAuth's. What a VaultAuth
+    may still supply (a role, a source of credentials) is left to the merged VaultAuth."""
+    gspec = _mapping(found.get("spec"))
+    methods: list[str | None] = [m for m in METHOD_FIELDS if gspec.get(m)]
+    for method in methods or [None]:
+        # Without a method block, the global's other fields are checked with method token.
+        spec: JSON = {"method": method or "token",
+                      "vaultAuthGlobalRef": {"mergeStrategy": {"headers": "union"}}}
+        if method is None:
+            spec["token"] = {"secretRef": {"name": "unset"}}
+        probe = {"kind": "VaultAuth", "metadata": found.get("metadata") or {}, "spec": spec}
+        try:
+            parse_vault_auth(_merged(probe, found, gname=gname, where=where))
+        except SpecError as exc:
+            block = _mapping(gspec.get(method)) if method else {}
+            problems = [
+                f"{_global_field(p.path, method=method, block=block)}: {p.message}"
+                for p in exc.problems
+                if not p.message.startswith("is required") and p.path != f"spec.{method}"]
+            if problems:
+                raise GlobalError(f"{where}: VaultAuthGlobal {gname} is invalid: "
+                                  + "; ".join(problems)) from None
+
+
+def _global_field(path: str, *, method: str | None, block: Mapping[str, Any]) -> str:
+    """Where in the VaultAuthGlobal the value at ``path`` of a merged VaultAuth came from."""
+    for key, default_key in (("mount", "defaultMount"), ("namespace", "defaultVaultNamespace")):
+        if path == f"spec.{key}":
+            return f"spec.{method}.{key}" if method and block.get(key) else f"spec.{default_key}"
+    return path
 
 
 def _merged(auth: JSON, found: JSON, *, gname: str, where: str) -> JSON:

@@ -2,8 +2,9 @@
 
 Field names and meanings are those of Vault Secrets Operator's ``VaultDynamicSecret``
 (secrets.hashicorp.com/v1beta1, v1.4.1), so that a VSO manifest moves over by changing its
-apiVersion. The field readers are :mod:`syncd.specs`'s: problems are reported the same way,
-each naming its field path, all of them at once.
+apiVersion. The field readers are :mod:`syncd.spec_parts`'s, the destination and the restart
+targets :mod:`syncd.specs`'s: problems are reported the same way, each naming its field path,
+all of them at once.
 """
 
 from __future__ import annotations
@@ -13,22 +14,14 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast, get_args
 
 from plumbing.kube import Resource
+from syncd.spec_parts import HasSecretMeta, Reader, SecretMeta, SpecError, frozen
 from syncd.specs import (
     GROUP,
     VERSION,
     Destination,
-    ObjectRef,
     RolloutRestartTarget,
-    SpecError,
-    _destination,
-    _duration,
-    _frozen,
-    _metadata,
-    _raise,
-    _Reader,
-    _ref,
-    _targets,
-    _vault_path,
+    read_destination,
+    read_targets,
 )
 
 VAULT_DYNAMIC_SECRET = Resource(GROUP, VERSION, "vaultdynamicsecrets", kind="VaultDynamicSecret")
@@ -43,15 +36,8 @@ __all__ = ["VAULT_DYNAMIC_SECRET", "SpecError", "VaultDynamicSecret", "parse_vau
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class VaultDynamicSecret:
-    namespace: str
-    name: str
-    generation: int
-    uid: str
-    labels: Mapping[str, str]
-    annotations: Mapping[str, str]
-    vault_auth_ref: ObjectRef | None
-    vault_namespace: str | None
+class VaultDynamicSecret(HasSecretMeta):
+    meta: SecretMeta
     mount: str
     path: str
     method: HTTPMethod
@@ -71,12 +57,10 @@ class VaultDynamicSecret:
 
 def parse_vault_dynamic_secret(obj: Mapping[str, Any]) -> VaultDynamicSecret:
     """A VaultDynamicSecret from its API object; raises :class:`SpecError`."""
-    r = _Reader()
-    namespace, name, generation, uid, meta = _metadata(r, obj, VAULT_DYNAMIC_SECRET)
-    spec = r.mapping(obj, "spec", "", required=True) or {}
-    vault_auth_ref = _ref(r, spec, "vaultAuthRef", "spec", namespace=namespace)
-    mount = _vault_path(r, spec, "mount", "spec", hint="the secrets engine mount, e.g. database")
-    path = _vault_path(r, spec, "path", "spec", hint="the credentials path, e.g. creds/app")
+    r = Reader()
+    meta, spec = r.secret_meta(obj, VAULT_DYNAMIC_SECRET)
+    mount = r.vault_path(spec, "mount", "spec", hint="the secrets engine mount, e.g. database")
+    path = r.vault_path(spec, "path", "spec", hint="the credentials path, e.g. creds/app")
     method = r.choice(spec, "requestHTTPMethod", "spec", HTTP_METHODS, default="GET")
     params = r.string_map(spec, "params", "spec")
     renewal_percent = r.integer(spec, "renewalPercent", "spec",
@@ -85,27 +69,20 @@ def parse_vault_dynamic_secret(obj: Mapping[str, Any]) -> VaultDynamicSecret:
         r.fail("spec.renewalPercent", f"{renewal_percent} is over {MAX_RENEWAL_PERCENT}: "
                "renewing later leaves too little time to fetch new credentials")
     dest_spec = r.mapping(spec, "destination", "spec", required=True) or {}
-    destination, warnings = _destination(r, dest_spec)
+    destination, warnings = read_destination(r, dest_spec)
     secret = VaultDynamicSecret(
-        namespace=namespace,
-        name=name,
-        generation=generation,
-        uid=uid,
-        labels=_frozen(r.string_map(meta, "labels", "metadata")),
-        annotations=_frozen(r.string_map(meta, "annotations", "metadata")),
-        vault_auth_ref=vault_auth_ref,
-        vault_namespace=r.string(spec, "namespace", "spec"),
+        meta=meta,
         mount=mount,
         path=path,
         method=cast(HTTPMethod, method or "GET"),
-        params=_frozen(params),
+        params=frozen(params),
         renewal_percent=renewal_percent,
         revoke=r.boolean(spec, "revoke", "spec", default=False),
         allow_static_creds=r.boolean(spec, "allowStaticCreds", "spec", default=False),
-        refresh_after_seconds=_duration(r, spec, "refreshAfter", "spec", default=None),
+        refresh_after_seconds=r.duration(spec, "refreshAfter", "spec", default=None),
         destination=destination,
-        rollout_restart_targets=_targets(r, spec),
+        rollout_restart_targets=read_targets(r, spec),
         warnings=tuple(warnings),
     )
-    _raise(r, VAULT_DYNAMIC_SECRET, namespace, name)
+    r.raise_for(VAULT_DYNAMIC_SECRET, meta.namespace, meta.name)
     return secret

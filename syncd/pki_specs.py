@@ -1,7 +1,8 @@
 """VaultPKISecret: a certificate Vault's pki engine issues, re-issued before it expires.
 
 Field names and meanings are those of Vault Secrets Operator's ``VaultPKISecret``
-(secrets.hashicorp.com/v1beta1, v1.4.1). The field readers are :mod:`syncd.specs`'s.
+(secrets.hashicorp.com/v1beta1, v1.4.1). The field readers are :mod:`syncd.spec_parts`'s, the
+destination and the restart targets :mod:`syncd.specs`'s.
 """
 
 from __future__ import annotations
@@ -13,22 +14,14 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast, get_args
 
 from plumbing.kube import Resource
+from syncd.spec_parts import HasSecretMeta, Reader, SecretMeta, SpecError
 from syncd.specs import (
     GROUP,
     VERSION,
     Destination,
-    ObjectRef,
     RolloutRestartTarget,
-    SpecError,
-    _destination,
-    _duration,
-    _frozen,
-    _metadata,
-    _raise,
-    _Reader,
-    _ref,
-    _targets,
-    _vault_path,
+    read_destination,
+    read_targets,
 )
 
 VAULT_PKI_SECRET = Resource(GROUP, VERSION, "vaultpkisecrets", kind="VaultPKISecret")
@@ -43,15 +36,8 @@ __all__ = ["TLS", "VAULT_PKI_SECRET", "SpecError", "VaultPKISecret", "parse_vaul
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class VaultPKISecret:
-    namespace: str
-    name: str
-    generation: int
-    uid: str
-    labels: Mapping[str, str]
-    annotations: Mapping[str, str]
-    vault_auth_ref: ObjectRef | None
-    vault_namespace: str | None
+class VaultPKISecret(HasSecretMeta):
+    meta: SecretMeta
     mount: str
     role: str
     common_name: str | None
@@ -94,12 +80,10 @@ class VaultPKISecret:
 
 def parse_vault_pki_secret(obj: Mapping[str, Any]) -> VaultPKISecret:
     """A VaultPKISecret from its API object; raises :class:`SpecError`."""
-    r = _Reader()
-    namespace, name, generation, uid, meta = _metadata(r, obj, VAULT_PKI_SECRET)
-    spec = r.mapping(obj, "spec", "", required=True) or {}
-    vault_auth_ref = _ref(r, spec, "vaultAuthRef", "spec", namespace=namespace)
-    mount = _vault_path(r, spec, "mount", "spec", hint="the pki engine mount, e.g. pki")
-    role = _vault_path(r, spec, "role", "spec", hint="the pki role to issue with")
+    r = Reader()
+    meta, spec = r.secret_meta(obj, VAULT_PKI_SECRET)
+    mount = r.vault_path(spec, "mount", "spec", hint="the pki engine mount, e.g. pki")
+    role = r.vault_path(spec, "role", "spec", hint="the pki role to issue with")
     if "/" in role:
         r.fail("spec.role", f"{role!r} is a role name, not a path")
     lists = {key: r.string_list(spec, key, "spec") or ()
@@ -111,7 +95,7 @@ def parse_vault_pki_secret(obj: Mapping[str, Any]) -> VaultPKISecret:
             r.fail(f"spec.ipSans[{i}]", f"{ip!r} is not an IP address")
     ttl = r.string(spec, "ttl", "spec")
     if ttl is not None:
-        _duration(r, spec, "ttl", "spec", default=None)
+        r.duration(spec, "ttl", "spec", default=None)
     not_after = r.string(spec, "notAfter", "spec")
     if not_after:
         try:
@@ -125,18 +109,14 @@ def parse_vault_pki_secret(obj: Mapping[str, Any]) -> VaultPKISecret:
     key_format = cast(KeyFormat, r.choice(spec, "privateKeyFormat", "spec", KEY_FORMATS,
                                           default="der"))
     dest_spec = r.mapping(spec, "destination", "spec", required=True) or {}
-    destination, warnings = _destination(r, dest_spec)
+    destination, warnings = read_destination(r, dest_spec)
     if destination.type == TLS and destination.create and fmt == "der":
         r.fail("spec.format", "a kubernetes.io/tls Secret holds PEM: use pem or pem_bundle")
     offset = 0.0
     if spec.get("expiryOffset") not in (None, "", "0", "0s"):
-        offset = _duration(r, spec, "expiryOffset", "spec", default=None) or 0.0
+        offset = r.duration(spec, "expiryOffset", "spec", default=None) or 0.0
     secret = VaultPKISecret(
-        namespace=namespace, name=name, generation=generation, uid=uid,
-        labels=_frozen(r.string_map(meta, "labels", "metadata")),
-        annotations=_frozen(r.string_map(meta, "annotations", "metadata")),
-        vault_auth_ref=vault_auth_ref, vault_namespace=r.string(spec, "namespace", "spec"),
-        mount=mount, role=role, common_name=r.string(spec, "commonName", "spec"),
+        meta=meta, mount=mount, role=role, common_name=r.string(spec, "commonName", "spec"),
         alt_names=lists["altNames"], ip_sans=lists["ipSans"], uri_sans=lists["uriSans"],
         other_sans=lists["otherSans"], user_ids=lists["userIDs"], ttl=ttl, format=fmt,
         private_key_format=key_format, not_after=not_after,
@@ -145,14 +125,14 @@ def parse_vault_pki_secret(obj: Mapping[str, Any]) -> VaultPKISecret:
         expiry_offset_seconds=offset,
         revoke=r.boolean(spec, "revoke", "spec", default=False),
         clear=r.boolean(spec, "clear", "spec", default=False),
-        destination=destination, rollout_restart_targets=_targets(r, spec),
+        destination=destination, rollout_restart_targets=read_targets(r, spec),
         warnings=tuple(warnings),
     )
-    _raise(r, VAULT_PKI_SECRET, namespace, name)
+    r.raise_for(VAULT_PKI_SECRET, meta.namespace, meta.name)
     return secret
 
 
-def _issuer_ref(r: _Reader, spec: Mapping[str, Any]) -> str | None:
+def _issuer_ref(r: Reader, spec: Mapping[str, Any]) -> str | None:
     """An issuer's name or id (it becomes a path segment: no slashes)."""
     value = r.string(spec, "issuerRef", "spec")
     if value and ("/" in value or value in (".", "..")):

@@ -28,7 +28,7 @@ from typing import Any, Literal, cast, get_args
 from urllib.parse import urlsplit
 
 from plumbing.kube import Resource
-from syncd.durations import DurationError, parse_duration
+from syncd.durations import parse_duration
 from syncd.rendering import (
     RAW_KEY,
     KVType,
@@ -39,7 +39,27 @@ from syncd.rendering import (
     compile_template,
     key_problem,
 )
+from syncd.spec_parts import (
+    HasSecretMeta,
+    ObjectRef,
+    Problem,
+    Reader,
+    SecretMeta,
+    SpecError,
+    check_annotations,
+    check_headers,
+    check_labels,
+    frozen,
+    json_type,
+    label_value_problem,
+    namespace_problem,
+    qualified_name_problem,
+    subdomain_problem,
+)
 from syncd.vault_addresses import parse_address
+
+# Part of this module's interface since before syncd.spec_parts; callers import them from here.
+__all__ = ["ObjectRef", "Problem", "SecretMeta", "SpecError"]
 
 GROUP = "secrets.vault-syncd.dev"
 VERSION = "v1beta1"
@@ -79,48 +99,7 @@ _DEFAULT_MOUNTS: Mapping[AuthMethod, str] = {
 }
 
 
-# --- errors -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Problem:
-    """One thing wrong with one field."""
-
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
-
-
-class SpecError(Exception):
-    """Everything wrong with one object (``obj`` is e.g. ``VaultStaticSecret app/web``)."""
-
-    def __init__(self, *, obj: str, problems: tuple[Problem, ...]) -> None:
-        self.obj = obj
-        self.problems = problems
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        return f"{self.obj} is invalid: " + "; ".join(str(p) for p in self.problems)
-
-
 # --- parsed values ------------------------------------------------------------------------
-
-
-def _frozen(mapping: Mapping[str, str] | None = None) -> Mapping[str, str]:
-    return MappingProxyType(dict(mapping or {}))
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ObjectRef:
-    """A namespaced object; a spec's ``name`` or ``namespace/name``, resolved."""
-
-    namespace: str
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.namespace}/{self.name}"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -139,7 +118,7 @@ class VaultConnection:
     tls_server_name: str | None
     skip_tls_verify: bool
     timeout_seconds: float | None
-    headers: Mapping[str, str] = field(default_factory=_frozen)
+    headers: Mapping[str, str] = field(default_factory=frozen)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -194,8 +173,8 @@ class VaultAuth:
     vault_namespace: str | None
     #: None when unset (only this namespace); ``("*",)`` for every namespace.
     allowed_namespaces: tuple[str, ...] | None
-    params: Mapping[str, str] = field(default_factory=_frozen)
-    headers: Mapping[str, str] = field(default_factory=_frozen)
+    params: Mapping[str, str] = field(default_factory=frozen)
+    headers: Mapping[str, str] = field(default_factory=frozen)
     #: Exactly the block of ``method`` is set.
     token: TokenAuth | None = None
     kubernetes: KubernetesAuth | None = None
@@ -227,7 +206,7 @@ class SelectorRequirement:
 class LabelSelector:
     """A metav1.LabelSelector; never empty (an empty one would select every workload)."""
 
-    match_labels: Mapping[str, str] = field(default_factory=_frozen)
+    match_labels: Mapping[str, str] = field(default_factory=frozen)
     match_expressions: tuple[SelectorRequirement, ...] = ()
 
     def matches(self, labels: Mapping[str, str]) -> bool:
@@ -296,17 +275,8 @@ class Destination:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class VaultStaticSecret:
-    namespace: str
-    name: str
-    generation: int
-    uid: str
-    #: The object's own labels and annotations: template input, as in VSO.
-    labels: Mapping[str, str]
-    annotations: Mapping[str, str]
-    #: None: the ``default`` VaultAuth of syncd's own namespace.
-    vault_auth_ref: ObjectRef | None
-    vault_namespace: str | None
+class VaultStaticSecret(HasSecretMeta):
+    meta: SecretMeta
     mount: str
     path: str
     kv_type: KVType
@@ -324,293 +294,13 @@ class VaultStaticSecret:
     warnings: tuple[str, ...] = ()
 
 
-# --- field readers ------------------------------------------------------------------------
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, Mapping):
-        return "an object"
-    return "null"
-
-
-class _Reader:
-    """Typed reads of a plain mapping that record problems instead of raising."""
-
-    def __init__(self) -> None:
-        self.problems: list[Problem] = []
-
-    def fail(self, path: str, message: str) -> None:
-        self.problems.append(Problem(path=path, message=message))
-
-    def mapping(
-        self, parent: Mapping[str, Any], key: str, path: str, *, required: bool = False
-    ) -> Mapping[str, Any] | None:
-        where, value = _join(path, key), parent.get(key)
-        if value is None:
-            if required:
-                self.fail(where, "is required")
-            return None
-        if not isinstance(value, Mapping):
-            self.fail(where, f"must be an object, not {_json_type(value)}")
-            return None
-        return value
-
-    def string(
-        self, parent: Mapping[str, Any], key: str, path: str, *,
-        required: bool = False, default: str | None = None, hint: str = "",
-    ) -> str | None:
-        """The string at ``key``; an empty string counts as unset, as in VSO (omitempty)."""
-        where, value = _join(path, key), parent.get(key)
-        if value is None or value == "":
-            if required:
-                self.fail(where, "is required" + (f" ({hint})" if hint else ""))
-            return default
-        if not isinstance(value, str):
-            self.fail(where, f"must be a string, not {_json_type(value)}")
-            return default
-        return value
-
-    def boolean(self, parent: Mapping[str, Any], key: str, path: str, *, default: bool) -> bool:
-        value = parent.get(key)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            self.fail(_join(path, key), f"must be true or false, not {_json_type(value)}")
-            return default
-        return value
-
-    def integer(
-        self, parent: Mapping[str, Any], key: str, path: str, *, default: int, minimum: int
-    ) -> int:
-        where, value = _join(path, key), parent.get(key)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(where, f"must be an integer, not {_json_type(value)}")
-            return default
-        if value < minimum:
-            self.fail(where, f"must be at least {minimum}, got {value}")
-            return default
-        return value
-
-    def choice(
-        self, parent: Mapping[str, Any], key: str, path: str, choices: tuple[str, ...], *,
-        default: str | None = None,
-    ) -> str | None:
-        value = self.string(parent, key, path, required=default is None)
-        if value is None:
-            return default
-        if value not in choices:
-            self.fail(_join(path, key), f"unknown value {value!r}: use one of "
-                      + ", ".join(choices))
-            return default
-        return value
-
-    def string_list(self, parent: Mapping[str, Any], key: str, path: str) -> tuple[str, ...] | None:
-        where, value = _join(path, key), parent.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, list):
-            self.fail(where, f"must be a list of strings, not {_json_type(value)}")
-            return None
-        out = []
-        for i, item in enumerate(value):
-            if isinstance(item, str):
-                out.append(item)
-            else:
-                self.fail(f"{where}[{i}]", f"must be a string, not {_json_type(item)}")
-        return tuple(out)
-
-    def string_map(self, parent: Mapping[str, Any], key: str, path: str) -> dict[str, str]:
-        where, value = _join(path, key), parent.get(key)
-        if value is None:
-            return {}
-        if not isinstance(value, Mapping):
-            self.fail(where, f"must be a map of strings, not {_json_type(value)}")
-            return {}
-        out = {}
-        for k, v in value.items():
-            if isinstance(v, str):
-                out[k] = v
-            else:
-                self.fail(f"{where}[{k}]", f"must be a string, not {_json_type(v)} "
-                          "(quote numbers and booleans in YAML)")
-        return out
-
-    def items(self, parent: Mapping[str, Any], key: str, path: str) -> list[tuple[str, Any]]:
-        """The elements of a list of objects, each with its path."""
-        where, value = _join(path, key), parent.get(key)
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            self.fail(where, f"must be a list, not {_json_type(value)}")
-            return []
-        out = []
-        for i, item in enumerate(value):
-            if isinstance(item, Mapping):
-                out.append((f"{where}[{i}]", item))
-            else:
-                self.fail(f"{where}[{i}]", f"must be an object, not {_json_type(item)}")
-        return out
-
-
-# --- syntax of names ----------------------------------------------------------------------
-
-_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS_SUBDOMAIN = re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*")
-_DNS_LABEL_RE = re.compile(_DNS_LABEL)
-_QUALIFIED_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
-_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_ANNOTATIONS_MAX_BYTES = 256 * 1024
-
-
-def _subdomain_problem(value: str) -> str | None:
-    if len(value) > 253 or not _DNS_SUBDOMAIN.fullmatch(value):
-        return (f"{value!r} is not a valid name: use at most 253 lowercase letters, digits, "
-                "'-' and '.', starting and ending with a letter or digit")
-    return None
-
-
-def _namespace_problem(value: str) -> str | None:
-    if len(value) > 63 or not _DNS_LABEL_RE.fullmatch(value):
-        return (f"{value!r} is not a valid namespace: use at most 63 lowercase letters, "
-                "digits and '-', starting and ending with a letter or digit")
-    return None
-
-
-def _qualified_name_problem(value: str) -> str | None:
-    prefix, slash, name = value.rpartition("/")
-    if slash and (not prefix or _subdomain_problem(prefix)):
-        return f"{value!r}: the prefix before '/' must be a DNS subdomain, e.g. example.com"
-    if not name or len(name) > 63 or not _QUALIFIED_NAME.fullmatch(name):
-        return (f"{value!r}: the name must be at most 63 letters, digits, '-', '_' and '.', "
-                "starting and ending with a letter or digit")
-    return None
-
-
-def _label_value_problem(value: str) -> str | None:
-    if value and (len(value) > 63 or not _QUALIFIED_NAME.fullmatch(value)):
-        return (f"label value {value!r} must be empty or at most 63 letters, digits, '-', '_' "
-                "and '.', starting and ending with a letter or digit")
-    return None
-
-
-def _check_labels(r: _Reader, labels: Mapping[str, str], where: str) -> None:
-    for k, v in labels.items():
-        problem = _qualified_name_problem(k) or _label_value_problem(v)
-        if problem:
-            r.fail(f"{where}[{k}]", problem)
-
-
-def _check_annotations(r: _Reader, annotations: Mapping[str, str], where: str) -> None:
-    for k in annotations:
-        problem = _qualified_name_problem(k)
-        if problem:
-            r.fail(f"{where}[{k}]", problem)
-    size = sum(len(k) + len(v.encode()) for k, v in annotations.items())
-    if size > _ANNOTATIONS_MAX_BYTES:
-        r.fail(where, f"annotations total {size} bytes, over Kubernetes' limit of "
-               f"{_ANNOTATIONS_MAX_BYTES}")
-
-
-def _check_headers(r: _Reader, headers: Mapping[str, str], where: str) -> None:
-    for k, v in headers.items():
-        if not _HEADER_NAME.fullmatch(k):
-            r.fail(f"{where}[{k}]", "is not a valid HTTP header name")
-        elif k.lower() == "x-vault-token":
-            r.fail(f"{where}[{k}]", "a Vault token must not sit in a resource; the VaultAuth "
-                   "logs in and supplies it")
-        if any(c in v for c in "\r\n\0"):
-            r.fail(f"{where}[{k}]", "a header value must not contain line breaks")
-
-
-def _name(r: _Reader, parent: Mapping[str, Any], key: str, path: str, *,
-          required: bool = False, hint: str = "") -> str | None:
-    value = r.string(parent, key, path, required=required, hint=hint)
-    if value is not None:
-        problem = _subdomain_problem(value)
-        if problem:
-            r.fail(_join(path, key), problem)
-            return None
-    return value
-
-
-def _ref(r: _Reader, parent: Mapping[str, Any], key: str, path: str, *,
-         namespace: str) -> ObjectRef | None:
-    """``name`` (in ``namespace``) or ``namespace/name``; None when unset."""
-    value = r.string(parent, key, path)
-    if value is None:
-        return None
-    where = _join(path, key)
-    parts = value.split("/")
-    if len(parts) > 2 or not all(parts):
-        r.fail(where, f"invalid reference {value!r}: use <name> or <namespace>/<name>")
-        return None
-    ref_ns, ref_name = (parts[0], parts[1]) if len(parts) == 2 else (namespace, parts[0])
-    problem = (_namespace_problem(ref_ns) if len(parts) == 2 else None) or _subdomain_problem(
-        ref_name)
-    if problem:
-        r.fail(where, problem)
-        return None
-    return ObjectRef(namespace=ref_ns, name=ref_name)
-
-
-def _vault_path(r: _Reader, parent: Mapping[str, Any], key: str, path: str, *,
-                hint: str) -> str:
-    """A mount or secret path, without leading or trailing slashes."""
-    where, text = _join(path, key), r.string(parent, key, path, required=True, hint=hint)
-    if text is None:
-        return ""
-    value = text.strip("/")
-    if not value:
-        r.fail(where, f"must not be only slashes ({hint})")
-        return ""
-    segments = value.split("/")
-    if any(s in ("", ".", "..") for s in segments):
-        r.fail(where, f"{value!r} has an empty, '.' or '..' segment")
-    elif any(c in value for c in "?#\0\r\n"):
-        r.fail(where, f"{value!r} must not contain '?', '#' or control characters")
-    return value
-
-
-def _metadata(r: _Reader, obj: Mapping[str, Any], kind: Resource) -> tuple[
-        str, str, int, str, Mapping[str, Any]]:
-    """Namespace, name, generation, uid and the metadata mapping of ``obj``."""
-    found = obj.get("kind")
-    if found is not None and found != kind.kind:
-        r.fail("kind", f"expected {kind.kind}, got {found!r}")
-    meta = r.mapping(obj, "metadata", "", required=True) or {}
-    name = r.string(meta, "name", "metadata", required=True) or "<unnamed>"
-    namespace = r.string(meta, "namespace", "metadata", required=True) or "<no namespace>"
-    generation = r.integer(meta, "generation", "metadata", default=0, minimum=0)
-    uid = r.string(meta, "uid", "metadata", default="") or ""
-    return namespace, name, generation, uid, meta
-
-
-def _raise(r: _Reader, kind: Resource, namespace: str, name: str) -> None:
-    if r.problems:
-        raise SpecError(obj=f"{kind.kind} {namespace}/{name}", problems=tuple(r.problems))
-
-
 # --- VaultConnection ----------------------------------------------------------------------
 
 
 def parse_vault_connection(obj: Mapping[str, Any]) -> VaultConnection:
     """A VaultConnection from its API object; raises :class:`SpecError`."""
-    r = _Reader()
-    namespace, name, generation, uid, _ = _metadata(r, obj, VAULT_CONNECTION)
+    r = Reader()
+    namespace, name, generation, uid, _ = r.metadata(obj, VAULT_CONNECTION)
     spec = r.mapping(obj, "spec", "", required=True) or {}
 
     address = r.string(spec, "address", "spec", required=True,
@@ -619,10 +309,10 @@ def parse_vault_connection(obj: Mapping[str, Any]) -> VaultConnection:
         problem = _address_problem(address)
         if problem:
             r.fail("spec.address", problem)
-    timeout = _duration(r, spec, "timeout", "spec", default=None)
+    timeout = r.duration(spec, "timeout", "spec", default=None)
     headers = r.string_map(spec, "headers", "spec")
-    _check_headers(r, headers, "spec.headers")
-    ca_cert_secret_ref = _name(r, spec, "caCertSecretRef", "spec")
+    check_headers(r, headers, "spec.headers")
+    ca_cert_secret_ref = r.name(spec, "caCertSecretRef", "spec")
     ca_cert_path = r.string(spec, "caCertPath", "spec")
     if ca_cert_path is not None:
         if ca_cert_secret_ref is not None:
@@ -645,9 +335,9 @@ def parse_vault_connection(obj: Mapping[str, Any]) -> VaultConnection:
         tls_server_name=server_name,
         skip_tls_verify=r.boolean(spec, "skipTLSVerify", "spec", default=False),
         timeout_seconds=timeout,
-        headers=_frozen(headers),
+        headers=frozen(headers),
     )
-    _raise(r, VAULT_CONNECTION, namespace, name)
+    r.raise_for(VAULT_CONNECTION, namespace, name)
     return connection
 
 
@@ -672,7 +362,7 @@ def _address_problem(address: str) -> str | None:
 
 def _host_name_problem(name: str) -> str | None:
     """What is wrong with a TLS server name (a DNS name: SNI carries no IP address)."""
-    if name != name.lower() or _subdomain_problem(name.rstrip(".")):
+    if name != name.lower() or subdomain_problem(name.rstrip(".")):
         return (f"{name!r} is not a DNS name: use lowercase letters, digits, '-' and '.' (the"
                 " name in Vault's certificate)")
     try:
@@ -682,77 +372,63 @@ def _host_name_problem(name: str) -> str | None:
     return f"{name!r} is an IP address; a TLS server name is a DNS name (SNI)"
 
 
-def _duration(r: _Reader, parent: Mapping[str, Any], key: str, path: str, *,
-              default: str | None) -> float | None:
-    text = r.string(parent, key, path, default=default)
-    if text is None:
-        return None
-    try:
-        seconds = parse_duration(text)
-    except DurationError as exc:
-        r.fail(_join(path, key), str(exc))
-        return None
-    if seconds < 1:
-        r.fail(_join(path, key), f"{text!r} is too short: use at least 1s")
-        return None
-    return seconds
-
-
 # --- VaultAuth ----------------------------------------------------------------------------
 
 
 def parse_vault_auth(obj: Mapping[str, Any]) -> VaultAuth:
     """A VaultAuth from its API object; raises :class:`SpecError`."""
-    r = _Reader()
-    namespace, name, generation, uid, _ = _metadata(r, obj, VAULT_AUTH)
+    r = Reader()
+    namespace, name, generation, uid, _ = r.metadata(obj, VAULT_AUTH)
     spec = r.mapping(obj, "spec", "", required=True) or {}
 
     method = cast(AuthMethod | None, r.choice(spec, "method", "spec", AUTH_METHODS))
     allowed = r.string_list(spec, "allowedNamespaces", "spec")
     for i, ns in enumerate(allowed or ()):
-        problem = None if ns == "*" else _namespace_problem(ns)
+        problem = None if ns == "*" else namespace_problem(ns)
         if problem:
             r.fail(f"spec.allowedNamespaces[{i}]", problem)
     if allowed and "*" in allowed and len(allowed) > 1:
         r.fail("spec.allowedNamespaces", "'*' allows every namespace and must be the only "
                "entry")
     headers = r.string_map(spec, "headers", "spec")
-    _check_headers(r, headers, "spec.headers")
+    check_headers(r, headers, "spec.headers")
 
-    mount = r.string(spec, "mount", "spec")
+    # Vault's login path is auth/<mount>/login: a mount of '..' would log in elsewhere.
+    mount = r.vault_path(spec, "mount", "spec", required=False,
+                         hint="the auth method's mount, e.g. kubernetes")
     auth = VaultAuth(
         namespace=namespace,
         name=name,
         generation=generation,
         uid=uid,
-        vault_connection_ref=_ref(r, spec, "vaultConnectionRef", "spec", namespace=namespace),
+        vault_connection_ref=r.ref(spec, "vaultConnectionRef", "spec", namespace=namespace),
         method=method or "token",
-        mount=(mount or _DEFAULT_MOUNTS[method or "token"]).strip("/"),
+        mount=mount or _DEFAULT_MOUNTS[method or "token"],
         vault_namespace=r.string(spec, "namespace", "spec"),
         allowed_namespaces=allowed,
-        params=_frozen(r.string_map(spec, "params", "spec")),
-        headers=_frozen(headers),
+        params=frozen(r.string_map(spec, "params", "spec")),
+        headers=frozen(headers),
         token=_token_auth(r, spec) if method == "token" else None,
         kubernetes=_kubernetes_auth(r, spec) if method == "kubernetes" else None,
         jwt=_jwt_auth(r, spec) if method == "jwt" else None,
         app_role=_app_role_auth(r, spec) if method == "appRole" else None,
     )
-    _raise(r, VAULT_AUTH, namespace, name)
+    r.raise_for(VAULT_AUTH, namespace, name)
     return auth
 
 
-def _method_block(r: _Reader, spec: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+def _method_block(r: Reader, spec: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     block = r.mapping(spec, key, "spec")
     if block is None:
         r.fail(f"spec.{key}", f"is required when method is {key}")
     return block or {}
 
 
-def _token_auth(r: _Reader, spec: Mapping[str, Any]) -> TokenAuth:
+def _token_auth(r: Reader, spec: Mapping[str, Any]) -> TokenAuth:
     block = _method_block(r, spec, "token")
     ref = r.mapping(block, "secretRef", "spec.token", required=True) or {}
     where = "spec.token.secretRef"
-    name = _name(r, ref, "name", where, required=True, hint="the Secret holding the token")
+    name = r.name(ref, "name", where, required=True, hint="the Secret holding the token")
     key = r.string(ref, "key", where, default="token") or "token"
     problem = key_problem(key)
     if problem:
@@ -760,18 +436,18 @@ def _token_auth(r: _Reader, spec: Mapping[str, Any]) -> TokenAuth:
     return TokenAuth(secret_ref=SecretKeyRef(name=name or "", key=key))
 
 
-def _kubernetes_auth(r: _Reader, spec: Mapping[str, Any]) -> KubernetesAuth:
+def _kubernetes_auth(r: Reader, spec: Mapping[str, Any]) -> KubernetesAuth:
     block, where = _method_block(r, spec, "kubernetes"), "spec.kubernetes"
     return KubernetesAuth(
         role=r.string(block, "role", where, required=True, hint="the Vault role") or "",
-        service_account=_name(r, block, "serviceAccount", where, required=True,
+        service_account=r.name(block, "serviceAccount", where, required=True,
                               hint="a ServiceAccount in the secret's namespace") or "",
         audiences=_audiences(r, block, where),
         token_expiration_seconds=_token_expiration(r, block, where),
     )
 
 
-def _audiences(r: _Reader, block: Mapping[str, Any], where: str) -> tuple[str, ...]:
+def _audiences(r: Reader, block: Mapping[str, Any], where: str) -> tuple[str, ...]:
     audiences = r.string_list(block, "audiences", where) or ()
     for i, audience in enumerate(audiences):
         if not audience.strip():
@@ -779,17 +455,17 @@ def _audiences(r: _Reader, block: Mapping[str, Any], where: str) -> tuple[str, .
     return audiences or DEFAULT_TOKEN_AUDIENCES
 
 
-def _token_expiration(r: _Reader, block: Mapping[str, Any], where: str) -> int:
+def _token_expiration(r: Reader, block: Mapping[str, Any], where: str) -> int:
     seconds = r.integer(block, "tokenExpirationSeconds", where,
                         default=MIN_TOKEN_EXPIRATION_SECONDS,
                         minimum=MIN_TOKEN_EXPIRATION_SECONDS)
     return min(seconds, MAX_TOKEN_EXPIRATION_SECONDS)
 
 
-def _jwt_auth(r: _Reader, spec: Mapping[str, Any]) -> JWTAuth:
+def _jwt_auth(r: Reader, spec: Mapping[str, Any]) -> JWTAuth:
     block, where = _method_block(r, spec, "jwt"), "spec.jwt"
-    secret_ref = _name(r, block, "secretRef", where)
-    service_account = _name(r, block, "serviceAccount", where)
+    secret_ref = r.name(block, "secretRef", where)
+    service_account = r.name(block, "serviceAccount", where)
     if block and not block.get("secretRef") and not block.get("serviceAccount"):
         r.fail(where, "set secretRef (a Secret with key jwt) or serviceAccount")
     return JWTAuth(
@@ -801,9 +477,9 @@ def _jwt_auth(r: _Reader, spec: Mapping[str, Any]) -> JWTAuth:
     )
 
 
-def _app_role_auth(r: _Reader, spec: Mapping[str, Any]) -> AppRoleAuth:
+def _app_role_auth(r: Reader, spec: Mapping[str, Any]) -> AppRoleAuth:
     block, where = _method_block(r, spec, "appRole"), "spec.appRole"
-    secret_ref = _name(r, block, "secretRef", where)
+    secret_ref = r.name(block, "secretRef", where)
     path = r.string(block, "secretIDPath", where)
     if block and (secret_ref is None) == (path is None):
         r.fail(where, "set exactly one of secretRef (a Secret with key id holding the SecretID)"
@@ -823,34 +499,24 @@ def _app_role_auth(r: _Reader, spec: Mapping[str, Any]) -> AppRoleAuth:
 
 def parse_vault_static_secret(obj: Mapping[str, Any]) -> VaultStaticSecret:
     """A VaultStaticSecret from its API object; raises :class:`SpecError`."""
-    r = _Reader()
-    namespace, name, generation, uid, meta = _metadata(r, obj, VAULT_STATIC_SECRET)
-    spec = r.mapping(obj, "spec", "", required=True) or {}
-
+    r = Reader()
     # Read in the order of the CRD, so that problems are reported in that order too.
-    vault_auth_ref = _ref(r, spec, "vaultAuthRef", "spec", namespace=namespace)
-    mount = _vault_path(r, spec, "mount", "spec", hint="the KV mount, e.g. secret")
-    path = _vault_path(r, spec, "path", "spec", hint="the secret's path in the mount")
+    meta, spec = r.secret_meta(obj, VAULT_STATIC_SECRET)
+    mount = r.vault_path(spec, "mount", "spec", hint="the KV mount, e.g. secret")
+    path = r.vault_path(spec, "path", "spec", hint="the secret's path in the mount")
     kv_type = cast(KVType | None, r.choice(spec, "type", "spec", KV_TYPES))
     version = r.integer(spec, "version", "spec", default=0, minimum=0)
     if version and kv_type == "kv-v1":
         r.fail("spec.version", "only a kv-v2 secret has versions; remove the version or set "
                "type: kv-v2")
-    refresh = _duration(r, spec, "refreshAfter", "spec", default=DEFAULT_REFRESH_AFTER)
+    refresh = r.duration(spec, "refreshAfter", "spec", default=DEFAULT_REFRESH_AFTER)
     dest_spec = r.mapping(spec, "destination", "spec", required=True) or {}
-    destination, warnings = _destination(r, dest_spec)
+    destination, warnings = read_destination(r, dest_spec)
     sync_config = r.mapping(spec, "syncConfig", "spec") or {}
     instant_updates = r.boolean(sync_config, "instantUpdates", "spec.syncConfig", default=False)
 
     secret = VaultStaticSecret(
-        namespace=namespace,
-        name=name,
-        generation=generation,
-        uid=uid,
-        labels=_frozen(r.string_map(meta, "labels", "metadata")),
-        annotations=_frozen(r.string_map(meta, "annotations", "metadata")),
-        vault_auth_ref=vault_auth_ref,
-        vault_namespace=r.string(spec, "namespace", "spec"),
+        meta=meta,
         mount=mount,
         path=path,
         kv_type=kv_type or "kv-v2",
@@ -859,23 +525,23 @@ def parse_vault_static_secret(obj: Mapping[str, Any]) -> VaultStaticSecret:
         hmac_secret_data=r.boolean(spec, "hmacSecretData", "spec", default=True),
         destination=destination,
         instant_updates=instant_updates,
-        rollout_restart_targets=_targets(r, spec),
+        rollout_restart_targets=read_targets(r, spec),
         deletion_policy=cast(DeletionPolicy, r.choice(
             spec, "deletionPolicy", "spec", _DELETION_POLICIES, default="Delete")),
         warnings=tuple(warnings),
     )
-    _raise(r, VAULT_STATIC_SECRET, namespace, name)
+    r.raise_for(VAULT_STATIC_SECRET, meta.namespace, meta.name)
     return secret
 
 
-def _destination(r: _Reader, spec: Mapping[str, Any]) -> tuple[Destination, list[str]]:
+def read_destination(r: Reader, spec: Mapping[str, Any]) -> tuple[Destination, list[str]]:
     where = "spec.destination"
-    name = _name(r, spec, "name", where, required=True, hint="the Secret to write")
+    name = r.name(spec, "name", where, required=True, hint="the Secret to write")
     create = r.boolean(spec, "create", where, default=False)
     labels = r.string_map(spec, "labels", where)
-    _check_labels(r, labels, f"{where}.labels")
+    check_labels(r, labels, f"{where}.labels")
     annotations = r.string_map(spec, "annotations", where)
-    _check_annotations(r, annotations, f"{where}.annotations")
+    check_annotations(r, annotations, f"{where}.annotations")
     secret_type = r.string(spec, "type", where, default="Opaque") or "Opaque"
     warnings = []
     if not create and (labels or annotations or secret_type != "Opaque"):
@@ -887,15 +553,15 @@ def _destination(r: _Reader, spec: Mapping[str, Any]) -> tuple[Destination, list
         name=name or "",
         create=create,
         overwrite=r.boolean(spec, "overwrite", where, default=False),
-        labels=_frozen(labels),
-        annotations=_frozen(annotations),
+        labels=frozen(labels),
+        annotations=frozen(annotations),
         type=secret_type,
         transformation=transformation,
     )
     return destination, warnings
 
 
-def _transformation(r: _Reader, spec: Mapping[str, Any]) -> Transformation:
+def _transformation(r: Reader, spec: Mapping[str, Any]) -> Transformation:
     where = "spec.destination.transformation"
     exclude_raw = r.boolean(spec, "excludeRaw", where, default=False)
     if r.items(spec, "transformationRefs", where):
@@ -913,7 +579,7 @@ def _transformation(r: _Reader, spec: Mapping[str, Any]) -> Transformation:
             r.fail(at, "the key is reserved for the raw Vault response unless excludeRaw is "
                    "true")
         if not isinstance(template_spec, Mapping):
-            r.fail(at, f"must be an object with text, not {_json_type(template_spec)}")
+            r.fail(at, f"must be an object with text, not {json_type(template_spec)}")
             continue
         text = r.string(template_spec, "text", at, required=True, hint="the template")
         if text is None:
@@ -953,7 +619,7 @@ _JINJA_HINT = (" (templates are Go templates, as in VSO: write {{ .Secrets.passw
                "for Jinja2, make the first line of the text {{!jinja2}})")
 
 
-def _patterns(r: _Reader, spec: Mapping[str, Any], key: str,
+def _patterns(r: Reader, spec: Mapping[str, Any], key: str,
               path: str) -> tuple[re.Pattern[str], ...]:
     out = []
     for i, text in enumerate(r.string_list(spec, key, path) or ()):
@@ -965,7 +631,7 @@ def _patterns(r: _Reader, spec: Mapping[str, Any], key: str,
     return tuple(out)
 
 
-def _targets(r: _Reader, spec: Mapping[str, Any]) -> tuple[RolloutRestartTarget, ...]:
+def read_targets(r: Reader, spec: Mapping[str, Any]) -> tuple[RolloutRestartTarget, ...]:
     out: list[RolloutRestartTarget] = []
     for where, item in r.items(spec, "rolloutRestartTargets", "spec"):
         kind_text = r.string(item, "kind", where)
@@ -974,7 +640,7 @@ def _targets(r: _Reader, spec: Mapping[str, Any]) -> tuple[RolloutRestartTarget,
             r.fail(f"{where}.kind", f"unknown kind {kind_text!r}: use one of "
                    + ", ".join(TARGET_KINDS))
         has_name = item.get("name") not in (None, "")
-        name = _name(r, item, "name", where)
+        name = r.name(item, "name", where)
         selector = r.mapping(item, "selector", where)
         auto = r.boolean(item, "auto", where, default=False)
         if has_name + (selector is not None) + auto != 1:
@@ -993,14 +659,14 @@ def _targets(r: _Reader, spec: Mapping[str, Any]) -> tuple[RolloutRestartTarget,
     return tuple(out)
 
 
-def _selector(r: _Reader, spec: Mapping[str, Any], where: str, *,
+def _selector(r: Reader, spec: Mapping[str, Any], where: str, *,
               kind: str) -> LabelSelector | None:
     match_labels = r.string_map(spec, "matchLabels", where)
-    _check_labels(r, match_labels, f"{where}.matchLabels")
+    check_labels(r, match_labels, f"{where}.matchLabels")
     requirements = []
     for at, item in r.items(spec, "matchExpressions", where):
         key = r.string(item, "key", at, required=True, hint="a label key") or ""
-        problem = _qualified_name_problem(key) if key else None
+        problem = qualified_name_problem(key) if key else None
         if problem:
             r.fail(f"{at}.key", problem)
         operator = cast(SelectorOperator | None, r.choice(item, "operator", at, _OPERATORS))
@@ -1010,7 +676,7 @@ def _selector(r: _Reader, spec: Mapping[str, Any], where: str, *,
         if operator in ("Exists", "DoesNotExist") and values:
             r.fail(f"{at}.values", f"must be empty with operator {operator}")
         for i, value in enumerate(values):
-            problem = _label_value_problem(value)
+            problem = label_value_problem(value)
             if problem:
                 r.fail(f"{at}.values[{i}]", problem)
         if operator is not None:
@@ -1019,5 +685,5 @@ def _selector(r: _Reader, spec: Mapping[str, Any], where: str, *,
         r.fail(where, f"an empty selector would restart every {kind} in the namespace; add "
                "matchLabels or matchExpressions, or use auto: true")
         return None
-    return LabelSelector(match_labels=_frozen(match_labels),
+    return LabelSelector(match_labels=frozen(match_labels),
                          match_expressions=tuple(requirements))

@@ -240,6 +240,14 @@ def _compile(text: str) -> Compiled | str:
         return f"template syntax error on line {exc.lineno}: {exc.message}"
     except (RecursionError, SyntaxError):  # SyntaxError: Python's own limits on nesting
         return "the template is nested too deeply to compile"
+    # There is no template loader: a template is self-contained. Said here, in words, rather
+    # than at render time as "an operation on a value of the wrong type".
+    other = next(tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)),
+                 None)
+    if other is not None:
+        word = {nodes.Include: "include", nodes.Extends: "extends"}.get(type(other), "import")
+        return (f"template syntax error on line {other.lineno}: {{% {word} %}} is not"
+                " available: a template is self-contained (use {% macro %} in the same text)")
     # MemoryError is not the text's fault (in the worker, its cache may have filled the
     # address space): raised, uncached, it ends in a fresh worker.
     return Compiled(template=template, literals=frozenset(_literals(tree)))

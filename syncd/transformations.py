@@ -30,10 +30,13 @@ that namespace's to show or not.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from plumbing.kube import JSON, Resource
+from syncd.rendering import RenderError, compile_template, key_problem
+from syncd.spec_parts import shorten
 from syncd.specs import GROUP, VERSION
 from syncd.templating import TemplateSyntaxProblem, compile_text, jinja2_body
 
@@ -48,8 +51,31 @@ class TransformationError(Exception):
     """A ``transformationRefs`` entry cannot be used; ``reason`` is the condition's."""
 
     def __init__(self, message: str, *, reason: str = "InvalidSpec") -> None:
-        super().__init__(message)
+        super().__init__(shorten(message))
         self.reason = reason
+
+
+def _check(spec: Mapping[str, Any], *, at: str, origin: str) -> None:
+    """The SecretTransformation's own templates and filters, checked here so that a problem
+    names it and its field (folded in, it would read as one of the VaultStaticSecret's)."""
+    for key, template in _mapping(spec.get("templates")).items():
+        problem = key_problem(key)
+        if problem:
+            raise TransformationError(f"{at}: {origin}: spec.templates[{key}]: invalid Secret"
+                                      f" data key: {problem}")
+        text = _mapping(template).get("text")
+        try:
+            compile_template(key=key, text=text if isinstance(text, str) else "")
+        except RenderError as exc:
+            raise TransformationError(f"{at}: {origin}: spec.templates[{key}].text:"
+                                      f" {exc.message}") from None
+    for part in ("includes", "excludes"):
+        for i, pattern in enumerate(_strings(spec.get(part))):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise TransformationError(f"{at}: {origin}: spec.{part}[{i}]: invalid regular"
+                                          f" expression: {exc.msg}") from None
 
 
 def _source(entry: Any, *, at: str, default_name: str, origin: str) -> JSON:
@@ -126,6 +152,7 @@ def resolve_transformation_refs(obj: JSON, *, lookup: Lookup, operator_namespace
             raise TransformationError(f"{at}: SecretTransformation {ref_namespace}/{name} not"
                                       " found", reason="TransformationNotFound")
         tspec = _mapping(found.get("spec"))
+        _check(tspec, at=at, origin=f"SecretTransformation {ref_namespace}/{name}")
         if ref.get("ignoreExcludes") is not True:
             excludes += _strings(tspec.get("excludes"))
         if ref.get("ignoreIncludes") is not True:

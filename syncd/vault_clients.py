@@ -73,6 +73,7 @@ import structlog
 from requests.adapters import HTTPAdapter
 
 from plumbing.kube import JSON, SECRETS, Kube, KubeError, Resource
+from plumbing.tls import TLSMaterialError, ca_context
 from plumbing.vault import VaultPool, make_client
 from syncd.specs import AppRoleAuth, JWTAuth, VaultAuth, VaultConnection
 from syncd.vault_addresses import AllowedAddresses, Origin, parse_address
@@ -437,7 +438,11 @@ class VaultClients:
         if not encoded:
             raise AuthError(f"{what}: Secret {namespace}/{name} has no key {key!r}",
                             reason="VaultAuthInvalid")
-        return base64.b64decode(encoded).decode().strip()
+        try:
+            return base64.b64decode(encoded).decode().strip()
+        except UnicodeDecodeError:  # garbage (or DER) where text goes: never quoted
+            raise AuthError(f"{what}: Secret {namespace}/{name} key {key!r} is not UTF-8 text",
+                            reason="VaultAuthInvalid") from None
 
     async def _ca_path(self, connection: VaultConnection) -> str:
         """``caCertPath``, checked to be a readable PEM file (its text is never shown)."""
@@ -453,6 +458,10 @@ class VaultClients:
                 raise AuthError(f"{what} cannot be read: {exc.strerror}") from None
             if b"-----BEGIN CERTIFICATE-----" not in head:
                 raise AuthError(f"{what} holds no PEM certificate", reason="VaultAuthInvalid")
+            try:  # a truncated one would fail every request, in OpenSSL's words
+                ca_context(what=what, cafile=path)
+            except TLSMaterialError as exc:
+                raise AuthError(str(exc), reason="VaultAuthInvalid") from None
             return path
 
         return await self._pool.run(check)
@@ -467,6 +476,12 @@ class VaultClients:
         path = self._ca_dir / f"{digest}.pem"
 
         def write() -> None:
+            try:  # else every request fails, in OpenSSL's words, naming nothing
+                ca_context(what=f"VaultConnection {connection.namespace}/{connection.name}:"
+                           f" spec.caCertSecretRef: Secret {connection.namespace}/{name} key"
+                           " ca.crt", cadata=pem)
+            except TLSMaterialError as exc:
+                raise AuthError(str(exc), reason="VaultAuthInvalid") from None
             self._ca_dir.mkdir(mode=0o700, exist_ok=True)
             path.write_text(pem + "\n")
 

@@ -24,6 +24,7 @@ from plumbing.hardening import disable_core_dumps
 from plumbing.health import address_option
 from plumbing.lifecycle import serve
 from plumbing.options import OptionParser, add_telemetry_options
+from plumbing.tls import TLSMaterialError, ca_context
 from plumbing.version import VERSION
 from unsealer.commands import custody_import, initialize, options, rbac, status, verify
 from unsealer.commands.runner import (
@@ -179,6 +180,11 @@ async def _serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     # Settings are made here, after telemetry is configured, so that a bad OTEL_* setting and
     # a missing option are reported in the same order as for syncd.
     settings = settings_from(args)
+    if settings.ca_file:  # checked before anything is read or asked (a custodian, Vault)
+        try:
+            ca_context(what=f"--ca-file {settings.ca_file}", cafile=settings.ca_file)
+        except TLSMaterialError as exc:
+            raise CommandError(str(exc), code=USAGE) from None
     from unsealer import service  # noqa: PLC0415  (the service's imports are for run only)
 
     await service.run(settings, stop)

@@ -24,6 +24,7 @@ from kubernetes_asyncio.config import ConfigException
 
 from plumbing.kube import Kube, KubeError, connect
 from plumbing.telemetry import TelemetryError, configure
+from plumbing.tls import TLSMaterialError, ca_context
 from plumbing.version import VERSION
 from unsealer.custody import (
     CustodyConfigError,
@@ -70,6 +71,8 @@ class Clients:
         self._kube: Kube | None = None
         self._http: aiohttp.ClientSession | None = None
         self._ssl: ssl.SSLContext | bool | None = None
+        if ca_file is not None:
+            self._ssl_context()  # a broken --ca-file stops the command before it reads anything
 
     async def kube(self) -> Kube:
         if self._kube is None:
@@ -100,9 +103,10 @@ class Clients:
                 self._ssl = True
             else:
                 try:
-                    self._ssl = ssl.create_default_context(cafile=self._ca_file)
-                except (OSError, ssl.SSLError) as exc:
-                    usage_error(f"--ca-file {self._ca_file}: {_reason(exc)}")
+                    self._ssl = ca_context(what=f"--ca-file {self._ca_file}",
+                                           cafile=self._ca_file)
+                except TLSMaterialError as exc:
+                    usage_error(str(exc))
         return self._ssl
 
     async def close(self) -> None:

@@ -240,6 +240,9 @@ def load_config(
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise CustodyConfigError(f"custody config {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:  # garbage, or a binary file in its place: never quoted
+        raise CustodyConfigError(f"custody config {path}: not UTF-8 text (byte {exc.start}"
+                                 " is not); is it the right file?") from None
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -36,6 +36,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
+from plumbing.tls import ca_context, load_cert_chain
 from unsealer.custody.custodian import Custodian, CustodyError
 from unsealer.shares import FingerprintKey, Share, ShareError, wipe_all
 
@@ -49,9 +50,13 @@ _POD_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 
 def server_ssl_context(*, ca_file: Path, cert_file: Path, key_file: Path) -> ssl.SSLContext:
-    """TLS for the peer server: our certificate, and a client certificate from ``ca_file``."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(ca_file))
-    context.load_cert_chain(certfile=str(cert_file), keyfile=str(key_file))
+    """TLS for the peer server: our certificate, and a client certificate from ``ca_file``.
+
+    Unusable material raises :class:`plumbing.tls.TLSMaterialError` naming the field."""
+    context = ca_context(what=f"caFile {ca_file}", cafile=ca_file,
+                         purpose=ssl.Purpose.CLIENT_AUTH)
+    load_cert_chain(context, cert_file=cert_file, key_file=key_file,
+                    cert_what=f"certFile {cert_file}", key_what=f"keyFile {key_file}")
     context.verify_mode = ssl.CERT_REQUIRED
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context
@@ -59,8 +64,9 @@ def server_ssl_context(*, ca_file: Path, cert_file: Path, key_file: Path) -> ssl
 
 def client_ssl_context(*, ca_file: Path, cert_file: Path, key_file: Path) -> ssl.SSLContext:
     """TLS for the peer client: verify the server against ``ca_file``; present our cert."""
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca_file))
-    context.load_cert_chain(certfile=str(cert_file), keyfile=str(key_file))
+    context = ca_context(what=f"caFile {ca_file}", cafile=ca_file)
+    load_cert_chain(context, cert_file=cert_file, key_file=key_file,
+                    cert_what=f"certFile {cert_file}", key_what=f"keyFile {key_file}")
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context
 
