@@ -9,6 +9,7 @@ Process layout, so that each CPU second lands on the right account:
 - syncd (``python -m syncd run``) under its own ServiceAccount (a TokenRequest token, the
   manifests' RBAC), measured from ``/proc`` together with every process it starts (a template
   worker, say), as a container limit would count them;
+- ``syncd audit-relay`` (``rotation --source audit``), Vault's sidecar, measured the same way;
 - this driver: creates objects, writes to Vault, and follows the Secrets through one watch
   (a poll of 10,000 Secrets would load the API server more than syncd does).
 """
