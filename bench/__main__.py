@@ -47,6 +47,17 @@ def _parser() -> argparse.ArgumentParser:
                         help="rotation: Vault writes per second")
     parser.add_argument("--debounce", type=float, default=2.0,
                         help="rotation: syncd's --rollout-debounce in seconds (default 2, its)")
+    parser.add_argument("--source", choices=("poll", "events", "audit"), default="poll",
+                        help="rotation: how syncd learns of a write: polling only (default), "
+                        "Vault's event notifications, or syncd audit-relay")
+    parser.add_argument("--safety", type=float, default=600.0,
+                        help="rotation with a source: syncd's --instant-updates-safety-interval"
+                        " in seconds (default 600, its)")
+    parser.add_argument("--late", action="store_true",
+                        help="rotation --source audit: start the relay after the cold sync")
+    parser.add_argument("--latency-blocks", type=int, default=3,
+                        help="rotation --source audit: blocks of 100 Vault writes each without"
+                        " and with the relay's audit device (default 3)")
     parser.add_argument("--restarts", type=int, default=20, help="unseal: pod restarts")
     parser.add_argument("--power-losses", type=int, default=5,
                         help="unseal: power cuts (every pod at once)")
@@ -68,6 +79,9 @@ def _rows(results: Mapping[str, Any], targets: Mapping[str, str]) -> list[tuple[
             for inner, figures in value.items():
                 shown = ", ".join(f"{k} {v}" for k, v in figures.items())
                 rows.append((f"{key} {inner}", shown, targets.get(key, "")))
+        elif isinstance(value, Mapping):
+            rows.append((key, ", ".join(f"{k} {v}" for k, v in value.items()),
+                         targets.get(key, "")))
         else:
             rows.append((key, value, targets.get(key, "")))
     return rows
@@ -91,7 +105,11 @@ def main(argv: list[str] | None = None) -> None:
     elif args.scenario == "steady":
         parameters["window_s"] = args.window
     elif args.scenario == "rotation":
-        parameters |= {"writes": args.writes, "rate_per_s": args.rate}
+        parameters |= {"writes": args.writes, "rate_per_s": args.rate, "source": args.source}
+        if args.source != "poll":
+            parameters["safety_interval_s"] = args.safety
+        if args.source == "audit":
+            parameters["relay_started"] = "after the cold sync" if args.late else "before syncd"
     elif args.scenario in ("limit", "cold-sync"):
         parameters["concurrency"] = args.concurrency
     suffix = f"-templates-{args.templates}" if args.templates else ""
@@ -99,8 +117,11 @@ def main(argv: list[str] | None = None) -> None:
         suffix = f"-{args.secrets}"
     if args.scenario == "unseal":
         suffix = "-peer" if args.peer else "-local"
+    targets = module.TARGETS
+    if args.scenario == "rotation":
+        suffix, targets = module.suffix(args), module.targets(args)
     report(args.scenario, parameters=parameters, results=results,
-           rows=_rows(results, module.TARGETS), suffix=suffix)
+           rows=_rows(results, targets), suffix=suffix)
 
 
 if __name__ == "__main__":

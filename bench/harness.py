@@ -9,6 +9,7 @@ Process layout, so that each CPU second lands on the right account:
 - syncd (``python -m syncd run``) under its own ServiceAccount (a TokenRequest token, the
   manifests' RBAC), measured from ``/proc`` together with every process it starts (a template
   worker, say), as a container limit would count them;
+- ``syncd audit-relay`` (``rotation --source audit``), Vault's sidecar, measured the same way;
 - this driver: creates objects, writes to Vault, and follows the Secrets through one watch
   (a poll of 10,000 Secrets would load the API server more than syncd does).
 """
@@ -25,6 +26,7 @@ import platform
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -46,6 +48,13 @@ PAGE_KIB = os.sysconf("SC_PAGESIZE") // 1024
 
 
 # --- processes --------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _children() -> dict[int, list[int]]:
@@ -168,6 +177,7 @@ class Bench:
     secrets: SecretWatch = field(init=False)
     _processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     _syncds: list[Syncd] = field(default_factory=list)
+    _relays: list[Syncd] = field(default_factory=list)
 
     def testbed_cpu(self) -> dict[str, float]:
         """CPU seconds used so far by the Kubernetes and the Vault emulation."""
@@ -195,11 +205,12 @@ class Bench:
         return done
 
     async def create_static_secrets(self, *, count: int, refresh: float, start: int = 0,
-                                    templates: int = 0) -> None:
-        """``s<start>``... ``s<start+count-1>``; the first ``templates`` with a template."""
+                                    templates: int = 0, instant: bool = False) -> None:
+        """``s<start>``... ``s<start+count-1>``; the first ``templates`` with a template; with
+        ``instant``, all with ``syncConfig.instantUpdates``."""
         async with self.session.post(f"{self.control}/static-secrets", json={
                 "count": count, "start": start, "refresh": refresh,
-                "templates": templates}) as response:
+                "templates": templates, "instant": instant}) as response:
             response.raise_for_status()
 
     async def apply(self, obj: Mapping[str, Any]) -> None:
@@ -232,6 +243,56 @@ class Bench:
         syncd = Syncd(process=process, log=log, started=time.monotonic())
         self._syncds.append(syncd)
         return syncd
+
+    async def vault(self, method: str, path: str, body: Mapping[str, Any] | None = None,
+                    ) -> dict[str, Any]:
+        """One Vault API call with the root token (``sys/audit/...``); raises on an error."""
+        async with self.session.request(
+                method, f"{self.vault_address}/v1/{path}", json=body,
+                headers={"X-Vault-Token": self.vault_token}) as response:
+            text = await response.text()
+            if response.status >= 400:
+                raise RuntimeError(f"Vault {method} {path}: {response.status} {text}")
+            return dict(json.loads(text)) if text.strip() else {}
+
+    async def write_latencies(self, count: int, *, path: str = "latency/probe") -> list[float]:
+        """Seconds each of ``count`` sequential KV writes at ``secret/<path>`` took, as this
+        driver saw them (the same client and connection each time)."""
+        latencies = []
+        for number in range(count):
+            began = time.perf_counter()
+            await self.vault("POST", f"secret/data/{path}", {"data": {"N": str(number)}})
+            latencies.append(time.perf_counter() - began)
+        return latencies
+
+    async def start_relay(self, *, listen: Path, syncd: str, token_file: Path) -> Syncd:
+        """``syncd audit-relay`` as Vault's sidecar would run it (measured like syncd; stopped
+        with the bench). ``syncd``: where syncd accepts relays."""
+        log = self.directory / f"relay-{len(self._relays)}.log"
+        handle = log.open("wb")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "syncd", "audit-relay", "--listen", str(listen),
+            "--syncd", syncd, "--token-file", str(token_file),
+            "--vault-address", self.vault_address,
+            stdout=handle, stderr=handle, cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "OTEL_TRACES_EXPORTER": "none",
+                 "OTEL_METRICS_EXPORTER": "none"},
+        )
+        handle.close()
+        relay = Syncd(process=process, log=log, started=time.monotonic())
+        self._relays.append(relay)
+        return relay
+
+    @staticmethod
+    async def wait_log(process: Syncd, text: bytes, *, deadline: float = 60.0) -> float:
+        """Seconds until ``process`` logs ``text`` (raises TimeoutError after ``deadline``)."""
+        began = time.monotonic()
+        async with asyncio.timeout(deadline):
+            while text not in process.log.read_bytes():
+                if process.process.returncode is not None:
+                    raise RuntimeError(f"exited: see {process.log}")
+                await asyncio.sleep(0.05)
+        return time.monotonic() - began
 
     async def wait_ready(self, syncd: Syncd, *, deadline: float = 120.0) -> float:
         """Seconds from start until syncd logs that it is ready (caches listed, leading)."""
@@ -278,7 +339,7 @@ async def running_bench(*, keep: bool = bool(os.environ.get("BENCH_KEEP"))) -> A
                 yield bench
             finally:
                 await bench.secrets.stop()
-                for syncd in bench._syncds:
+                for syncd in [*bench._syncds, *bench._relays]:
                     await syncd.stop()
     finally:
         for process in bench._processes:
@@ -455,12 +516,13 @@ class ColdSync:
 
 
 async def prepare(bench: Bench, *, secrets: int, refresh: float, value: str = "v1",
-                  templates: int = 0) -> None:
+                  templates: int = 0, instant: bool = False) -> None:
     """Vault data at ``app/<i>`` and a VaultStaticSecret ``s<i>`` for each (the first
-    ``templates`` with a template), syncd not yet running (a cold sync is syncd starting with
-    everything to do)."""
+    ``templates`` with a template; all with ``instantUpdates`` if ``instant``), syncd not yet
+    running (a cold sync is syncd starting with everything to do)."""
     await bench.write_secrets(range(secrets), value)
-    await bench.create_static_secrets(count=secrets, refresh=refresh, templates=templates)
+    await bench.create_static_secrets(count=secrets, refresh=refresh, templates=templates,
+                                      instant=instant)
 
 
 async def cold_sync(bench: Bench, *, secrets: int, value: str = "v1",

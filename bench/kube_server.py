@@ -32,9 +32,11 @@ NAMESPACE = "bench"
 SYNCD_NAMESPACE = "vault-syncd"
 
 
-def static_secret(index: int, *, refresh: float, template: bool = False) -> dict[str, Any]:
+def static_secret(index: int, *, refresh: float, template: bool = False,
+                  instant: bool = False) -> dict[str, Any]:
     """VaultStaticSecret ``s<index>`` of Vault path ``app/<index>``; with ``template``, the
-    Secret also gets a key rendered from a (Jinja2) template: a template worker runs."""
+    Secret also gets a key rendered from a (Jinja2) template: a template worker runs; with
+    ``instant``, ``syncConfig.instantUpdates``."""
     obj: dict[str, Any] = {
         "apiVersion": GROUP_VERSION, "kind": "VaultStaticSecret",
         "metadata": {"name": f"s{index}", "namespace": NAMESPACE},
@@ -42,6 +44,8 @@ def static_secret(index: int, *, refresh: float, template: bool = False) -> dict
                  "refreshAfter": f"{refresh:g}s",
                  "destination": {"name": f"s{index}", "create": True}},
     }
+    if instant:
+        obj["spec"]["syncConfig"] = {"instantUpdates": True}
     if template:
         obj["spec"]["destination"]["transformation"] = {"templates": {
             "LENGTH": {"text": "{{!jinja2}}\n{{ secrets.VALUE | length }}"}}}
@@ -79,7 +83,8 @@ def _app(kube: Kube, directory: Path) -> web.Application:
         templated = body.get("templates", 0)
         for index in range(body["start"], body["start"] + body["count"]):
             kube.admin.apply(static_secret(index, refresh=body["refresh"],
-                                           template=index < templated))
+                                           template=index < templated,
+                                           instant=bool(body.get("instant"))))
             if index % 50 == 0:
                 await asyncio.sleep(0)  # let the server answer and stream meanwhile
         return web.json_response({"created": body["count"]})

@@ -22,7 +22,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -33,17 +32,11 @@ from typing import Any
 import aiohttp
 import yaml
 
-from bench.harness import ROOT, percentile
+from bench.harness import ROOT, free_port, percentile
 from testbed.pki import Authority
 
 TARGETS = {"p99_s": "≤ 1 s local, ≤ 2 s with a peer"}
 HOSTS = "127.0.0.2,127.0.0.3,127.0.0.4"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def _run(*args: str, cwd: Path) -> str:
@@ -150,7 +143,7 @@ async def _until_unsealed(session: aiohttp.ClientSession, admin: str, pods: list
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     directory = Path(tempfile.mkdtemp(prefix="bench-unseal-"))
-    port = _free_port()
+    port = free_port()
     try:
         async with _testbed(directory, port) as env, aiohttp.ClientSession() as session:
             admin = env["TESTBED_PODS_ADMIN"].rstrip("/")
@@ -168,7 +161,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             unsealer_config = directory / "unsealer.kubeconfig"
             unsealer_config.write_text(yaml.safe_dump(identity))
             initial, custody, peer = _custody(
-                directory, peer_port=_free_port() if args.peer else None)
+                directory, peer_port=free_port() if args.peer else None)
             common = ["--namespace", "vault", "--address-template", f"https://{{ip}}:{port}",
                       "--ca-file", env["VAULT_CACERT"]]
             await _run(sys.executable, "-m", "unsealer", "init", "--kubeconfig", kubeconfig,

@@ -35,8 +35,9 @@ import structlog
 from syncd.changes import reconnect_pause
 from syncd.health import parse_address
 
-#: Request operations that change what a read of a KV secret returns.
-CHANGING = frozenset({"create", "update", "patch", "delete"})
+#: Request operations that change what a read of a KV secret returns (``recover``: kv-v2's
+#: restore of a secret from a loaded snapshot, Vault 1.20+).
+CHANGING = frozenset({"create", "update", "patch", "delete", "recover"})
 #: Longer entries are skipped to their end unparsed (a KV write whose request carried megabytes;
 #: its change is caught by the safety poll).
 MAX_ENTRY = 4 * 1024 * 1024
@@ -65,13 +66,19 @@ class RelaySettings:
 
 
 def keep(entry: bytes) -> dict[str, object] | None:
-    """The notice of one audit entry (a JSON line), or None for everything else."""
-    # Cheap checks first, on the raw bytes (Vault writes compact JSON): most entries are
-    # request entries, reads and other engines, and are never parsed.
+    """The notice of one audit entry (a JSON line), or None for everything else.
+
+    Vault writes each entry as Go's ``json.Encoder`` does: compact, so the checks on the raw
+    bytes below see exactly these spellings; behind the device's ``prefix`` if it has one. The
+    ``jsonx`` format (XML) is never kept: the device must use ``format=json``, the default.
+    """
+    # Cheap checks first, on the raw bytes: most entries are request entries, reads and other
+    # engines, and are never parsed.
     if b'"type":"response"' not in entry or b'"mount_type":"kv"' not in entry:
         return None
+    start = entry.find(b"{")  # after the prefix, if any
     try:
-        parsed = json.loads(entry)
+        parsed = json.loads(entry[start:])
         request = parsed["request"]
         if parsed.get("type") != "response" or parsed.get("error"):
             return None

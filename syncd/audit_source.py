@@ -28,6 +28,7 @@ import structlog
 
 from syncd.changes import Changes, Notice
 from syncd.controller import NotReady
+from syncd.events_source import Reference, reference
 from syncd.health import parse_address
 from syncd.specs import VaultAuth, VaultConnection, VaultStaticSecret
 
@@ -52,6 +53,9 @@ class AuditSource:
         self._host, self._port = parse_address(listen)
         self._token = token.encode()
         self._relays: Counter[str] = Counter()
+        #: Vault addresses resolved since the objects' references last changed, by reference
+        #: (a health change asks for every object's; resolving parses its VaultAuth).
+        self._addresses: dict[Reference, str | None] = {}
         self._handlers: set[asyncio.Task[None]] = set()
         #: The bound port (tests listen on port 0).
         self.port: int | None = None
@@ -59,10 +63,13 @@ class AuditSource:
         self._log = structlog.get_logger("syncd.audit")
 
     def _address(self, spec: VaultStaticSecret) -> str | None:
-        try:
-            return vault_key(self._resolve(spec)[1].address)
-        except NotReady:
-            return None
+        key = reference(spec)
+        if key not in self._addresses:
+            try:
+                self._addresses[key] = vault_key(self._resolve(spec)[1].address)
+            except NotReady:
+                self._addresses[key] = None
+        return self._addresses[key]
 
     def covers(self, spec: VaultStaticSecret) -> bool:
         address = self._address(spec)
@@ -78,6 +85,7 @@ class AuditSource:
                 while True:  # connections are served by the server's own tasks
                     await self._changes.changed.wait()
                     self._changes.changed.clear()
+                    self._addresses.clear()  # a VaultAuth or VaultConnection may have changed
                     await self._changes.apply_health()
         finally:
             handlers = list(self._handlers)

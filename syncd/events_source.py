@@ -43,6 +43,15 @@ HEARTBEAT_SECONDS = 20.0
 Resolve = Callable[[VaultStaticSecret], tuple[VaultAuth, VaultConnection]]
 
 
+#: What decides a VaultStaticSecret's login: its namespace, VaultAuth reference and Vault
+#: namespace. Thousands of objects share a few of these.
+Reference = tuple[str, object, str | None]
+
+
+def reference(spec: VaultStaticSecret) -> Reference:
+    return (spec.namespace, spec.vault_auth_ref, spec.vault_namespace)
+
+
 @dataclass(frozen=True, slots=True)
 class Login:
     """Whose token a stream uses; equal logins share one stream."""
@@ -60,9 +69,21 @@ class EventsSource:
         self._clients = clients
         self._streams: dict[Login, asyncio.Task[None]] = {}
         self._connected: set[Login] = set()
+        #: Logins resolved since the last rescan, by reference: resolving parses the VaultAuth,
+        #: and a rescan or a health change asks for every object's (10,000 parses held the
+        #: event loop for a second, delaying notices meanwhile).
+        self._resolved: dict[Reference, tuple[Login, VaultAuth, VaultConnection] | None] = {}
         self._log = structlog.get_logger("syncd.events")
 
     def _login(self, spec: VaultStaticSecret) -> tuple[Login, VaultAuth, VaultConnection] | None:
+        key = reference(spec)
+        if key not in self._resolved:
+            self._resolved[key] = self._resolve_login(spec)
+        return self._resolved[key]
+
+    def _resolve_login(
+        self, spec: VaultStaticSecret,
+    ) -> tuple[Login, VaultAuth, VaultConnection] | None:
         try:
             auth, connection = self._resolve(spec)
         except NotReady:
@@ -99,6 +120,8 @@ class EventsSource:
                 await asyncio.gather(*streams, return_exceptions=True)
 
     def _rescan(self, session: aiohttp.ClientSession) -> None:
+        # Resolve afresh: a change of a VaultAuth or VaultConnection is what triggers this.
+        self._resolved.clear()
         wanted: dict[Login, tuple[str, VaultAuth, VaultConnection]] = {}
         for spec in self._changes.specs:
             found = self._login(spec)

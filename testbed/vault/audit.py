@@ -1,20 +1,27 @@
 """Audit devices (``sys/audit``): the ``file`` and ``socket`` types, Vault's JSON entries and
 its blocking semantics (reference audit-stream.md §1-3).
 
-- Entries: one compact JSON object per line, a ``request`` entry before the handler runs and a
-  ``response`` entry after it (with ``error`` when it failed). Every string value inside
-  ``request.data`` and ``response.data``, the client token and (``hmac_accessor``, default on)
-  the accessors are replaced by ``hmac-sha256:<hex>`` under the cluster's audit key; keys,
-  paths, operations, mount fields and non-string values (``response.data.version``) stay
-  plaintext. ``log_raw=true`` turns the HMAC off.
-- Enabling a device sends it a test message first (a request entry on ``sys/audit/test``,
-  unless ``skip_test``); if that fails the device is refused ("audit backend failed test
-  message").
-- Blocking: every request waits for every device, each write bounded by the device's
-  ``write_timeout`` (a socket device: one connection behind one lock; a failed write
-  disconnects, redials once and retries once, so about 3x the timeout at worst). If no device
-  succeeds the request is refused with 500 ``internal error``; with no device enabled nothing
-  is audited.
+- Entries: one JSON object per line as Go's ``json.Encoder`` writes Vault's entry structs
+  (``audit/types.go``): compact, fields in struct order (``time, auth, error, forwarded,
+  forwarded_from, request, response, type``), ``<``, ``>`` and ``&`` escaped, other non-ASCII
+  text raw, a newline after each, ``prefix`` (if set) before each. A ``request`` entry before the
+  handler runs and a ``response`` entry after it (with ``error`` when it failed, and a
+  ``response`` object even when the handler returned none). Every string value inside
+  ``request.data`` and ``response.data`` is replaced by ``hmac-sha256:<hex>`` under the
+  cluster's audit key, and so are the numbers of ``request.data`` (Vault decodes request bodies
+  into ``json.Number``, a string to its hashing walk) — but not the numbers a plugin answers
+  with (``response.data.version`` of a kv-v2 write is a ``uint64``: plaintext); so are the
+  client token and (``hmac_accessor``, default on) the accessors. Keys, paths, operations and
+  mount fields stay plaintext. ``log_raw=true`` turns the HMAC off.
+- Enabling a device sends it a test message first, unless ``skip_test`` (Vault's
+  ``generateAuditTestProbe``: a request entry of an ``update`` of ``sys/audit/test`` with an
+  empty auth); if that fails the device is refused ("audit backend failed test message").
+- Blocking: every request waits for every device. A socket device is one connection behind
+  one lock (``internal/observability/event/sink_socket.go``): it dials lazily within
+  ``write_timeout``, writes with a deadline of ``write_timeout``, and on a failure disconnects,
+  redials once and retries the write once (so about 3x the timeout at worst); a socket that is
+  gone fails at once (connection refused). If no device succeeds the request is refused with
+  500 ``internal error``; with no device enabled nothing is audited.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ class Device:
         self.options, self.local = options, local
         self.hmac_accessor = options.get("hmac_accessor", "true").lower() != "false"
         self.log_raw = options.get("log_raw", "false").lower() == "true"
+        self.prefix = options.get("prefix", "").encode()
 
     def describe(self) -> dict[str, Any]:
         return {"type": self.type, "description": self.description, "options": self.options,
@@ -103,9 +111,10 @@ class SocketDevice(Device):
         return writer
 
     async def _send(self, line: bytes) -> None:
-        async with asyncio.timeout(self.write_timeout):
-            if self._writer is None:
+        if self._writer is None:
+            async with asyncio.timeout(self.write_timeout):  # the dial's own deadline
                 self._writer = await self._connect()
+        async with asyncio.timeout(self.write_timeout):  # SetWriteDeadline
             self._writer.write(line)
             await self._writer.drain()
 
@@ -153,11 +162,12 @@ class AuditBroker:
                         "description": data.get("description", ""),
                         "local": bool(data.get("local", False))})
         if options.get("skip_test", "false").lower() != "true":
-            test = {"time": _now(), "type": "request", "auth": {},
-                    "request": {"id": str(uuid.uuid4()), "operation": "update",
-                                "path": "sys/audit/test", "namespace": {"id": "root"}}}
+            test = {"time": _now(), "auth": {"token_type": "default"},
+                    "request": {"id": str(uuid.uuid4()), "namespace": {"id": "root"},
+                                "operation": "update", "path": "sys/audit/test"},
+                    "type": "request"}
             try:
-                await device.write(_line(test))
+                await device.write(device.prefix + _line(test))
             except (OSError, TimeoutError) as exc:
                 await device.close()
                 raise VaultError(400, f"audit backend failed test message: {exc}") from None
@@ -175,13 +185,17 @@ class AuditBroker:
     def hash(self, value: str) -> str:
         return "hmac-sha256:" + hmac.new(self.key, value.encode(), hashlib.sha256).hexdigest()
 
-    def _hashed(self, value: Any) -> Any:
+    def _hashed(self, value: Any, *, numbers: bool) -> Any:
+        """``value`` with its strings HMAC'd; with ``numbers``, its numbers too (as JSON
+        text, which is what a ``json.Number`` holds)."""
         if isinstance(value, str):
             return self.hash(value)
+        if numbers and isinstance(value, int | float) and not isinstance(value, bool):
+            return self.hash(json.dumps(value))
         if isinstance(value, dict):
-            return {k: self._hashed(v) for k, v in value.items()}
+            return {k: self._hashed(v, numbers=numbers) for k, v in value.items()}
         if isinstance(value, list):
-            return [self._hashed(v) for v in value]
+            return [self._hashed(v, numbers=numbers) for v in value]
         return value
 
     async def log(self, entry: dict[str, Any], *, token: TokenEntry | None) -> None:
@@ -190,7 +204,8 @@ class AuditBroker:
         if not self.devices:
             return
         devices = list(self.devices.values())
-        lines = {device.path: _line(self._format(entry, token, device)) for device in devices}
+        lines = {device.path: device.prefix + _line(self._format(entry, token, device))
+                 for device in devices}
         results = await asyncio.gather(*(d.write(lines[d.path]) for d in devices),
                                        return_exceptions=True)
         if not any(result is None for result in results):
@@ -214,8 +229,8 @@ class AuditBroker:
             for section in ("request", "response"):
                 part = formatted.get(section)
                 if isinstance(part, dict) and "data" in part:
-                    part["data"] = self._hashed(part["data"])
-        return formatted
+                    part["data"] = self._hashed(part["data"], numbers=section == "request")
+        return _in_struct_order(formatted)
 
 
 def _make(entry: dict[str, Any]) -> Device:
@@ -231,8 +246,46 @@ def _make(entry: dict[str, Any]) -> Device:
                         options=options, local=bool(entry.get("local", False)))
 
 
+#: Field order of Vault's entry structs (``audit/types.go``), which Go's encoder keeps.
+_ENTRY_ORDER = ("time", "auth", "error", "forwarded", "forwarded_from", "request", "response",
+                "type")
+_REQUEST_ORDER = (
+    "client_certificate_serial_number", "client_id", "client_token", "client_token_accessor",
+    "data", "headers", "id", "mount_accessor", "mount_class", "mount_is_external_plugin",
+    "mount_point", "mount_running_sha256", "mount_running_version", "mount_type", "namespace",
+    "operation", "path", "policy_override", "remote_address", "remote_port",
+    "replication_cluster", "request_uri", "wrap_ttl")
+_RESPONSE_ORDER = (
+    "auth", "data", "headers", "mount_accessor", "mount_class", "mount_is_external_plugin",
+    "mount_point", "mount_running_sha256", "mount_running_plugin_version", "mount_type",
+    "redirect", "secret", "wrap_info", "warnings")
+_AUTH_ORDER = (
+    "accessor", "client_token", "display_name", "entity_id", "metadata", "policies",
+    "policy_results", "token_policies", "token_ttl", "token_type")
+
+
+def _ordered(part: dict[str, Any], order: tuple[str, ...]) -> dict[str, Any]:
+    return {**{k: part[k] for k in order if k in part},
+            **{k: v for k, v in part.items() if k not in order}}
+
+
+def _in_struct_order(entry: dict[str, Any]) -> dict[str, Any]:
+    ordered = _ordered(entry, _ENTRY_ORDER)
+    for key, order in (("request", _REQUEST_ORDER), ("response", _RESPONSE_ORDER),
+                       ("auth", _AUTH_ORDER)):
+        if isinstance(ordered.get(key), dict):
+            ordered[key] = _ordered(ordered[key], order)
+    return ordered
+
+
 def _line(entry: dict[str, Any]) -> bytes:
-    return json.dumps(entry, separators=(",", ":")).encode() + b"\n"
+    """One entry as Go's ``json.Encoder`` writes it: compact, HTML characters escaped,
+    other non-ASCII text as UTF-8, a newline after it."""
+    text = json.dumps(entry, separators=(",", ":"), ensure_ascii=False)
+    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
+                          ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(char, escaped)
+    return text.encode() + b"\n"
 
 
 def _now() -> str:
@@ -258,8 +311,9 @@ def response_entry(request: dict[str, Any], *, data: dict[str, Any] | None,
                    error: str | None) -> dict[str, Any]:
     """The response entry of ``request`` (an entry from :func:`request_entry`)."""
     entry: dict[str, Any] = {"time": _now(), "type": "response", "request": request["request"]}
-    response: dict[str, Any] = {"mount_point": request["request"]["mount_point"],
-                                "mount_type": request["request"]["mount_type"]}
+    response: dict[str, Any] = {
+        key: request["request"][key] for key in ("mount_accessor", "mount_class", "mount_point",
+                                                 "mount_type") if request["request"].get(key)}
     if data is not None:
         response["data"] = data
     entry["response"] = response

@@ -1,30 +1,35 @@
 """Event notifications (Vault Enterprise 1.16+; reference §1.11): the KV events and the
 WebSocket ``GET /v1/sys/events/subscribe/<event type pattern>?json=true``.
 
-What a subscriber gets, as Vault sends it (CloudEvents JSON, one text message per event)::
+What a subscriber gets, as Vault sends it (CloudEvents JSON, one text message per event; the
+shape of ``vault/eventbus`` and the kv plugin's ``kvEvent``)::
 
-    {"id": ..., "source": "https://vaultproject.io/", "specversion": "1.0", "type": "*",
+    {"id": ..., "source": "vault://<node>", "specversion": "1.0", "type": "*",
      "data": {"event": {"id": ..., "metadata": {"current_version": "3", "oldest_version": "1",
                                                  "data_path": "secret/data/app",
                                                  "modified": "true", "operation": "data-write",
                                                  "path": "secret/data/app"}},
               "event_type": "kv-v2/data-write",
               "plugin_info": {"mount_class": "secret", "mount_accessor": "kv_...",
-                              "mount_path": "secret/", "plugin": "kv"}},
+                              "mount_path": "secret/", "plugin": "kv",
+                              "plugin_version": "v0.20.0+builtin"}},
      "datacontentype": "application/cloudevents", "time": "..."}
 
-Metadata values are strings; ``data_path`` only where the docs' table lists it. Access as in
-1.16: opening the stream needs ``read`` on ``sys/events/subscribe/<pattern>``; each event is
-then delivered only if the token (looked up again per event, so a revoked token stops getting
-them) has ``list`` and ``subscribe`` on the event's ``path``. ``subscribe_event_types`` is not
-enforced, nor are the ``namespaces`` and ``filter`` parameters (testbed/README.md).
+The plugin sends ``path`` and ``data_path`` below its mount and the bus prepends the mount path;
+metadata values are strings; the versions only on the events of a version change
+(``data-*``, ``delete``, ``undelete``, ``destroy``, with the versions the request named as a JSON
+list: ``deleted_versions``...); ``data_path`` only where there is data to read. Access as
+Vault's ``http/events.go`` checks it: opening the stream needs ``read`` on
+``sys/events/subscribe/<pattern>``; then a root token gets every event, any other token only
+events that have a ``data_path``, on which it has ``subscribe`` with a ``subscribe_event_types``
+glob matching the event type (looked up again per event here; Vault caches a yes for 5
+minutes). The ``namespaces`` and ``filter`` parameters are not emulated (testbed/README.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime
-import fnmatch
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -42,6 +47,12 @@ if TYPE_CHECKING:
 PREFIX = "/v1/sys/events/subscribe/"
 #: Events waiting for a slow subscriber; Vault drops beyond its buffer too.
 BUFFER = 1024
+
+#: kv-v2 events whose metadata carries current_version and oldest_version, and the name of the
+#: versions the request named (a JSON list), if any.
+_VERSIONED = {"data-write": None, "data-patch": None, "data-delete": None,
+              "delete": "deleted_versions", "undelete": "undeleted_versions",
+              "destroy": "destroyed_versions"}
 
 #: (area below the kv-v2 mount, operation) -> (event, whether the metadata has data_path).
 _KV2: dict[tuple[str, str], tuple[str, bool]] = {
@@ -69,14 +80,18 @@ class _Subscriber:
 class EventBus:
     """The cluster's subscribers; the request pipeline publishes KV events into it."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, node_id: str = "vault-0") -> None:
+        #: The CloudEvents ``source`` names the node that sent the event.
+        self.node_id = node_id
         self._subscribers: set[_Subscriber] = set()
         #: Streams open now (tests wait on it).
         self.connected = 0
         self._kick: asyncio.Event | None = None
 
-    def after_request(self, *, mount: Mount, operation: str, path: str) -> None:
-        """Publish the event of a successful request to ``path`` (below ``mount``), if any."""
+    def after_request(self, *, mount: Mount, operation: str, path: str,
+                      data: dict[str, Any] | None = None) -> None:
+        """Publish the event of a successful request to ``path`` (below ``mount``), if any;
+        ``data``: the request's body."""
         if not self._subscribers or mount.backend.mount_type != "kv":
             return
         full = f"{mount.path}{path}"
@@ -90,11 +105,22 @@ class EventBus:
             event_type = f"kv-v2/{name}"
             metadata["operation"] = name
             if with_data_path:
-                metadata["data_path"] = f"{mount.path}data/{key}" if key else full
+                # Where the plugin says to read: metadata events name the metadata path,
+                # an undelete the data it brought back.
+                read_area = "data" if area == "undelete" else area
+                metadata["data_path"] = f"{mount.path}{read_area}/{key}" if key else full
             entry = mount.backend.keys.get(key)
-            if entry is not None:
+            if name == "data-delete" and entry is None:
+                return  # nothing was there: the plugin sends nothing
+            if name in _VERSIONED and entry is not None:
                 metadata["current_version"] = str(entry.current_version)
                 metadata["oldest_version"] = str(entry.oldest_version)
+                named = _VERSIONED[name]
+                if named is not None:
+                    versions = (data or {}).get("versions") or []
+                    metadata[named] = json.dumps(
+                        [int(v) for v in versions if str(v).lstrip("-").isdigit()],
+                        separators=(",", ":"))
         elif operation in ("create", "update"):
             event_type, metadata["operation"], metadata["data_path"] = "kv-v1/write", \
                 "write", full
@@ -104,19 +130,20 @@ class EventBus:
             return
         event_id = str(uuid.uuid4())
         message = {
-            "id": event_id, "source": "https://vaultproject.io/", "specversion": "1.0",
+            "id": event_id, "source": f"vault://{self.node_id}", "specversion": "1.0",
             "type": "*",
-            "data": {
+            "data": {  # no "namespace": it is left out for the root namespace
                 "event": {"id": event_id, "metadata": metadata},
                 "event_type": event_type,
                 "plugin_info": {"mount_class": "secret", "mount_accessor": mount.accessor,
-                                "mount_path": mount.path, "plugin": "kv"},
+                                "mount_path": mount.path, "plugin": "kv",
+                                "plugin_version": mount.describe()["running_plugin_version"]},
             },
             "datacontentype": "application/cloudevents",
             "time": datetime.datetime.now(datetime.UTC).isoformat(),
         }
         for subscriber in self._subscribers:
-            if fnmatch.fnmatchcase(event_type, subscriber.pattern):
+            if glob(subscriber.pattern, event_type):
                 if subscriber.queue.full():
                     continue  # a subscriber that does not read loses events
                 subscriber.queue.put_nowait(message)
@@ -131,10 +158,13 @@ class EventBus:
         core = node.core
         if node.sealed or not core.initialized:
             raise sealed()
-        pattern = request.path[len(PREFIX):]
+        pattern = request.path[len(PREFIX):].strip()
         if not pattern:
-            raise VaultError(400, "missing event type")
-        if request.query.get("json", "").lower() not in ("true", "1"):
+            raise VaultError(400, "did not specify eventType to subscribe to")
+        raw = request.query.get("json", "")
+        if raw not in _TRUE + _FALSE:  # Go's strconv.ParseBool
+            raise VaultError(400, f"invalid parameter for JSON: {raw}")
+        if raw not in _TRUE:  # Vault sends protobuf then
             raise VaultError(400, "the testbed only sends JSON events: add ?json=true")
         token_id = request.headers.get("X-Vault-Token", "")
         if not token_id:
@@ -181,6 +211,33 @@ class EventBus:
             return False
         if token.is_root:
             return True
-        path = message["data"]["event"]["metadata"]["path"]
+        # Only root tokens get events without a data path (deletes, destroys): Vault's rule.
+        data_path = message["data"]["event"]["metadata"].get("data_path", "")
+        if not data_path:
+            return False
         acl = node.core.policies.acl(token.policies)
-        return acl.allows(path, "subscribe") and acl.allows(path, "list")
+        return acl.allows(data_path, "subscribe") and any(
+            glob(allowed, message["data"]["event_type"])
+            for allowed in acl.subscribe_event_types(data_path))
+
+
+_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+_FALSE = ("", "0", "f", "F", "FALSE", "false", "False")
+
+
+def glob(pattern: str, subject: str) -> bool:
+    """``*`` matches any run of characters, everything else itself (ryanuber/go-glob, which
+    Vault matches event types with)."""
+    parts = pattern.split("*")
+    if len(parts) == 1:
+        return subject == pattern
+    if not subject.startswith(parts[0]) or not subject.endswith(parts[-1]):
+        return False
+    position = len(parts[0])
+    end = len(subject) - len(parts[-1])
+    for part in parts[1:-1]:
+        found = subject.find(part, position, end)
+        if found < 0:
+            return False
+        position = found + len(part)
+    return position <= end

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from testbed.vault.errors import VaultError
 from testbed.vault.storage import Storage
 
-#: ``subscribe`` (with ``subscribe_event_types``, not enforced) gates event notifications.
+#: ``subscribe`` (with ``subscribe_event_types``, the event type globs it allows) gates event
+#: notifications.
 CAPABILITIES = frozenset({
     "create", "read", "update", "patch", "delete", "list", "sudo", "deny", "subscribe",
 })
@@ -83,6 +84,8 @@ path "cubbyhole/*" {
 class PathRule:
     pattern: str
     capabilities: frozenset[str]
+    #: Event type globs a ``subscribe`` here covers; none: no events at all (as in Vault).
+    subscribe_event_types: tuple[str, ...] = ()
 
 
 _TOKEN = re.compile(
@@ -203,7 +206,12 @@ def _rule(pattern: str, attributes: dict[str, object]) -> PathRule:
         capabilities |= _LEGACY[legacy]
     if "deny" in capabilities:
         capabilities = {"deny"}
-    return PathRule(pattern=pattern.lstrip("/"), capabilities=frozenset(capabilities))
+    event_types = attributes.get("subscribe_event_types") or []
+    if not isinstance(event_types, list) or not all(isinstance(t, str) for t in event_types):
+        raise VaultError(400, "failed to parse policy: subscribe_event_types must be a list of "
+                         "strings")
+    return PathRule(pattern=pattern.lstrip("/"), capabilities=frozenset(capabilities),
+                    subscribe_event_types=tuple(str(t) for t in event_types))
 
 
 def parse_policy(text: str) -> list[PathRule]:
@@ -254,13 +262,20 @@ class Acl:
 
     def __init__(self, rules: Iterable[PathRule]) -> None:
         merged: dict[str, frozenset[str]] = {}
+        #: pattern -> event type globs, unioned over policies as Vault merges them.
+        self._event_types: dict[str, tuple[str, ...]] = {}
         for rule in rules:
             combined = merged.get(rule.pattern, frozenset()) | rule.capabilities
             merged[rule.pattern] = frozenset({"deny"}) if "deny" in combined else combined
+            known = self._event_types.get(rule.pattern, ())
+            self._event_types[rule.pattern] = known + tuple(
+                t for t in rule.subscribe_event_types if t not in known)
         self._exact = {p: c for p, c in merged.items() if "*" not in p and "+" not in p}
         globs = [(p, c) for p, c in merged.items() if p not in self._exact]
         globs.sort(key=lambda item: _priority(item[0]), reverse=True)
         self._globs = [(_glob_regex(p), c) for p, c in globs]
+        self._glob_patterns = [(regex, p) for (regex, _), (p, _) in zip(self._globs, globs,
+                                                                          strict=True)]
         self._cache: dict[str, frozenset[str]] = {}
 
     def capabilities(self, path: str) -> frozenset[str]:
@@ -275,6 +290,16 @@ class Acl:
         if len(self._cache) < 10_000:
             self._cache[path] = result
         return result
+
+    def subscribe_event_types(self, path: str) -> tuple[str, ...]:
+        """The event type globs of the rule that applies to ``path`` (the same rule as
+        :meth:`capabilities`)."""
+        if path in self._exact:
+            return self._event_types.get(path, ())
+        for regex, pattern in self._glob_patterns:
+            if regex.fullmatch(path):
+                return self._event_types.get(pattern, ())
+        return ()
 
     def allows(self, path: str, capability: str) -> bool:
         capabilities = self.capabilities(path)

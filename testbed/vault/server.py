@@ -245,7 +245,8 @@ async def _serve(node: Node, request: web.BaseRequest, method: str, path: str) -
     await core.audit.log(audit.response_entry(
         entry, data=response.data if response is not None else None, error=None), token=token)
     if response is None or response.status < 400:
-        core.events.after_request(mount=mount, operation=operation, path=inner)
+        core.events.after_request(mount=mount, operation=operation, path=inner,
+                                  data=data)
     if response is None:
         return web.Response(status=204)
     if response.raw is not None:

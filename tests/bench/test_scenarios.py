@@ -43,6 +43,20 @@ async def test_rotation_sees_every_write() -> None:
     assert 0 < figures["p50_s"] <= figures["p99_s"] <= figures["max_s"]
 
 
+@pytest.mark.parametrize("source", ["events", "audit"])
+async def test_rotation_with_a_source_reads_once_per_write(source: str) -> None:
+    figures = await rotation.run(_args(secrets=5, refresh=30.0, writes=3, rate=20.0,
+                                       debounce=0.2, source=source, latency_blocks=1))
+    assert figures["rotated"] == 3 and figures["not_rotated"] == 0
+    assert figures["vault_reads_per_write"] == 1.0  # a notice, not refreshAfter's poll (30 s)
+    assert figures["p99_s"] < 5.0  # polling would take 20 s or more here
+    if source == "audit":
+        assert figures["latency_writes_each"] == rotation.LATENCY_BLOCK
+        # 100 writes a block: the Vault emulation's CPU is read from /proc in both modes.
+        assert all(ms > 0 for ms in figures["vault_cpu_ms_per_write"].values())
+        assert "relay_cpu_ms_per_vault_request" in figures
+
+
 async def test_memory_reads_the_process_tree() -> None:
     figures = await memory.run(_args(sizes=[], refresh=30.0))
     assert figures["idle_rss_mib"] > 10

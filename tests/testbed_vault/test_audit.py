@@ -151,3 +151,42 @@ async def test_a_stalled_receiver_delays_every_request_up_to_its_write_timeout(
             if slowest >= 0.3:
                 break
         assert slowest >= 0.3, slowest
+
+
+async def test_lines_are_written_as_vaults_go_encoder_writes_its_entry_structs(
+    vault_ready: ReadyVault, root: hvac.Client, tmp_path: Path
+) -> None:
+    async with receiver(tmp_path) as got:
+        await in_thread(root.sys.enable_audit_device, "socket", path="relay", options={
+            "address": got.path, "socket_type": "unix", "prefix": "@vault "})
+        # The test probe (vault/audit.go generateAuditTestProbe): an update of sys/audit/test
+        # with an empty auth, formatted like any request entry.
+        probe = got.lines[0]
+        assert probe.startswith(b'@vault {"time":"') and probe.endswith(b'"type":"request"}\n')
+        message = json.loads(probe[len(b"@vault "):])
+        assert list(message) == ["time", "auth", "request", "type"]
+        assert message["auth"] == {"token_type": "default"}
+        assert list(message["request"]) == ["id", "namespace", "operation", "path"]
+        assert message["request"]["path"] == "sys/audit/test"
+
+        await in_thread(root.secrets.kv.v2.create_or_update_secret, "a&b",
+                        secret={"password": SECRET}, cas=0)
+
+        def written() -> list[bytes]:
+            return [line for line in got.lines
+                    if b'"type":"response"' in line and b'"mount_type":"kv"' in line]
+
+        await until(lambda: bool(written()))
+        raw = written()[0]
+        # Go's encoder: HTML characters escaped, fields in struct order, type last.
+        assert b'"path":"secret/data/a\\u0026b"' in raw
+        assert raw.startswith(b'@vault {"time":"') and raw.endswith(b',"type":"response"}\n')
+        response = json.loads(raw[len(b"@vault "):])
+        assert list(response) == ["time", "auth", "request", "response", "type"]
+        # A request body's numbers are json.Number, strings to the hashing walk: HMAC'd; the
+        # plugin's uint64 version is not.
+        assert response["request"]["data"]["options"]["cas"].startswith("hmac-sha256:")
+        assert response["response"]["data"]["version"] == 1
+        assert response["response"]["mount_accessor"].startswith("kv_")
+        assert response["response"]["mount_point"] == "secret/"
+        assert SECRET.encode() not in b"".join(got.lines)

@@ -229,3 +229,20 @@ async def test_syncd_refuses_notices_without_the_relay_token(world: World, relay
     assert await rotate(world) < TARGET  # a genuine notice is still served...
     assert reads(world) == before + 1  # ...and was the only one that caused a read
     assert world.logs.getvalue().count("audit relay refused") == 3
+
+
+async def test_a_restarted_relay_gets_entries_again_without_touching_vault(
+    world: World, relay: Relay
+) -> None:
+    """Vault keeps its socket device's connection; when the relay restarts, the next write on
+    the old connection fails, and Vault redials once and writes again (sink_socket.go): the
+    entry that found the relay gone is not lost, and no device needs enabling again."""
+    await start(world, relay)
+    assert await rotate(world) < TARGET
+    await relay.kill()
+    await relay.start()  # the same socket path: the killed relay's file is replaced
+    await world.eventually(lambda: relay.text().count("connected to syncd") >= 2,
+                           message="the new relay connected to syncd")
+    again = await rotate(world)
+    print(f"relay restarted: rotation propagated in {again * 1000:.0f} ms")
+    assert again < TARGET

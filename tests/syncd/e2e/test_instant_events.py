@@ -107,7 +107,10 @@ async def test_an_event_never_lets_a_tenant_read_what_its_token_cannot(world: Wo
     client = world.vault_client()
     await world.vault_call(client.sys.create_or_update_policy, name="team-b", policy="""
         path "sys/events/subscribe/kv*" { capabilities = ["read"] }
-        path "secret/data/kv-secret/*" { capabilities = ["list", "subscribe"] }
+        path "secret/data/kv-secret/*" {
+          capabilities = ["list", "subscribe"]
+          subscribe_event_types = ["kv-v2/*"]
+        }
     """)
     token_b = (await world.vault_call(client.auth.token.create, policies=["team-b"],
                                       ttl="1h"))["auth"]["client_token"]
@@ -139,3 +142,23 @@ async def test_an_event_never_lets_a_tenant_read_what_its_token_cannot(world: Wo
     assert world.secret("stolen", namespace="team-b") is None
     reason = world.condition("stolen", "Ready", namespace="team-b").get("reason")
     assert reason in ("SourceForbidden", "PermissionDenied", "VaultPermissionDenied"), reason
+
+
+async def test_a_soft_delete_sends_syncd_no_event_so_only_polling_sees_it(world: World) -> None:
+    """Vault sends events without a data_path (delete, destroy, data-delete, metadata-delete)
+    to root tokens only: syncd's own token, with the documented policy, never hears of a
+    soft delete, and the object is read at its next (safety) poll, not at once."""
+    await world.write_kv("other/clock", {"TICK": world.value("tick")})
+    world.vss("clock", path="other/clock", refreshAfter="1s")
+    await start(world)
+    await world.synced("clock")
+    reads = world.vault.admin.request_count(method="GET", path=INFO_READS)
+    client = world.vault_client()
+    await world.vault_call(client.secrets.kv.v2.delete_latest_version_of_secret,
+                           path="kv-secret/info")
+    clock = world.vault.admin.request_count(method="GET", path="/v1/secret/data/other/clock")
+    await world.eventually(lambda: world.vault.admin.request_count(
+        method="GET", path="/v1/secret/data/other/clock") >= clock + 2, message="two polls")
+    assert world.vault.admin.request_count(method="GET", path=INFO_READS) == reads
+    # A write of the same path is a data-write, with a data path: heard at once.
+    assert await rotate(world, "instant") < TARGET
