@@ -69,8 +69,10 @@ OUTAGE_REASONS = frozenset({"VaultSealed", "VaultUnavailable"})
 #: to PROBE_CAP (jittered between half of it and all of it).
 PROBE_BASE = 0.2
 PROBE_CAP = 0.8
-#: A probe waits at most this long (or the VaultConnection's timeout, if shorter).
-PROBE_TIMEOUT = 5.0
+#: A probe waits at most this long (or the VaultConnection's timeout, if shorter): Vault
+#: answers sys/health from memory in milliseconds, and a probe sent into a network that
+#: drops packets must not keep the next one (the one Vault answers) waiting.
+PROBE_TIMEOUT = 2.0
 #: How long a "Vault answers" verdict stands for further failures of the same connection.
 HEALTHY_FOR = 1.0
 #: Standbys and performance standbys forward requests: they count as up.
