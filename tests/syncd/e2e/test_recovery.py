@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.syncd.e2e.test_pki import _pki, _status, _vps
 from tests.syncd.e2e.world import GROUP_VERSION, OPERATOR_NS, World
 
 OBJECTS = 50
@@ -42,6 +43,10 @@ def _ready(world: World, name: str) -> tuple[str | None, str | None]:
     return found.get("status"), found.get("reason")
 
 
+def _condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next((c for c in status.get("conditions") or [] if c["type"] == kind), {})
+
+
 def _status_writes(world: World) -> int:
     return sum(1 for r in world.syncd_writes()
                if r.resource.startswith("vaultstaticsecrets") and r.resource.endswith("/status"))
@@ -67,6 +72,7 @@ async def _resumed(world: World, values: dict[str, str], since: float) -> float:
 async def test_a_sealed_vault_costs_one_probe_per_connection_and_resumes_at_once(
     world: World,
 ) -> None:
+    await _pki(world)
     names = await _synced_objects(world, OBJECTS, refresh="3s")
     admin = world.vault.admin
     admin.reset_counters()
@@ -79,6 +85,10 @@ async def test_a_sealed_vault_costs_one_probe_per_connection_and_resumes_at_once
                            message="every object reports the sealed Vault")
     message = world.condition(names[-1], "Ready")["message"]
     assert "sealed" in message and "waiting for Vault to answer again" in message, message
+    # Another kind on the same VaultConnection waits too, without a request of its own.
+    _vps(world, "cert")
+    await world.eventually(lambda: _condition(_status(world, "cert"), "Ready").get("reason")
+                           == "VaultSealed", message="the VaultPKISecret waits")
     # The outage goes on a while: a few probes' worth.
     await world.eventually(lambda: admin.request_count(method="GET", path=PROBE) >= 5,
                            deadline=15, message="probes while sealed")
@@ -93,6 +103,7 @@ async def test_a_sealed_vault_costs_one_probe_per_connection_and_resumes_at_once
     outage = time.monotonic() - sealed_at
     reads = admin.request_count(method="GET", path=READS)
     probes = admin.request_count(method="GET", path=PROBE)
+    issues = admin.request_count(path="/v1/pki/*")
     status_writes = _status_writes(world) - writes
     answering = time.monotonic()
     admin.clear_faults()
@@ -104,11 +115,15 @@ async def test_a_sealed_vault_costs_one_probe_per_connection_and_resumes_at_once
     # Bounded by the probes, not by objects x retries: only the reads in flight when Vault
     # went away (at most the queue's concurrency, 4, each failing once) reached it.
     assert reads <= 2 * world.settings.concurrency, reads
+    assert issues == 0
     assert probes <= outage / 0.1 + 2, (probes, outage)  # at most one per 0.1 s, one probe loop
     assert status_writes <= OBJECTS  # one per object and outage, never per probe
     assert recovery < 3.0  # refreshAfter (the 1 s target is the benchmark's to show)
     await world.eventually(lambda: all(_ready(world, n)[0] == "True" for n in names),
                            message="every object Ready again")
+    await world.eventually(lambda: _condition(_status(world, "cert"), "Ready").get("status")
+                           == "True" and (world.secret("cert") or {}).get("data"),
+                           message="the certificate issued once Vault answered")
 
 
 @pytest.mark.parametrize(("fault", "count"), [
