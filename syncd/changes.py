@@ -191,14 +191,15 @@ class Changes:
                             version=change.version, scheduled=["/".join(k) for k in scheduled])
         return scheduled
 
-    def schedule(self, key: Key) -> None:
-        """Reconcile ``key`` now, ahead of the refreshes that are due.
+    def schedule(self, key: Key, *, urgent: bool = True) -> None:
+        """Reconcile ``key`` now, ahead of the refreshes that are due (``urgent``: a notice;
+        a source's catch-up after a gap is a refresh like the others, not urgent).
 
         Also when it is failing on its own (a deleted latest version, a 403): its source just
         changed, which is what it waits for. A Vault that is away holds its objects where no
         notice reaches Vault (:mod:`syncd.outages`: a parked object's reconcile sends nothing).
         """
-        self._queue.add(key, urgent=True)
+        self._queue.add(key, urgent=urgent)
 
     def health_changed(self) -> None:
         """A stream connected or dropped: the source's :meth:`apply_health` moves intervals."""

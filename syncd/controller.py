@@ -278,6 +278,8 @@ class Controller:
             reason = getattr(exc, "reason", "VaultAuthFailed")
             if isinstance(exc, AuthError):  # the login: Vault may be away
                 await self._park_if_outage(obj, reason=reason, connection=connection, log=log)
+            elif self._outages is not None:  # no connection any more: nothing to wait for
+                self._outages.release(kind=self.kind, key=key_of(obj))
             await self._fail(obj, reason=reason, message=str(exc))
             log.warning("not ready", reason=reason, error=str(exc))
             raise
