@@ -200,7 +200,7 @@ class Outages:
         try:
             verdict = await self._ask(connection)
             if verdict is None:
-                self._answered[where] = _now()
+                self._mark_answered(where)
                 return None
             outage = self._down.get(where)
             if outage is None and not self._closed:
@@ -229,7 +229,7 @@ class Outages:
             if verdict is not None:
                 # What the status says is not rewritten (one write per object and outage).
                 outage.reason, outage.problem = verdict
-        self._answered[where] = _now()
+        self._mark_answered(where)
         del self._down[where]
         del self._watching[where]
         parked = list(outage.parked)
@@ -239,6 +239,11 @@ class Outages:
                        down_for=round(_now() - outage.started, 3), probes=outage.probes,
                        resumed=len(parked))
         self._resume(parked)
+
+    def _mark_answered(self, where: Identity) -> None:
+        for older in [w for w in self._answered if w[:2] == where[:2] and w != where]:
+            del self._answered[older]  # an earlier generation of the same VaultConnection
+        self._answered[where] = _now()
 
     def _resume(self, entries: list[Entry]) -> None:
         for kind, key in entries:
