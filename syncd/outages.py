@@ -22,7 +22,7 @@ each object:
   :data:`PROBE_BASE` to :data:`PROBE_CAP` seconds; the first 200 ends the outage and puts
   every parked object back in its work queue at once, where they run at the queue's
   concurrency. So objects resume within about a second of Vault answering, and a Vault that
-  stays sealed for a day sees about one request a second from syncd, whatever the number of
+  stays sealed for a day sees about two requests a second from syncd, whatever the number of
   objects.
 
 A connection is known by its VaultConnection object (namespace, name, uid, generation: how the
@@ -68,7 +68,7 @@ OUTAGE_REASONS = frozenset({"VaultSealed", "VaultUnavailable"})
 #: The probes of a down connection: the first after about PROBE_BASE seconds, then doubling up
 #: to PROBE_CAP (jittered between half of it and all of it).
 PROBE_BASE = 0.2
-PROBE_CAP = 0.8
+PROBE_CAP = 0.6
 #: A probe waits at most this long (or the VaultConnection's timeout, if shorter): Vault
 #: answers sys/health from memory in milliseconds, and a probe sent into a network that
 #: drops packets must not keep the next one (the one Vault answers) waiting.
