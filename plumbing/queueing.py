@@ -8,9 +8,16 @@ what keeps a Raspberry Pi and the Vault behind it calm:
 - a key added while it is waiting keeps a single entry, due at the earliest time asked for;
 - a key added while its job runs is marked dirty and runs once more after the job ends;
 - a job that raises is retried after an exponential, capped, jittered delay, so a hundred
-  objects failing on the same sealed Vault do not retry in lock step;
+  objects failing on the same sealed Vault do not retry in lock step; the cap may be set per
+  key (``backoff_cap_of``: a VaultStaticSecret's ``refreshAfter``, the user's bound on
+  staleness);
 - a job may return a delay to be run again after it (a periodic refresh, a wait for a
-  dependency).
+  dependency);
+- a key added ``urgent`` (someone is waiting for it: a change notice, a user's edit) is handed
+  out before every non-urgent key that is due, so it never queues behind a backlog of due
+  refreshes (at 10,000 objects a notice waited 75 s at p50 behind them). Urgency only orders
+  the keys that are due: it changes neither when a key is due nor the rules above, and a key
+  waiting in both ways keeps one entry, urgent, due at the earlier time.
 """
 
 from __future__ import annotations
@@ -51,16 +58,23 @@ class WorkQueue(Generic[K]):
         concurrency: int = 4,
         backoff_base: float = 1.0,
         backoff_cap: float = 300.0,
+        backoff_cap_of: Callable[[K], float | None] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self._worker = worker
         self._concurrency = concurrency
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
+        self._backoff_cap_of = backoff_cap_of
         self._rng = rng or random.Random()
+        #: Two lanes of (due, sequence, key); an entry is live only if ``_due`` and
+        #: ``_urgent`` still say so (a key moved forward or made urgent leaves a stale one).
         self._heap: list[tuple[float, int, K]] = []
+        self._urgent_heap: list[tuple[float, int, K]] = []
         self._due: dict[K, float] = {}
-        self._dirty: dict[K, float] = {}
+        self._urgent: set[K] = set()
+        #: Keys added while their job ran: when to run again, and whether urgently.
+        self._dirty: dict[K, tuple[float, bool]] = {}
         self._running: dict[K, asyncio.Task[None]] = {}
         self._failures: dict[K, int] = {}
         self._sequence = itertools.count()
@@ -85,30 +99,48 @@ class WorkQueue(Generic[K]):
             return None
         return max(0.0, due - asyncio.get_running_loop().time())
 
-    def add(self, key: K, *, after: float = 0.0) -> None:
-        """Run the job for ``key`` in ``after`` seconds, or sooner if it is already due sooner."""
+    def is_urgent(self, key: K) -> bool:
+        """Whether ``key`` waits (or will run again) in the urgent lane."""
+        return key in self._urgent or self._dirty.get(key, (0.0, False))[1]
+
+    def add(self, key: K, *, after: float = 0.0, urgent: bool = False) -> None:
+        """Run the job for ``key`` in ``after`` seconds, or sooner if it is already due sooner;
+        ``urgent``: ahead of every non-urgent key that is due by then."""
         if self._closed:
             return
         due = asyncio.get_running_loop().time() + max(after, 0.0)
         if key in self._running:
-            self._dirty[key] = min(due, self._dirty.get(key, due))
+            earlier = self._dirty.get(key)
+            if earlier is not None:
+                due, urgent = min(due, earlier[0]), urgent or earlier[1]
+            self._dirty[key] = (due, urgent)
             return
-        if key in self._due and self._due[key] <= due:
-            return
+        waiting = self._due.get(key)
+        was_urgent = key in self._urgent
+        if waiting is not None:
+            if waiting <= due and (was_urgent or not urgent):
+                return  # already due as soon, in a lane as fast
+            due = min(due, waiting)
         self._due[key] = due
-        heapq.heappush(self._heap, (due, next(self._sequence), key))
+        if urgent or was_urgent:
+            self._urgent.add(key)
+            heapq.heappush(self._urgent_heap, (due, next(self._sequence), key))
+        else:
+            heapq.heappush(self._heap, (due, next(self._sequence), key))
         self._wake.set()
 
     def forget(self, key: K) -> None:
         """Drop a waiting entry and the failure count (the object is gone)."""
         self._due.pop(key, None)
+        self._urgent.discard(key)
         self._dirty.pop(key, None)
         self._failures.pop(key, None)
 
-    def backoff(self, failures: int) -> float:
-        """The delay before retry number ``failures``: exponential, capped, with jitter."""
-        return jittered_backoff(failures, base=self._backoff_base, cap=self._backoff_cap,
-                                rng=self._rng)
+    def backoff(self, failures: int, *, cap: float | None = None) -> float:
+        """The delay before retry number ``failures``: exponential, capped (at the queue's cap,
+        or ``cap`` if lower), with jitter."""
+        ceiling = self._backoff_cap if cap is None else min(cap, self._backoff_cap)
+        return jittered_backoff(failures, base=self._backoff_base, cap=ceiling, rng=self._rng)
 
     async def run(self) -> None:
         """Hand due keys to jobs until :meth:`close`; returns when the queue is closed."""
@@ -116,19 +148,32 @@ class WorkQueue(Generic[K]):
         while not self._closed:
             self._wake.clear()
             timeout = None
-            while self._heap and len(self._running) < self._concurrency:
-                due, _, key = self._heap[0]
-                if self._due.get(key) != due:  # superseded by an earlier add, or forgotten
-                    heapq.heappop(self._heap)
-                    continue
-                if due > loop.time():
-                    timeout = due - loop.time()
+            while len(self._running) < self._concurrency:
+                key, timeout = self._next(loop.time())
+                if key is None:
                     break
-                heapq.heappop(self._heap)
-                del self._due[key]
                 self._running[key] = asyncio.create_task(self._job(key), name=f"job {key}")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _next(self, now: float) -> tuple[K | None, float | None]:
+        """The next due key (taken off the queue), urgent ones first; or None and the seconds
+        until one is due (None: nothing waits)."""
+        soonest: float | None = None
+        for heap, urgent in ((self._urgent_heap, True), (self._heap, False)):
+            while heap:
+                due, _, key = heap[0]
+                if self._due.get(key) != due or (key in self._urgent) != urgent:
+                    heapq.heappop(heap)  # moved forward, made urgent, or forgotten
+                    continue
+                if due <= now:
+                    heapq.heappop(heap)
+                    del self._due[key]
+                    self._urgent.discard(key)
+                    return key, None
+                soonest = due if soonest is None else min(soonest, due)
+                break
+        return None, None if soonest is None else soonest - now
 
     async def _job(self, key: K) -> None:
         again: float | None = None
@@ -138,7 +183,7 @@ class WorkQueue(Generic[K]):
             raise
         except Exception as exc:
             failures = self._failures[key] = self._failures.get(key, 0) + 1
-            again = self.backoff(failures)
+            again = self.backoff(failures, cap=self._cap_of(key))
             self._log.warning(
                 "job failed, retrying", job=str(key), error=str(exc), failures=failures,
                 retry_in=round(again, 2),
@@ -151,9 +196,18 @@ class WorkQueue(Generic[K]):
         dirty = self._dirty.pop(key, None)
         if dirty is not None:
             # A change arrived while the job ran: look at it now rather than after a backoff.
-            self.add(key, after=dirty - asyncio.get_running_loop().time())
+            self.add(key, after=dirty[0] - asyncio.get_running_loop().time(), urgent=dirty[1])
         elif again is not None:
             self.add(key, after=again)
+
+    def _cap_of(self, key: K) -> float | None:
+        if self._backoff_cap_of is None:
+            return None
+        try:
+            return self._backoff_cap_of(key)
+        except Exception as exc:  # a bound that cannot be read is no reason to stop retrying
+            self._log.warning("no backoff bound", job=str(key), error=str(exc))
+            return None
 
     async def close(self, *, grace: float) -> None:
         """Stop handing out work, give running jobs ``grace`` seconds, then cancel them."""

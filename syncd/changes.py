@@ -7,8 +7,10 @@ with ``syncConfig.instantUpdates`` that reads that mount and path is reconciled 
 
 A notice never carries data and is never trusted for any: it is a mount and a path (the
 relay's version number is only a hint for the log). All it does is put the object in the work
-queue, and the reconcile that follows reads Vault as any refresh does, through that object's
-own client, with its own VaultAuth's token. So a notice cannot widen what a tenant reads: a
+queue, in its urgent lane (ahead of every refresh that is due: with thousands of objects the
+queue holds a backlog of them, and a notice behind it waited minutes), and the reconcile that
+follows reads Vault as any refresh does, through that object's own client, with its own
+VaultAuth's token. So a notice cannot widen what a tenant reads: a
 notice for a path no instant VaultStaticSecret references schedules nothing, and one for a path
 a tenant references makes that tenant read what it could read anyway, a little earlier. Each
 source narrows further what a notice may schedule (``among``): an event received with one
@@ -182,19 +184,22 @@ class Changes:
             interest = self._interests[key]
             if among is not None and not among(interest.spec):
                 continue
-            if self.schedule(key):
-                scheduled.append(key)
+            self.schedule(key)
+            scheduled.append(key)
         if scheduled:
             self._log.debug("change notice", mount=change.mount, path=change.path,
                             version=change.version, scheduled=["/".join(k) for k in scheduled])
         return scheduled
 
-    def schedule(self, key: Key) -> bool:
-        """Reconcile ``key`` now, unless it is failing: it keeps its backoff (a sealed Vault)."""
-        if self._queue.failures(key):
-            return False
-        self._queue.add(key)
-        return True
+    def schedule(self, key: Key, *, urgent: bool = True) -> None:
+        """Reconcile ``key`` now, ahead of the refreshes that are due (``urgent``: a notice;
+        a source's catch-up after a gap is a refresh like the others, not urgent).
+
+        Also when it is failing on its own (a deleted latest version, a 403): its source just
+        changed, which is what it waits for. A Vault that is away holds its objects where no
+        notice reaches Vault (:mod:`syncd.outages`: a parked object's reconcile sends nothing).
+        """
+        self._queue.add(key, urgent=urgent)
 
     def health_changed(self) -> None:
         """A stream connected or dropped: the source's :meth:`apply_health` moves intervals."""

@@ -80,7 +80,8 @@ def build_parser() -> OptionParser:
         help="changes within this window restart each workload once",
     )
     run.option(
-        "--backoff-max", type=_duration, default="5m", help="longest wait before a retry"
+        "--backoff-max", type=_duration, default="5m",
+        help="longest wait before a retry (a VaultStaticSecret's refreshAfter, if shorter)",
     )
     run.option(
         "--shutdown-grace", type=_duration, default="10s",

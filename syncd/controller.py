@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypeVar, cast
+from typing import Any, Literal, NoReturn, Protocol, TypeVar, cast
 
 import hvac
 import structlog
@@ -34,6 +34,7 @@ from syncd import sources
 from syncd.auth_globals import GlobalError, merge_auth_global
 from syncd.destinations import Desired, DestinationError, decode_data, in_sync, write
 from syncd.fingerprint import fingerprint
+from syncd.outages import OUTAGE_REASONS, Outage, Outages
 from syncd.rendering import KVType, RenderError, SecretData, Templates, render
 from syncd.rollout import Result, Rollouts, Workload
 from syncd.specs import (
@@ -100,6 +101,11 @@ class Outcome(Exception):
         self.reason = reason
 
 
+class Parked(Outcome):
+    """The object waits for its VaultConnection to answer again (:mod:`syncd.outages`): no
+    retry of its own; the connection's probe puts it back in the queue."""
+
+
 class NotReady(Exception):
     """A precondition is missing (auth, connection); retried with backoff, reported."""
 
@@ -136,12 +142,15 @@ class Controller:
         templates: Templates,
         debounce_seconds: float = 2.0,
         owners: Informer | None = None,
+        outages: Outages | None = None,
     ) -> None:
         self._caches = caches
         #: The objects this controller reconciles (default: the VaultStaticSecrets).
         self.owners = self._owners = owners if owners is not None else caches.static_secrets
         self._templates = templates
         self._clients = clients
+        #: Connections that are down, and the objects parked on them (None: no parking).
+        self._outages = outages
         self._pool = pool
         self.rollouts = Rollouts(kube=kube, report=self.report_rollout, debounce=debounce_seconds)
         self._recorder = recorder
@@ -262,10 +271,15 @@ class Controller:
         """The VaultAuth and VaultConnection ``spec`` uses, and a client logged in with them."""
         try:
             auth, connection = self.resolve(spec)
+            await self._park_if_down(obj, connection=connection, log=log)
             client = await self._clients.get(namespace=spec.namespace, auth=auth,
                                              connection=connection)
         except (NotReady, AuthError) as exc:
             reason = getattr(exc, "reason", "VaultAuthFailed")
+            if isinstance(exc, AuthError):  # the login: Vault may be away
+                await self._park_if_outage(obj, reason=reason, connection=connection, log=log)
+            elif self._outages is not None:  # no connection any more: nothing to wait for
+                self._outages.release(kind=self.kind, key=key_of(obj))
             await self._fail(obj, reason=reason, message=str(exc))
             log.warning("not ready", reason=reason, error=str(exc))
             raise
@@ -290,6 +304,8 @@ class Controller:
                 if isinstance(exc, sources.SourceForbidden):
                     self._clients.forget(namespace=spec.namespace, auth=auth,
                                          connection=connection, client=client)
+                await self._park_if_outage(obj, reason=exc.reason, connection=connection,
+                                           log=log)
                 await self._fail(obj, reason=exc.reason, message=str(exc))
                 log.warning("vault read failed", reason=exc.reason, error=str(exc))
                 if exc.retry:
@@ -298,6 +314,59 @@ class Controller:
             if source.version is not None:
                 span.set_attribute("vault.kv.version", source.version)
         return source
+
+    # --- outages (syncd.outages): a Vault that is away parks its objects ---------------------
+
+    async def _park_if_down(self, obj: JSON, *, connection: VaultConnection,
+                            log: BoundLogger) -> None:
+        """Park ``obj`` before any Vault request if its connection is down."""
+        if self._outages is None:
+            return
+        outage = self._outages.down(connection)
+        if outage is None:
+            # Parked on another connection (its spec or VaultAuth changed): waits no more.
+            self._outages.release(kind=self.kind, key=key_of(obj))
+            return
+        await self._park(obj, outage, log=log)
+
+    async def _park_if_outage(self, obj: JSON, *, reason: str, connection: VaultConnection,
+                              log: BoundLogger) -> None:
+        """After a failed Vault request: park ``obj`` if Vault itself is away (one probe per
+        connection decides); return if the failure was the request's own."""
+        if self._outages is None or reason not in OUTAGE_REASONS:
+            return
+        outage = await self._outages.confirm(connection)
+        if outage is not None:
+            await self._park(obj, outage, log=log)
+
+    async def _park(self, obj: JSON, outage: Outage, *, log: BoundLogger) -> NoReturn:
+        assert self._outages is not None
+        if self._outages.park(outage, kind=self.kind, key=key_of(obj)):
+            # Once per object and outage, never per probe.
+            await self._fail(obj, reason=outage.reason, message=outage.message)
+            log.warning("waiting for vault", reason=outage.reason, problem=outage.problem)
+        raise Parked(outage.reason) from None
+
+    @property
+    def kind(self) -> str:
+        """The plural of the kind reconciled (its work queue is its own)."""
+        return self._owners.resource.plural
+
+    def parse(self, obj: JSON) -> Any:
+        """The spec of ``obj`` (raises :class:`SpecError`)."""
+        return parse_vault_static_secret(obj)
+
+    def retry_bound(self, key: Key) -> float | None:
+        """The longest a failing object waits for its retry (the work queue's cap for it): its
+        ``refreshAfter``, the user's bound on staleness; None: the queue's own cap."""
+        obj = self._owners.get(*key)
+        if obj is None:
+            return None
+        try:
+            bound = getattr(self.parse(obj), "refresh_after_seconds", None)
+        except SpecError:
+            return None
+        return float(bound) if bound else None
 
     def _destination_now(self, spec: Synced) -> tuple[JSON | None, str]:
         """The destination Secret as cached (None: absent, or not ours), and its type."""
@@ -570,6 +639,8 @@ class Controller:
         self._written.pop(key, None)
         self._rollout_results.pop(key, None)
         self._status.forget(key)
+        if self._outages is not None:
+            self._outages.release(kind=self.kind, key=key)
 
     def drifted(self, secret: JSON | None, owner_key: Key) -> bool:
         """Whether a managed Secret's data no longer has the owner's fingerprint."""

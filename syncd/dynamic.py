@@ -41,6 +41,7 @@ from syncd.dynamic_specs import (
 from syncd.finalizers import Finalizing
 from syncd.fingerprint import fingerprint
 from syncd.sources import SourceError
+from syncd.specs import VaultConnection
 
 #: Held while a lease may need revoking (``revoke: true``).
 FINALIZER = "secrets.vault-syncd.dev/revoke-lease"
@@ -118,22 +119,26 @@ class DynamicSecrets(Finalizing):
                     refresh_after=spec.refresh_after_seconds)
         if todo.action == "wait":
             return "Unchanged", todo.after
-        auth, _connection, client = await self._connect(obj, spec=spec, log=log)
+        auth, connection, client = await self._connect(obj, spec=spec, log=log)
         vault_namespace = spec.vault_namespace or auth.vault_namespace
         why = todo.why
         if todo.action == "renew":
-            renewed = await self._renew(obj, spec=spec, client=client, status=status,
-                                        vault_namespace=vault_namespace, now=now, log=log)
+            renewed = await self._renew(obj, spec=spec, client=client, connection=connection,
+                                        status=status, vault_namespace=vault_namespace,
+                                        now=now, log=log)
             if renewed is not None:
                 return "LeaseRenewed", renewed
             why = "the lease cannot be renewed"
-        return await self._new_credentials(obj, spec=spec, client=client, status=status, why=why,
-                                 vault_namespace=vault_namespace, secret_type=secret_type,
-                                 current=current, now=now, log=log)
+        return await self._new_credentials(obj, spec=spec, client=client, connection=connection,
+                                           status=status, why=why,
+                                           vault_namespace=vault_namespace,
+                                           secret_type=secret_type, current=current, now=now,
+                                           log=log)
 
     async def _renew(
-        self, obj: JSON, *, spec: VaultDynamicSecret, client: hvac.Client, status: JSON,
-        vault_namespace: str | None, now: float, log: BoundLogger,
+        self, obj: JSON, *, spec: VaultDynamicSecret, client: hvac.Client,
+        connection: VaultConnection, status: JSON, vault_namespace: str | None, now: float,
+        log: BoundLogger,
     ) -> float | None:
         """Renew the lease; when to look again, or None when new credentials are due."""
         lease = status["secretLease"]
@@ -154,6 +159,8 @@ class DynamicSecrets(Finalizing):
                 return None
             except SourceError as exc:
                 span.set_attribute("syncd.result", exc.reason)
+                await self._park_if_outage(obj, reason=exc.reason, connection=connection,
+                                           log=log)
                 await self._fail(obj, reason=exc.reason, message=str(exc))
                 log.warning("lease renewal failed", reason=exc.reason, error=str(exc))
                 raise
@@ -165,15 +172,15 @@ class DynamicSecrets(Finalizing):
         return max(duration * spec.renewal_percent / 100, 1.0)
 
     async def _new_credentials(
-        self, obj: JSON, *, spec: VaultDynamicSecret, client: hvac.Client, status: JSON,
-        why: str, vault_namespace: str | None, secret_type: str, current: JSON | None,
-        now: float, log: BoundLogger,
+        self, obj: JSON, *, spec: VaultDynamicSecret, client: hvac.Client,
+        connection: VaultConnection, status: JSON, why: str, vault_namespace: str | None,
+        secret_type: str, current: JSON | None, now: float, log: BoundLogger,
     ) -> tuple[str, float | None]:
         """New credentials, written; the targets restarted; the old lease revoked."""
         issued = await self._issue(
-            obj, client=client, span="vault.issue", method=spec.method, mount=spec.mount,
-            path=spec.path, params=spec.params, vault_namespace=vault_namespace, why=why,
-            log=log)
+            obj, client=client, connection=connection, span="vault.issue", method=spec.method,
+            mount=spec.mount, path=spec.path, params=spec.params,
+            vault_namespace=vault_namespace, why=why, log=log)
         data: dict[str, Any] = dict(issued.data)
         static: JSON | None = None
         if spec.allow_static_creds and not issued.lease_id:

@@ -192,7 +192,8 @@ class EventsSource:
         among = self._mine(login)
         for spec in self._changes.specs:
             if among(spec):
-                self._changes.schedule((spec.namespace, spec.name))
+                # What the gap missed: due now, but behind the notices (not urgent).
+                self._changes.schedule((spec.namespace, spec.name), urgent=False)
 
     def _deliver(self, login: Login, text: str) -> None:
         change = parse_event(text)

@@ -19,9 +19,9 @@ from structlog.typing import FilteringBoundLogger as BoundLogger
 from plumbing.kube import JSON, JSON_PATCH, Kube, KubeError, Resource
 from plumbing.telemetry import tracer
 from syncd import leases
-from syncd.controller import Controller, Key, Outcome
+from syncd.controller import Controller, Key, Outcome, Parked
 from syncd.sources import SourceError
-from syncd.specs import SpecError
+from syncd.specs import SpecError, VaultConnection
 
 
 async def keep_finalizer(
@@ -76,6 +76,8 @@ class Finalizing(Controller):
                     outcome = await self._finalize(obj, log=log)
                 else:
                     outcome, again = await self.sync(obj, log=log)
+            except Parked as exc:
+                outcome = exc.reason  # its connection's probe puts it back in the queue
             except Outcome as exc:
                 # Reported already; what was wrong may be fixed outside the object (a
                 # destination Secret created, a Vault role changed): look again later.
@@ -113,12 +115,12 @@ class Finalizing(Controller):
         return outcome or "Deleted"
 
     async def _issue(
-        self, obj: JSON, *, client: hvac.Client, span: str, method: str, mount: str,
-        path: str, params: Mapping[str, Any], vault_namespace: str | None, why: str,
-        log: BoundLogger,
+        self, obj: JSON, *, client: hvac.Client, connection: VaultConnection, span: str,
+        method: str, mount: str, path: str, params: Mapping[str, Any],
+        vault_namespace: str | None, why: str, log: BoundLogger,
     ) -> leases.Issued:
         """Ask Vault for new credentials or a certificate; a refusal is reported (and
-        retried with backoff when it may pass)."""
+        retried with backoff when it may pass; parked when Vault is away)."""
         with tracer("syncd").start_as_current_span(
             span, attributes={"vault.mount": mount, "vault.path": path, "syncd.why": why}
         ) as current:
@@ -128,6 +130,8 @@ class Finalizing(Controller):
                     params=params, namespace=vault_namespace)
             except SourceError as exc:
                 current.set_attribute("syncd.result", exc.reason)
+                await self._park_if_outage(obj, reason=exc.reason, connection=connection,
+                                           log=log)
                 await self._fail(obj, reason=exc.reason, message=str(exc))
                 log.warning("vault request failed", reason=exc.reason, error=str(exc))
                 if exc.retry:

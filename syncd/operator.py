@@ -56,6 +56,7 @@ from syncd.hmac_key import load_or_create
 from syncd.instant import InstantSettings, make_source
 from syncd.leadership import LeaderElector, LeadershipLost, LeaseSettings
 from syncd.metrics import Metrics, counted
+from syncd.outages import HealthProbe, Outages
 from syncd.pki import PKISecrets
 from syncd.pki_specs import VAULT_PKI_SECRET
 from syncd.refreshing import Refreshes
@@ -144,6 +145,7 @@ async def run(
     kinds: list[Kind] = []
     rollouts: Rollouts | None = None
     refreshes: Refreshes | None = None
+    outages: Outages | None = None
     elector = LeaderElector(kube=kube, settings=settings.lease()) if settings.leader_elect \
         else None
     electing: asyncio.Task[None] | None = None
@@ -217,18 +219,20 @@ async def run(
         )
         clients = VaultClients(kube=kube, pool=pool, addresses=addresses,
                                api_audiences=await asyncio.to_thread(api_server_audiences))
+        # One probe per VaultConnection while its Vault is away, for every kind's objects.
+        outages = Outages(probe=HealthProbe(clients=clients, pool=pool))
         controller = Controller(
             caches=caches, clients=clients, pool=pool,
             recorder=recorder, status=StatusWriter(kube=kube), kube=kube,
             hmac_key=hmac_key, operator_namespace=settings.namespace, templates=templates,
-            debounce_seconds=settings.debounce_seconds,
+            debounce_seconds=settings.debounce_seconds, outages=outages,
         )
         rollouts = controller.rollouts
         others = [
             kind(caches=caches, clients=clients, pool=pool, recorder=recorder,
                  status=StatusWriter(kube=kube, resource=resource), kube=kube,
                  hmac_key=hmac_key, operator_namespace=settings.namespace, templates=templates,
-                 debounce_seconds=settings.debounce_seconds, owners=informer)
+                 debounce_seconds=settings.debounce_seconds, owners=informer, outages=outages)
             for kind, informer, resource in (
                 (DynamicSecrets, dynamic_secrets, VAULT_DYNAMIC_SECRET),
                 (PKISecrets, pki_secrets, VAULT_PKI_SECRET))]
@@ -238,16 +242,22 @@ async def run(
         )
         # Before any task is created: they inherit this context, and count into ``metrics``.
         metrics_token = metrics.activate()
+        # A failing object is retried within its refreshAfter (retry_bound), however long the
+        # backoff has grown.
         queue = WorkQueue(
             worker=counted(metrics, controller.reconcile), concurrency=settings.concurrency,
-            backoff_cap=settings.backoff_max_seconds,
+            backoff_cap=settings.backoff_max_seconds, backoff_cap_of=controller.retry_bound,
         )
         kinds.extend(
             Kind(informer=other.owners, controller=other, queue=WorkQueue(
                 worker=counted(metrics, other.reconcile), concurrency=settings.concurrency,
-                backoff_cap=settings.backoff_max_seconds))
+                backoff_cap=settings.backoff_max_seconds, backoff_cap_of=other.retry_bound))
             for other in others)
-        refreshes = Refreshes(queue=queue)
+        for work, owner in ((queue, controller), *((k.queue, k.controller) for k in kinds)):
+            outages.resume_with(owner.kind, work.add)
+        vss_kind = controller.kind
+        refreshes = Refreshes(queue=queue, held=lambda key: outages is not None and
+                              outages.holds(vss_kind, key))
         changes = Changes(queue=queue, reschedule=refreshes.ensure,
                           safety_seconds=settings.instant_updates.safety_seconds)
         instant = make_source(settings.instant_updates, changes=changes, controller=controller,
@@ -304,6 +314,8 @@ async def run(
                 await pending.close()
         if refreshes is not None:
             refreshes.shutdown()
+        if outages is not None:
+            await outages.close()
         if electing is not None:
             electing.cancel()
             await asyncio.gather(electing, return_exceptions=True)
@@ -397,7 +409,9 @@ def _connect_handlers(
         refreshes.ensure(key, changes.refresh_seconds(key, change.object, default_refresh))
         old_generation = ((change.old or {}).get("metadata") or {}).get("generation")
         if change.old is None or change.object["metadata"].get("generation") != old_generation:
-            queue.add(key)  # new, or its spec changed: at once (status writes are ignored)
+            # New, or its spec changed: at once, ahead of due refreshes (someone waits for
+            # it); status writes are ignored.
+            queue.add(key, urgent=True)
 
     def on_auth_or_connection(change: Change) -> None:
         old_generation = ((change.old or {}).get("metadata") or {}).get("generation")
@@ -424,7 +438,8 @@ def _connect_handlers(
             new = change.object["metadata"]
             if change.old is None or new.get("generation") != old.get("generation") or \
                     bool(new.get("deletionTimestamp")) != bool(old.get("deletionTimestamp")):
-                kind.queue.add(key)  # new, its spec changed, or deleted (the finalizer)
+                # New, its spec changed, or deleted (the finalizer): ahead of due work.
+                kind.queue.add(key, urgent=True)
         return on_change
 
     def on_secret(change: Change) -> None:
@@ -437,7 +452,7 @@ def _connect_handlers(
             if owners.drifted(secret, owner):
                 log.info("drift", secret_name="/".join(key), change=change.type,
                          owner="/".join(owner))
-                work.add(owner)
+                work.add(owner, urgent=True)  # someone edited it: repair ahead of refreshes
 
     caches.static_secrets.add_handler(on_static_secret)
     for kind in kinds:

@@ -102,13 +102,13 @@ class PKISecrets(Finalizing):
             return "Unchanged", at - now
         else:
             why = "the certificate expires"
-        auth, _connection, client = await self._connect(obj, spec=spec, log=log)
+        auth, connection, client = await self._connect(obj, spec=spec, log=log)
         vault_namespace = spec.vault_namespace or auth.vault_namespace
         path = f"issuer/{spec.issuer_ref}/issue/{spec.role}" if spec.issuer_ref \
             else f"issue/{spec.role}"
         issued = await self._issue(
-            obj, client=client, span="vault.certificate.issue", method="POST",
-            mount=spec.mount, path=path, params=spec.request(),
+            obj, client=client, connection=connection, span="vault.certificate.issue",
+            method="POST", mount=spec.mount, path=path, params=spec.request(),
             vault_namespace=vault_namespace, why=why, log=log)
         data: dict[str, Any] = dict(issued.data)
         if secret_type == TLS:

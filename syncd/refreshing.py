@@ -3,8 +3,10 @@
 ``refreshAfter`` is the user's bound on staleness, so the time between two refreshes of an
 object never exceeds it: the jitter that spreads objects created together (a ``kubectl apply``
 of fifty) only ever *shortens* an interval, by up to 10 % (at most 30 s). A refresh is only a
-nudge to the work queue, and never for an object that is backing off after a failure: a refresh
-on top of a long backoff (a sealed Vault) would turn it back into one try per refresh.
+nudge to the work queue, and never for an object that is backing off after a failure (its
+retry is already due within ``refreshAfter``, the queue's cap for it: a refresh would only cut
+the backoff short), nor for one that is *held* (parked while its Vault is down, see
+:mod:`syncd.outages`: one probe per connection stands for all of them).
 
 One timer and one heap serve every object, instead of one scheduler job each: at 10,000 objects
 refreshed every 30 s that is 333 refreshes a second, and each must cost next to nothing (an
@@ -18,6 +20,7 @@ import asyncio
 import heapq
 import itertools
 import random
+from collections.abc import Callable
 
 from plumbing.queueing import WorkQueue
 
@@ -33,8 +36,12 @@ BATCH = 0.01
 class Refreshes:
     """Adds each object to the work queue every ``seconds`` (or a little sooner)."""
 
-    def __init__(self, *, queue: WorkQueue[Key], rng: random.Random | None = None) -> None:
+    def __init__(
+        self, *, queue: WorkQueue[Key], held: Callable[[Key], bool] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
         self._queue = queue
+        self._held = held
         self._rng = rng or random.Random()
         self._intervals: dict[Key, float] = {}
         #: key -> when it is next due (loop time); heap entries not matching it are stale.
@@ -106,8 +113,9 @@ class Refreshes:
             due, _, key = heapq.heappop(self._heap)
             if self._due.get(key) != due:
                 continue
-            # A failing object already has its retry scheduled by the queue's backoff.
-            if not self._queue.failures(key):
+            # A failing object already has its retry scheduled by the queue's backoff, and a
+            # held one waits for its connection's probe.
+            if not self._queue.failures(key) and not (self._held and self._held(key)):
                 self._queue.add(key)
             # From now, not from when it was due: a late timer must not make the next gap
             # longer than the interval.

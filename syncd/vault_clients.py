@@ -199,10 +199,7 @@ class VaultClients:
         self, *, namespace: str, auth: VaultAuth, connection: VaultConnection
     ) -> hvac.Client:
         # Checked at every use, cached client or not: the operator may narrow the list.
-        problem = self._addresses.problem(namespace=connection.namespace,
-                                          name=connection.name, address=connection.address)
-        if problem:
-            raise AuthError(problem, reason="VaultAddressNotAllowed")
+        self.check_address(connection)
         key = self._key(namespace, auth, connection)
         entry = self._usable(key)
         if entry is not None:
@@ -254,25 +251,42 @@ class VaultClients:
         if entry is not None and (client is None or entry.client is client):
             del self._clients[key]
 
-    async def _make(
-        self, *, namespace: str, auth: VaultAuth, connection: VaultConnection
-    ) -> _Entry:
+    def check_address(self, connection: VaultConnection) -> None:
+        """Raise :class:`AuthError` if the operator does not allow ``connection``'s address."""
+        problem = self._addresses.problem(namespace=connection.namespace,
+                                          name=connection.name, address=connection.address)
+        if problem:
+            raise AuthError(problem, reason="VaultAddressNotAllowed")
+
+    async def connection_client(
+        self, connection: VaultConnection, *, headers: Mapping[str, str] | None = None,
+        request_timeout: float | None = None,
+    ) -> hvac.Client:
+        """A client of ``connection`` without a token: its address (allowed, pinned), CA, TLS
+        server name, headers (and ``headers``), and timeout (or ``request_timeout``). The
+        outage probe uses it as it is (:mod:`syncd.outages`); a login adds a token."""
+        self.check_address(connection)
         verify: bool | str = not connection.skip_tls_verify
         if connection.ca_cert_secret_ref and not connection.skip_tls_verify:
             verify = await self._ca_file(connection)
         elif connection.ca_cert_path and not connection.skip_tls_verify:
             verify = await self._ca_path(connection)
-        headers = {**connection.headers, **auth.headers}
         # The Vault namespace goes with each request (the login: the VaultAuth's; a read: the
         # VaultStaticSecret's, else the VaultAuth's), not with the client.
         client = make_client(
             address=connection.address,
             verify=verify,
-            timeout=connection.timeout_seconds or 10.0,
-            headers=headers,
+            timeout=request_timeout or connection.timeout_seconds or 10.0,
+            headers={**connection.headers, **(headers or {})},
         )
         _pin(client, origin=parse_address(connection.address),
              server_name=connection.tls_server_name)
+        return client
+
+    async def _make(
+        self, *, namespace: str, auth: VaultAuth, connection: VaultConnection
+    ) -> _Entry:
+        client = await self.connection_client(connection, headers=auth.headers)
         if auth.method == "token" and auth.token is not None:
             reference = auth.token.secret_ref
             client.token = await self._secret_value(

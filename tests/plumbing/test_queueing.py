@@ -177,3 +177,103 @@ async def test_earlier_add_moves_a_waiting_key_forward(after: float) -> None:
     queue.add("a", after=after)
     async with running(queue):
         await asyncio.wait_for(ran.wait(), 2)
+
+
+async def test_an_urgent_key_overtakes_a_backlog_of_due_keys() -> None:
+    """A notice must not wait behind refreshes already due (issue 12: 75 s at 10,000)."""
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def worker(key: str) -> None:
+        order.append(key)
+        if key == "first":
+            await release.wait()
+
+    queue = WorkQueue(worker=worker, concurrency=1)
+    async with running(queue):
+        queue.add("first")
+        await until(lambda: order == ["first"])
+        for i in range(200):
+            queue.add(f"refresh-{i}")  # due now, all of them: the backlog
+        queue.add("notice", urgent=True)
+        queue.add("later-notice", after=0.05, urgent=True)  # urgent, but not due yet
+        release.set()
+        await until(lambda: len(order) == 203, deadline=10)
+    assert order[1] == "notice"  # the first free worker went to the urgent key
+    assert order[2:5] == ["refresh-0", "refresh-1", "refresh-2"]  # the rest in their order
+    # Not due yet when the backlog began: urgency orders due keys, it does not make them due.
+    assert order.index("later-notice") > 2
+
+
+async def test_coalescing_keeps_the_earliest_due_time_and_the_urgency() -> None:
+    ran: list[str] = []
+    block = asyncio.Event()
+
+    async def worker(key: str) -> None:
+        ran.append(key)
+        if key == "blocker":
+            await block.wait()
+
+    queue = WorkQueue(worker=worker, concurrency=1)
+    queue.add("a", after=60, urgent=True)
+    queue.add("a")  # due now, and still urgent
+    queue.add("b")
+    queue.add("b", after=60, urgent=True)  # urgent, still due now
+    assert len(queue) == 2
+    assert queue.is_urgent("a") and queue.is_urgent("b")
+    due_a, due_b = queue.due_in("a"), queue.due_in("b")
+    assert due_a is not None and due_a < 1 and due_b is not None and due_b < 1
+    async with running(queue):
+        queue.add("blocker")
+        await until(lambda: "blocker" in ran)
+        queue.add("blocker", urgent=True)  # while it runs: once more after, urgently
+        queue.add("blocker", after=30)
+        assert queue.is_urgent("blocker")
+        queue.add("plain")
+        block.set()
+        await until(lambda: len(ran) == 5)
+    assert ran[:3] in (["a", "b", "blocker"], ["b", "a", "blocker"])
+    assert ran[3:] == ["blocker", "plain"]  # its urgent re-run before the plain due key
+
+
+async def test_the_backoff_is_capped_per_key() -> None:
+    attempts: dict[str, int] = {"bounded": 0, "unbounded": 0}
+
+    async def worker(key: str) -> None:
+        attempts[key] += 1
+        raise RuntimeError("source deleted")
+
+    caps = {"bounded": 0.05, "unbounded": None}
+    queue = WorkQueue(worker=worker, backoff_base=1.0, backoff_cap=300.0,
+                      backoff_cap_of=caps.__getitem__, rng=random.Random(5))
+    async with running(queue):
+        queue.add("bounded")
+        queue.add("unbounded")
+        # Retries of the bounded key keep coming, however many failures it has had.
+        await until(lambda: attempts["bounded"] >= 6, deadline=5)
+        assert queue.failures("bounded") >= 5
+        retry = queue.due_in("bounded")
+        assert retry is None or retry <= 0.05
+        waiting = queue.due_in("unbounded")
+        assert attempts["unbounded"] == 1 and waiting is not None and waiting > 0.4
+    assert all(queue.backoff(n, cap=2.0) <= 2.0 for n in range(1, 30))
+    assert queue.backoff(30) > 100  # the queue's own cap otherwise
+
+
+async def test_a_cap_that_cannot_be_read_falls_back_on_the_queue_cap() -> None:
+    failed = asyncio.Event()
+
+    async def worker(key: str) -> None:
+        failed.set()
+        raise RuntimeError("no")
+
+    def broken(key: str) -> float | None:
+        raise KeyError(key)
+
+    queue = WorkQueue(worker=worker, backoff_base=0.5, backoff_cap=1.0, backoff_cap_of=broken)
+    async with running(queue):
+        queue.add("a")
+        await asyncio.wait_for(failed.wait(), 2)
+        await until(lambda: queue.due_in("a") is not None)
+        retry = queue.due_in("a")
+        assert retry is not None and 0.1 < retry <= 0.5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -10,6 +11,7 @@ from syncd.audit_relay import keep
 from syncd.changes import Changes, Notice, notice
 from syncd.events_source import parse_event
 from syncd.specs import VaultStaticSecret
+from testbed.waiting import until
 
 Key = tuple[str, str]
 
@@ -164,3 +166,43 @@ def test_the_relay_keeps_only_successful_kv_changes_and_only_their_path() -> Non
                        request__path="transit/encrypt/k")) is None
     assert keep(b"{not json") is None
     assert keep(b'{"type":"response","mount_type":"kv"') is None  # truncated
+
+
+async def test_a_notice_overtakes_due_refreshes_and_reaches_a_failing_object() -> None:
+    """Issue 12: a notice waited 75 s (p50) behind a backlog of due refreshes at 10,000."""
+    ran: list[Key] = []
+    release = asyncio.Event()
+
+    async def worker(key: Key) -> None:
+        ran.append(key)
+        if key == ("team-a", "busy"):
+            await release.wait()
+        if key == ("team-a", "deleted"):
+            raise RuntimeError("the latest version is deleted")
+
+    queue: WorkQueue[Key] = WorkQueue(worker=worker, concurrency=1, backoff_base=60)
+    changes = Changes(queue=queue, reschedule=lambda key, seconds: None, safety_seconds=600)
+    changes.attach(FakeSource())
+    changes.refresh_seconds(("team-a", "one"), vss("one"), 60)
+    changes.refresh_seconds(("team-a", "deleted"), vss("deleted", path="gone"), 60)
+    runner = asyncio.create_task(queue.run())
+    try:
+        queue.add(("team-a", "deleted"))
+        await until(lambda: queue.failures(("team-a", "deleted")) == 1)
+        backoff = queue.due_in(("team-a", "deleted"))
+        assert backoff is not None and backoff > 20
+        queue.add(("team-a", "busy"))
+        await until(lambda: ran[-1] == ("team-a", "busy"))
+        for i in range(500):
+            queue.add(("team-b", f"refresh-{i}"))  # refreshes due, waiting for a worker
+        assert changes.notify(Notice(mount="secret", path="data/app")) == [("team-a", "one")]
+        # A new version where the deleted one was: read now, not after the backoff.
+        assert changes.notify(Notice(mount="secret", path="data/gone")) == [
+            ("team-a", "deleted")]
+        release.set()
+        await until(lambda: len(ran) >= 5)
+        assert set(ran[2:4]) == {("team-a", "one"), ("team-a", "deleted")}
+        assert ran[4] == ("team-b", "refresh-0")
+    finally:
+        await queue.close(grace=1)
+        await runner

@@ -110,3 +110,20 @@ async def test_a_refresh_does_not_add_an_object_that_is_backing_off() -> None:
         refreshes.shutdown()
         await queue.close(grace=1)
         await runner
+
+
+async def test_a_held_object_is_not_refreshed() -> None:
+    """Parked while its Vault is away: its connection's probe stands for its refreshes."""
+    queue = RecordingQueue()
+    held = {("app", "parked")}
+    refreshes = Refreshes(queue=queue, held=held.__contains__)
+    refreshes.ensure(("app", "parked"), 0.05)
+    refreshes.ensure(KEY, 0.05)
+    refreshes.start()
+    try:
+        await until(lambda: len(queue.added.get(KEY, [])) >= 3, deadline=5)
+        assert ("app", "parked") not in queue.added
+        held.clear()  # resumed: refreshed again
+        await until(lambda: ("app", "parked") in queue.added, deadline=5)
+    finally:
+        refreshes.shutdown()

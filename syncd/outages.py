@@ -1,0 +1,341 @@
+"""Vault outages, per VaultConnection: one probe stands for every object waiting on it.
+
+A sealed, unreachable or failing Vault fails every object that reads through it the same way.
+Each retrying on its own backoff was loud while Vault was away (one request per object per
+retry) and slow once it came back (the backoff had grown to minutes: recovery took up to 5
+minutes after Vault answered again). So an outage is a property of the connection, not of
+each object:
+
+- A Vault request (a read, a login, an issue, a renewal) failing with an error that may mean
+  Vault itself is away — :class:`~syncd.sources.VaultSealed`, :class:`~syncd.sources.
+  VaultUnavailable` (refused, reset, timed out, 5xx, 429), a login's ``AuthError`` with those
+  reasons — is *confirmed* by one ``GET sys/health``. If Vault answers 200 (standbys
+  included), the error was about that request (a slow mount, a plugin's 500, a rate limit on
+  one path): the object backs off on its own, within its ``refreshAfter``. Otherwise the
+  connection is *down*. A verdict of "up" is reused for :data:`HEALTHY_FOR`, so objects failing
+  on their own do not each cost a probe.
+- While a connection is down, its objects are *parked*: a reconcile stops before any Vault
+  request (:meth:`Outages.down` is asked before the client), the status says so once per
+  object and outage (:meth:`Outages.park` answers whether this is the first time), and no
+  refresh runs for them (``held``).
+- One probe per connection runs meanwhile, after a jittered backoff from
+  :data:`PROBE_BASE` to :data:`PROBE_CAP` seconds; the first 200 ends the outage and puts
+  every parked object back in its work queue at once, where they run at the queue's
+  concurrency. So objects resume within about a second of Vault answering, and a Vault that
+  stays sealed for a day sees about two requests a second from syncd, whatever the number of
+  objects.
+
+A connection is known by its VaultConnection object (namespace, name, uid, generation: how the
+client cache in :mod:`syncd.vault_clients` tells configurations apart), not by its address.
+Two tenants' VaultConnections to one address differ in CA, TLS server name, headers and
+timeout: one tenant's broken CA or a 1 ms timeout fails that tenant's connection only, and must
+never park another tenant's objects. The probe is made from the VaultConnection alone (no
+token, no VaultAuth headers, no Vault namespace: ``sys/health`` is unauthenticated and lives in
+the root namespace), so nothing a tenant puts in a VaultAuth or a VaultStaticSecret can make it
+fail. A Vault namespace that is unavailable on its own (a locked namespace, a sick mount)
+answers its requests with errors while ``sys/health`` answers 200: its objects back off on
+their own and park nobody else's. A ``sys/health`` hidden behind a proxy (4xx) cannot tell
+anything, and is taken as up: the objects then back off on their own, as without this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import hvac
+import requests
+import structlog
+
+from plumbing.queueing import jittered_backoff
+from plumbing.vault import VaultPool
+from syncd.specs import VaultConnection
+from syncd.vault_clients import AuthError, VaultClients
+
+Key = tuple[str, str]
+#: A connection: its VaultConnection's namespace, name, uid and generation.
+Identity = tuple[str, str, str, int]
+#: A parked object: its kind (the resource's plural, one work queue each) and its key.
+Entry = tuple[str, Key]
+#: What a probe found: None when Vault answers; else the condition's reason and what is wrong.
+Verdict = tuple[str, str] | None
+Probe = Callable[[VaultConnection], Awaitable[Verdict]]
+
+#: The reasons of errors that may mean Vault itself is away (a probe decides).
+OUTAGE_REASONS = frozenset({"VaultSealed", "VaultUnavailable"})
+#: The probes of a down connection: the first after about PROBE_BASE seconds, then doubling up
+#: to PROBE_CAP (jittered between half of it and all of it).
+PROBE_BASE = 0.2
+PROBE_CAP = 0.6
+#: A probe waits at most this long (or the VaultConnection's timeout, if shorter): Vault
+#: answers sys/health from memory in milliseconds, and a probe sent into a network that
+#: drops packets must not keep the next one (the one Vault answers) waiting.
+PROBE_TIMEOUT = 2.0
+#: How long a "Vault answers" verdict stands for further failures of the same connection.
+HEALTHY_FOR = 1.0
+#: Standbys and performance standbys forward requests: they count as up.
+HEALTH_QUERY = {"standbyok": "true", "perfstandbyok": "true"}
+
+
+def identity(connection: VaultConnection) -> Identity:
+    return (connection.namespace, connection.name, connection.uid, connection.generation)
+
+
+@dataclass(eq=False)
+class Outage:
+    """One connection down: why, since when, and who waits for it."""
+
+    connection: VaultConnection
+    reason: str
+    problem: str  # what the probe found ("Vault is sealed"), for the status message
+    started: float
+    parked: dict[Entry, None] = field(default_factory=dict)  # in parking order
+    probes: int = 0
+
+    @property
+    def message(self) -> str:
+        connection = self.connection
+        return (f"VaultConnection {connection.namespace}/{connection.name}"
+                f" ({connection.address}): {self.problem}; waiting for Vault to answer again"
+                " (one sys/health probe for every object of this connection, no request of"
+                " its own meanwhile); the Secret keeps its data")
+
+
+class Outages:
+    """The connections that are down, the objects parked on them, and their probes.
+
+    ``probe`` checks one connection (:class:`HealthProbe`). Each kind registers with
+    :meth:`resume_with` how a parked object goes back to work (its queue's ``add``).
+    """
+
+    def __init__(
+        self, *, probe: Probe, base: float = PROBE_BASE, cap: float = PROBE_CAP,
+        healthy_for: float = HEALTHY_FOR, rng: random.Random | None = None,
+    ) -> None:
+        self._probe = probe
+        self._base = base
+        self._cap = cap
+        self._healthy_for = healthy_for
+        self._rng = rng or random.Random()
+        self._down: dict[Identity, Outage] = {}
+        #: The probe loop of each down connection, and the confirming probes in flight.
+        self._watching: dict[Identity, asyncio.Task[None]] = {}
+        self._checking: dict[Identity, asyncio.Task[Outage | None]] = {}
+        #: When sys/health of a connection last answered (loop time).
+        self._answered: dict[Identity, float] = {}
+        self._where: dict[Entry, Identity] = {}
+        self._resumers: dict[str, Callable[[Key], None]] = {}
+        self._closed = False
+        self._log = structlog.get_logger("syncd.outages")
+
+    def resume_with(self, kind: str, add: Callable[[Key], None]) -> None:
+        """Parked objects of ``kind`` go back to work through ``add(key)``."""
+        self._resumers[kind] = add
+
+    # --- asked by every reconcile ---------------------------------------------------------
+
+    def down(self, connection: VaultConnection) -> Outage | None:
+        """The outage of ``connection``, if it is down."""
+        return self._down.get(identity(connection))
+
+    @property
+    def probing(self) -> list[Identity]:
+        """The connections whose probe loop runs (those down)."""
+        return [where for where, task in self._watching.items() if not task.done()]
+
+    def holds(self, kind: str, key: Key) -> bool:
+        """Whether the object is parked (a refresh would only park it again)."""
+        return (kind, key) in self._where
+
+    def park(self, outage: Outage, *, kind: str, key: Key) -> bool:
+        """Park the object until ``outage`` ends; True the first time in this outage (then
+        its status should say so)."""
+        entry = (kind, key)
+        where = identity(outage.connection)
+        if self._where.get(entry) == where:
+            return False
+        self.release(kind=kind, key=key)
+        if self._down.get(where) is not outage:  # ended meanwhile: nothing to wait for
+            self._resume([entry])
+            return False
+        outage.parked[entry] = None
+        self._where[entry] = where
+        return True
+
+    def release(self, *, kind: str, key: Key) -> None:
+        """The object waits no more (deleted, or it reads through another connection now)."""
+        entry = (kind, key)
+        where = self._where.pop(entry, None)
+        if where is None:
+            return
+        outage = self._down.get(where)
+        if outage is None:
+            return
+        outage.parked.pop(entry, None)
+        if not outage.parked:  # nobody waits for this connection: stop probing it
+            self._stop(where, outage)
+
+    async def confirm(self, connection: VaultConnection) -> Outage | None:
+        """After an outage kind of error: the outage if ``connection`` is down (probed now,
+        once for every caller), None if Vault answers (the error was the request's own)."""
+        where = identity(connection)
+        outage = self._down.get(where)
+        if outage is not None:
+            return outage
+        answered = self._answered.get(where)
+        if answered is not None and _now() - answered < self._healthy_for:
+            return None
+        checking = self._checking.get(where)
+        if checking is None:
+            checking = asyncio.create_task(self._check(connection), name=f"probe {where[:2]}")
+            self._checking[where] = checking
+        return await asyncio.shield(checking)
+
+    # --- the probes ---------------------------------------------------------------------------
+
+    async def _check(self, connection: VaultConnection) -> Outage | None:
+        where = identity(connection)
+        try:
+            verdict = await self._ask(connection)
+            if verdict is None:
+                self._mark_answered(where)
+                return None
+            outage = self._down.get(where)
+            if outage is None and not self._closed:
+                outage = Outage(connection=connection, reason=verdict[0], problem=verdict[1],
+                                started=_now())
+                self._down[where] = outage
+                self._watching[where] = asyncio.create_task(
+                    self._watch(where, outage), name=f"outage {where[:2]}")
+                self._log.warning("vault unavailable; objects wait for one probe",
+                                  connection="/".join(where[:2]), address=connection.address,
+                                  reason=verdict[0], problem=verdict[1])
+            return outage
+        finally:
+            self._checking.pop(where, None)
+
+    async def _watch(self, where: Identity, outage: Outage) -> None:
+        """Probe until Vault answers; then every parked object goes back to work."""
+        attempt = 0
+        verdict: Verdict = (outage.reason, outage.problem)
+        while verdict is not None:
+            attempt += 1
+            await asyncio.sleep(jittered_backoff(attempt, base=self._base, cap=self._cap,
+                                                 rng=self._rng))
+            verdict = await self._ask(outage.connection)
+            outage.probes += 1
+            if verdict is not None:
+                # What the status says is not rewritten (one write per object and outage).
+                outage.reason, outage.problem = verdict
+        self._mark_answered(where)
+        del self._down[where]
+        del self._watching[where]
+        parked = list(outage.parked)
+        for entry in parked:
+            self._where.pop(entry, None)
+        self._log.info("vault answers again; resuming", connection="/".join(where[:2]),
+                       down_for=round(_now() - outage.started, 3), probes=outage.probes,
+                       resumed=len(parked))
+        self._resume(parked)
+
+    def _mark_answered(self, where: Identity) -> None:
+        for older in [w for w in self._answered if w[:2] == where[:2] and w != where]:
+            del self._answered[older]  # an earlier generation of the same VaultConnection
+        self._answered[where] = _now()
+
+    def _resume(self, entries: list[Entry]) -> None:
+        for kind, key in entries:
+            add = self._resumers.get(kind)
+            if add is not None:
+                add(key)
+
+    async def _ask(self, connection: VaultConnection) -> Verdict:
+        try:
+            return await self._probe(connection)
+        except Exception as exc:  # a probe that cannot tell must never hold objects back
+            self._log.warning("vault probe failed; not holding objects back",
+                              error=str(exc) or type(exc).__name__)
+            return None
+
+    def _stop(self, where: Identity, outage: Outage) -> None:
+        if self._down.get(where) is outage:
+            del self._down[where]
+        task = self._watching.pop(where, None)
+        if task is not None:
+            task.cancel()
+
+    async def close(self) -> None:
+        """Stop every probe (shutdown); parked objects stay parked."""
+        self._closed = True
+        tasks = [*self._watching.values(), *self._checking.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._watching.clear()
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+class HealthProbe:
+    """``GET sys/health`` through a client made from the VaultConnection alone."""
+
+    def __init__(self, *, clients: VaultClients, pool: VaultPool) -> None:
+        self._clients = clients
+        self._pool = pool
+        self._cache: dict[Identity, hvac.Client] = {}
+
+    async def __call__(self, connection: VaultConnection) -> Verdict:
+        try:
+            client = await self._client(connection)
+        except AuthError as exc:
+            # Not allowed any more, or its CA cannot be read: the objects' own reconciles say
+            # so; no outage this probe could see the end of.
+            structlog.get_logger("syncd.outages").warning(
+                "vault probe not sent", reason=exc.reason, error=str(exc))
+            return None
+        return await self._pool.run(health_blocking, client)
+
+    async def _client(self, connection: VaultConnection) -> hvac.Client:
+        where = identity(connection)
+        client = self._cache.get(where)
+        if client is None:
+            timeout = min(connection.timeout_seconds or PROBE_TIMEOUT, PROBE_TIMEOUT)
+            client = await self._clients.connection_client(connection,
+                                                          request_timeout=timeout)
+            for older in [w for w in self._cache if w[:2] == where[:2]]:
+                del self._cache[older]  # an earlier generation of the same VaultConnection
+            self._cache[where] = client
+        else:
+            self._clients.check_address(connection)  # the operator may narrow the list
+        return client
+
+
+def health_blocking(client: hvac.Client) -> Verdict:
+    """Whether Vault answers (blocking: run it in the pool); see the module docstring."""
+    try:
+        response: requests.Response = client.adapter.request(
+            "GET", "v1/sys/health", params=HEALTH_QUERY, raise_exception=False)
+    except requests.RequestException as exc:
+        return "VaultUnavailable", f"Vault unreachable: {type(exc).__name__}"
+    status = response.status_code
+    if status == 200:
+        return None
+    if status == 503 and _sealed(response):
+        return "VaultSealed", "Vault is sealed"
+    if status == 501:
+        return "VaultUnavailable", "Vault is not initialized"
+    if status >= 500 or status in (472, 474):  # 472: a DR secondary; 474: cut off the active
+        return "VaultUnavailable", f"Vault answered sys/health with {status}"
+    return None  # 4xx: something in front hides sys/health; it cannot tell
+
+
+def _sealed(response: requests.Response) -> bool:
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("sealed") is True

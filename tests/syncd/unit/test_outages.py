@@ -1,0 +1,182 @@
+"""The outage gate: one probe per VaultConnection, parked objects, and their resumption."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator
+
+from plumbing.vault import VaultPool, make_client
+from syncd.outages import HEALTH_QUERY, Outages, Verdict, health_blocking
+from syncd.specs import VaultConnection
+from testbed.vault import running_vault
+from testbed.waiting import until
+
+Key = tuple[str, str]
+KIND = "vaultstaticsecrets"
+SEALED: Verdict = ("VaultSealed", "Vault is sealed")
+
+
+def connection(name: str = "default", *, namespace: str = "vault-syncd",
+               address: str = "https://vault.vault.svc:8200",
+               generation: int = 1) -> VaultConnection:
+    return VaultConnection(namespace=namespace, name=name, generation=generation,
+                           uid=f"uid-{namespace}-{name}", address=address,
+                           ca_cert_secret_ref=None, tls_server_name=None, skip_tls_verify=False,
+                           timeout_seconds=None)
+
+
+class FakeVault:
+    """Answers probes per VaultConnection name; counts them."""
+
+    def __init__(self) -> None:
+        self.verdicts: dict[str, Verdict] = {}
+        self.probes: list[str] = []
+        self.gate: asyncio.Event | None = None  # set: probes wait for it
+
+    async def probe(self, connection: VaultConnection) -> Verdict:
+        self.probes.append(connection.name)
+        if self.gate is not None:
+            await self.gate.wait()
+        return self.verdicts.get(connection.name)
+
+
+@contextlib.asynccontextmanager
+async def gate(vault: FakeVault) -> AsyncIterator[tuple[Outages, list[Key]]]:
+    outages = Outages(probe=vault.probe, base=0.01, cap=0.02, healthy_for=60,
+                      rng=random.Random(1))
+    resumed: list[Key] = []
+    outages.resume_with(KIND, resumed.append)
+    try:
+        yield outages, resumed
+    finally:
+        await outages.close()
+
+
+async def test_concurrent_failures_cost_one_probe_and_an_answer_is_reused() -> None:
+    vault = FakeVault()
+    vault.gate = asyncio.Event()
+    async with gate(vault) as (outages, _):
+        waiting = [asyncio.create_task(outages.confirm(connection())) for _ in range(10)]
+        await until(lambda: len(vault.probes) == 1)
+        vault.gate.set()
+        assert await asyncio.gather(*waiting) == [None] * 10  # Vault answers: their own errors
+        assert await outages.confirm(connection()) is None
+        assert vault.probes == ["default"]  # the answer stands for a while (healthy_for)
+        assert outages.down(connection()) is None
+
+
+async def test_a_down_connection_parks_its_objects_and_one_probe_resumes_them_all() -> None:
+    vault = FakeVault()
+    vault.verdicts["default"] = SEALED
+    async with gate(vault) as (outages, resumed):
+        outage = await outages.confirm(connection())
+        assert outage is not None and outage.reason == "VaultSealed"
+        assert outages.down(connection()) is outage
+        keys = [("app", f"s{i}") for i in range(50)]
+        assert all(outages.park(outage, kind=KIND, key=key) for key in keys)
+        # Parked again (a user's edit, a notice): no second status write.
+        assert not any(outages.park(outage, kind=KIND, key=key) for key in keys)
+        assert all(outages.holds(KIND, key) for key in keys)
+        # Later failures of the same connection cost no probe of their own.
+        assert await outages.confirm(connection()) is outage
+        await until(lambda: outage.probes >= 5)
+        assert resumed == []
+        probes_while_down = len(vault.probes)
+        assert probes_while_down == outage.probes + 1  # the confirmation and the loop: no more
+
+        vault.verdicts["default"] = None  # Vault answers again
+        await until(lambda: len(resumed) == 50)
+        assert sorted(resumed) == sorted(keys)  # each once
+        assert outages.down(connection()) is None
+        assert not any(outages.holds(KIND, key) for key in keys)
+        assert outages.probing == []
+
+
+async def test_connections_are_told_apart_by_their_object_not_their_address() -> None:
+    """A tenant's VaultConnection to the shared Vault's address, broken by its own settings
+    (a wrong CA, a tiny timeout), parks that tenant's objects only."""
+    vault = FakeVault()
+    vault.verdicts["tenant"] = ("VaultUnavailable", "Vault unreachable: SSLError")
+    shared, tenant = connection(), connection("tenant", namespace="team-a")
+    assert shared.address == tenant.address
+    async with gate(vault) as (outages, _):
+        outage = await outages.confirm(tenant)
+        assert outage is not None
+        outages.park(outage, kind=KIND, key=("team-a", "x"))
+        assert outages.down(shared) is None
+        assert await outages.confirm(shared) is None
+        # A new generation of the same VaultConnection (fixed by its owner) is another one.
+        assert outages.down(connection("tenant", namespace="team-a", generation=2)) is None
+
+
+async def test_the_last_object_leaving_stops_the_probes() -> None:
+    vault = FakeVault()
+    vault.verdicts["default"] = SEALED
+    async with gate(vault) as (outages, resumed):
+        outage = await outages.confirm(connection())
+        assert outage is not None
+        outages.park(outage, kind=KIND, key=("app", "a"))
+        outages.park(outage, kind=KIND, key=("app", "b"))
+        outages.release(kind=KIND, key=("app", "a"))  # deleted
+        assert outages.down(connection()) is outage and len(outages.probing) == 1
+        outages.release(kind=KIND, key=("app", "b"))  # now reads through another connection
+        assert outages.down(connection()) is None
+        await until(lambda: outages.probing == [])
+        assert resumed == []
+
+
+async def test_a_probe_that_fails_holds_nobody_back() -> None:
+    async def broken(connection: VaultConnection) -> Verdict:
+        raise RuntimeError("bug")
+
+    outages = Outages(probe=broken)
+    try:
+        assert await outages.confirm(connection()) is None
+    finally:
+        await outages.close()
+
+
+async def test_close_stops_every_probe() -> None:
+    vault = FakeVault()
+    vault.verdicts["default"] = SEALED
+    outages = Outages(probe=vault.probe, base=0.01, cap=0.02)
+    outage = await outages.confirm(connection())
+    assert outage is not None
+    await until(lambda: len(vault.probes) >= 2)
+    assert len(outages.probing) == 1
+    await outages.close()
+    assert outages.probing == []
+
+
+async def test_sys_health_verdicts_against_the_vault_emulation() -> None:
+    pool = VaultPool(max_workers=1)
+    async with running_vault() as vault:
+        init = vault.admin.bootstrap(shares=1, threshold=1)
+        client = make_client(address=vault.address, timeout=2)
+
+        async def verdict() -> Verdict:
+            return await pool.run(health_blocking, client)
+
+        assert await verdict() is None
+        vault.admin.seal()
+        assert await verdict() == ("VaultSealed", "Vault is sealed")
+        vault.admin.unseal(init.keys)
+        assert await verdict() is None
+
+        for fault, expected in (
+            ({"reset": True}, "Vault unreachable: ConnectionError"),
+            ({"status": 502}, "Vault answered sys/health with 502"),
+            ({"status": 503, "errors": ["no healthy upstream"]},  # a proxy, not Vault
+             "Vault answered sys/health with 503"),
+        ):
+            vault.admin.add_fault(path="/v1/sys/health", times=1, **fault)
+            assert await verdict() == ("VaultUnavailable", expected)
+        # A proxy hiding sys/health (403, 404) cannot tell: not an outage.
+        vault.admin.add_fault(path="/v1/sys/health", status=404, times=1)
+        assert await verdict() is None
+        assert vault.admin.request_count(path="/v1/sys/health") == 7
+        # Standbys count as up (they forward): the query says so.
+        assert HEALTH_QUERY == {"standbyok": "true", "perfstandbyok": "true"}
+    pool.shutdown()
