@@ -9,8 +9,8 @@ on another port does what a benchmark driver needs in-process and uncounted:
 - ``POST /static-secrets``: create (server-side apply, as kubectl does) many
   VaultStaticSecrets, a chunk at a time so the API server keeps serving meanwhile.
 - ``GET|DELETE /requests``: the API server's request counts (what syncd asked for).
-- ``GET /requests/users``: requests per user since the start (syncd's ServiceAccount apart
-  from the driver's admin requests), never reset.
+- ``GET /requests/users``: requests per user (syncd's ServiceAccount apart from the driver's
+  admin requests), reset with the others.
 - ``POST /faults`` ``{"kind": "error", "code": 409, "verbs": ["update"], ...}`` (the arguments
   of ``kube.faults.add``), ``DELETE /faults``: fault injection (``bench faults``).
 - ``POST /watches/cut``, ``POST /watches/expire``: every open watch cut, or ended with a 410
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import json
 import signal
 from pathlib import Path
@@ -34,7 +33,6 @@ from typing import Any
 from aiohttp import web
 
 from testbed.kube import Kube, running_kube
-from testbed.kube.faults import RequestRecord
 
 ROOT = Path(__file__).resolve().parent.parent
 GROUP_VERSION = "secrets.vault-syncd.dev/v1beta1"
@@ -103,17 +101,8 @@ def _app(kube: Kube, directory: Path) -> web.Application:
             kube.requests.reset()
         return web.json_response(kube.requests.snapshot())
 
-    by_user: collections.Counter[str] = collections.Counter()
-    record = kube.requests.record
-
-    def record_by_user(entry: RequestRecord) -> None:
-        by_user[entry.user] += 1
-        record(entry)
-
-    kube.requests.record = record_by_user  # type: ignore[method-assign,assignment]
-
     async def users(request: web.Request) -> web.Response:
-        return web.json_response(dict(by_user))
+        return web.json_response(dict(kube.requests.users))
 
     async def faults(request: web.Request) -> web.Response:
         if request.method == "DELETE":

@@ -33,6 +33,7 @@ async def test_counters_by_verb_and_resource(k8s, kube: Kube) -> None:
         "get configmaps": 2,
         "list deployments.apps": 1,
     }
+    assert sum(kube.requests.users.values()) == 4  # all by the one (admin) user
     before = kube.requests.total
     kube.admin.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b"}})
     assert kube.requests.total == before  # the admin handle is not an API client

@@ -1,0 +1,78 @@
+"""One row per scenario, the JSON document and the Markdown table.
+
+The row is the contract between the runner and every scenario that reports into it (the
+unsealer's scenarios in ``bench/unsealer_faults.py`` return rows of the same shape).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.harness import RESULTS, ROOT, environment
+
+
+@dataclass
+class Row:
+    scenario: str
+    faults_injected: str
+    rotations_written: int
+    rotations_delivered: int
+    violations: list[str] = field(default_factory=list)
+    recovery_s: float | None = None  #: fault cleared → everything delivered; None: never
+    max_request_rate: dict[str, float] = field(default_factory=dict)  #: per server, per second
+    notes: str = ""
+
+
+def _rate(rates: Mapping[str, float]) -> str:
+    return ", ".join(f"{server} {rate:g}/s" for server, rate in rates.items()) or "-"
+
+
+def markdown(rows: Iterable[Row]) -> str:
+    lines = ["| scenario | injected faults | rotations written / delivered | violations |"
+             " recovery | max request rate |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        violations = "; ".join(row.violations[:3]) + (
+            f" (+{len(row.violations) - 3})" if len(row.violations) > 3 else "")
+        recovery = "-" if row.recovery_s is None else f"{row.recovery_s:.1f} s"
+        lines.append(f"| {row.scenario} | {row.faults_injected} | {row.rotations_written} /"
+                     f" {row.rotations_delivered} | {violations or '0'} | {recovery} |"
+                     f" {_rate(row.max_request_rate)} |")
+    return "\n".join(lines)
+
+
+def write(rows: list[Row], *, parameters: Mapping[str, Any], results: Mapping[str, Any],
+          name: str = "faults") -> Path:
+    """``bench/results/<name>.json``; the table and the summary on stdout."""
+    env = environment()
+    document = {
+        "scenario": name,
+        "parameters": dict(parameters),
+        "rows": [dataclasses.asdict(row) for row in rows],
+        "results": dict(results),
+        "environment": env,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": "python -m bench " + " ".join(sys.argv[1:]),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(document, indent=2) + "\n")
+    os.replace(temporary, path)
+    print(f"\n### {name} ({', '.join(f'{k}={v}' for k, v in parameters.items())})\n")
+    print(f"{env['machine']}, {env['cores']} cores ({env['cpu']}), load {env['load_average_1m']}"
+          f" at the end; Python {env['python']}; commit {env['commit']}\n")
+    print(markdown(rows))
+    print()
+    for key, value in results.items():
+        print(f"- {key}: {value}")
+    shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+    print(f"\n`{document['command']}` → {shown}")
+    return path
