@@ -15,28 +15,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import random
 import signal
 import time
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
-
-from bench.faults.checker import (
-    Checker,
-    Ledger,
-    RateSampler,
-    restart_violations,
-    rss_slope,
-    vault_syncd_requests,
-)
+from bench.faults.checker import Checker, Ledger, RateSampler, rss_slope, vault_syncd_requests
 from bench.faults.control import HttpControl
 from bench.faults.leaks import count, sweep
 from bench.faults.report import Row, write
 from bench.faults.scenarios import BY_NAME, SCENARIOS, Scenario
+from bench.faults.suite import Rotator, Suite, bounds, run_scenario
 from bench.harness import Bench, Syncd, running_bench
 from bench.kube_server import GROUP_VERSION, NAMESPACE, SYNCD_NAMESPACE, static_secret
 
@@ -124,49 +114,6 @@ class Replicas:
                     (time.monotonic() - began, leader.rss()))
 
 
-class Rotator:
-    """Writes a new value to a random secret at a fixed rate, whatever Vault answers."""
-
-    def __init__(self, *, bench: Bench, ledger: Ledger, names: list[str], rate: float) -> None:
-        self._bench, self._ledger, self._names, self._rate = bench, ledger, names, rate
-        self._random = random.Random(16)
-        self._task: asyncio.Task[None] | None = None
-        self._writes: set[asyncio.Task[None]] = set()
-        self.refused = 0
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="rotator")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-        await asyncio.gather(*(t for t in (self._task, *self._writes) if t),
-                             return_exceptions=True)
-
-    async def _run(self) -> None:
-        began = time.monotonic()
-        for number in range(1_000_000_000):
-            await asyncio.sleep(max(0.0, began + number / self._rate - time.monotonic()))
-            task = asyncio.create_task(self.write(self._random.choice(self._names)))
-            self._writes.add(task)
-            task.add_done_callback(self._writes.discard)
-
-    async def write(self, name: str) -> None:
-        value = self._ledger.new_value(name)
-        try:
-            async with self._bench.session.post(
-                    f"{self._bench.vault_address}/v1/secret/data/app/{name[1:]}",
-                    json={"data": {"VALUE": value}},
-                    headers={"X-Vault-Token": self._bench.vault_token},
-                    timeout=aiohttp.ClientTimeout(total=10)) as response:
-                if response.status < 300:
-                    self._ledger.answered(value)
-                    return
-        except (aiohttp.ClientError, TimeoutError):
-            pass
-        self.refused += 1
-
-
 async def _workloads(bench: Bench, *, count: int, refresh: float) -> dict[str, str]:
     """Deployment ``d<i>`` restarted on changes of Secret ``s<i>`` (its VaultStaticSecret's
     rolloutRestartTargets)."""
@@ -188,105 +135,26 @@ async def _workloads(bench: Bench, *, count: int, refresh: float) -> dict[str, s
     return workloads
 
 
-@dataclass
-class Run:
-    """What every scenario shares."""
-
-    bench: Bench
-    args: argparse.Namespace
-    control: HttpControl
-    checker: Checker
-    ledger: Ledger
-    rotator: Rotator
-    replicas: Replicas
-    sampler: RateSampler
-    workloads: dict[str, str]
-    mark: int = 0  #: ledger.written index where the current window starts
-
-    def bounds(self) -> dict[str, float]:
-        """Highest mean request rate (over the sampler's window) allowed while a fault holds:
-        three times the steady load (a refresh of every object each refreshAfter; a Secret
-        and a status write per rotation), one pass over every object in the window (a relist,
-        a new leader's first sync), and 20/s."""
-        window = self.sampler.window
-        steady = {"kube": 2 * self.args.rate, "vault": self.args.secrets / self.args.refresh}
-        return {server: round(3 * rate + self.args.secrets / window + 20, 1)
-                for server, rate in steady.items()}
-
-
-async def _process_fault(run: Run, scenario: Scenario) -> str:
+async def _process_fault(replicas: Replicas, control: HttpControl,
+                         scenario: Scenario) -> str:
     """The scenarios that kill syncd; returns a note."""
     if scenario.name == "syncd-sigkill":
         # Slow syncd's Secret writes so that one is in flight when the leader dies.
-        await run.control.kube_fault("latency", seconds=1.0, verbs=["update", "patch"],
-                                     resource="secrets")
+        await control.kube_fault("latency", seconds=1.0, verbs=["update", "patch"],
+                                 resource="secrets")
         await asyncio.sleep(1.5)
-        killed = await run.replicas.kill_leader()
-        await run.control.kube_clear()
-        await run.replicas.start()
-        leader = await run.replicas.wait_leader(other_than=killed)
-        return f"killed {killed.pid}; {leader.pid} leads {time.monotonic() - killed.started:.0f}" \
-               " s after the killed one started"
-    killed = await run.replicas.kill_leader()
+        killed = await replicas.kill_leader()
+        await control.kube_clear()
+        await replicas.start()
+        leader = await replicas.wait_leader(other_than=killed)
+        return f"{leader.pid} leads {time.monotonic() - killed.started:.0f} s after the" \
+               " killed one started"
+    killed = await replicas.kill_leader()
     began = time.monotonic()
-    leader = await run.replicas.wait_leader(other_than=killed)
+    leader = await replicas.wait_leader(other_than=killed)
     took = time.monotonic() - began
-    await run.replicas.start()  # the Deployment's replacement, a standby
-    return f"standby {leader.pid} led {took:.1f} s after the kill"
-
-
-async def _scenario(run: Run, scenario: Scenario) -> Row:
-    args, checker, ledger = run.args, run.checker, run.ledger
-    seen_violations = len(checker.violations)
-    generations = await checker.generations(run.workloads)
-    changes = Counter(checker.changes)
-    exits = len(run.replicas.unexpected_exits)
-    run.sampler.arm()
-    began = time.monotonic()
-    note = ""
-    if scenario.needs_processes:
-        note = await _process_fault(run, scenario)
-    else:
-        await scenario.inject(run.control)
-    for secret in run.workloads.values():  # one change each, during the fault
-        await run.rotator.write(secret)
-    await asyncio.sleep(max(0.0, began + args.fault_seconds - time.monotonic()))
-    rates = await run.sampler.disarm()
-    await scenario.clear(run.control)
-    cleared = time.monotonic()
-    writes = ledger.written[run.mark:]
-    run.mark = len(ledger.written)
-    readable = await checker.readable()
-    recovered = await checker.wait(
-        lambda: not checker.undelivered(writes) and not checker.behind(readable),
-        deadline=args.settle)
-    recovery = round(time.monotonic() - cleared, 2) if recovered else None
-    await asyncio.sleep(2.5 * DEBOUNCE + 1)  # a restart comes after the debounce; a second?
-    violations = [text for _, text in checker.violations[seen_violations:]]
-    undelivered = checker.undelivered(writes)
-    if undelivered:
-        violations.append(f"{len(undelivered)} rotations not delivered after {args.settle:g} s"
-                          f" (e.g. {', '.join(undelivered[:3])})")
-    behind = checker.behind(readable)
-    if behind:
-        violations.append(f"{len(behind)} Secrets older than what Vault served when the fault"
-                          f" ended (e.g. {', '.join(behind[:3])})")
-    violations += restart_violations(
-        before=generations, after=await checker.generations(run.workloads),
-        changes=checker.changes - changes, secret_of=run.workloads)
-    for server, bound in run.bounds().items():
-        if rates[server] > bound:
-            violations.append(f"hot loop: {rates[server]:g} requests/s to {server}"
-                              f" (bound {bound:g})")
-    exited = run.replicas.unexpected_exits[exits:]
-    notes = "; ".join(filter(None, [note, *exited]))
-    row = Row(scenario=scenario.name, faults_injected=scenario.injected,
-              rotations_written=len(writes),
-              rotations_delivered=len(writes) - len(undelivered), violations=violations,
-              recovery_s=recovery, max_request_rate=rates, notes=notes)
-    print(f"{scenario.name}: {row.rotations_delivered}/{row.rotations_written} delivered,"
-          f" {len(violations)} violations, recovery {recovery} s, rates {rates}", flush=True)
-    return row
+    await replicas.start()  # the Deployment's replacement, a standby
+    return f"standby led {took:.1f} s after the kill"
 
 
 async def _texts(bench: Bench, replicas: Iterable[Syncd]) -> dict[str, str]:
@@ -310,11 +178,9 @@ async def run_all(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
         init = json.loads((bench.directory / "vault-init.json").read_text())
         control = HttpControl(session=bench.session, vault_address=bench.vault_address,
                               unseal_keys=init["keys"], kube_control=bench.control)
-        rotator = Rotator(bench=bench, ledger=ledger, names=list(names), rate=args.rate)
-        first = list(names)
-        await asyncio.gather(*(rotator.write(name) for name in first[:64]))
-        for start in range(64, len(first), 64):
-            await asyncio.gather(*(rotator.write(name) for name in first[start:start + 64]))
+        rotator = Rotator(session=bench.session, vault_address=bench.vault_address,
+                          token=bench.vault_token, ledger=ledger, paths=names, rate=args.rate)
+        await rotator.write_all(list(names))
         await bench.create_static_secrets(count=args.secrets, refresh=args.refresh)
         workloads = await _workloads(bench, count=min(DEPLOYMENTS, args.secrets),
                                      refresh=args.refresh)
@@ -332,30 +198,41 @@ async def run_all(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
                 checker.held.get(n) is not None for n in names), deadline=300):
             raise SystemExit(f"cold sync incomplete after 300 s: see {bench.directory}")
         cold = time.monotonic() - began
-        rotator = Rotator(bench=bench, ledger=ledger,
-                          names=[n for n in names if n not in workloads.values()],
-                          rate=args.rate)
 
         async def counts() -> tuple[int, int]:
             async with bench.session.get(f"{bench.control}/requests/users") as response:
                 kube = (await response.json()).get(SYNCD_USER, 0)
             return kube, vault_syncd_requests(await bench.vault_requests())
 
-        run = Run(bench=bench, args=args, control=control, checker=checker, ledger=ledger,
-                  rotator=rotator, replicas=replicas, sampler=RateSampler(counts=counts),
-                  workloads=workloads, mark=len(ledger.written))
-        rotator.start()
+        sampler = RateSampler(counts=counts)
+
+        async def process_fault(scenario: Scenario) -> str:
+            return await _process_fault(replicas, control, scenario)
+
+        suite = Suite(
+            control=control, checker=checker, ledger=ledger, rotator=rotator, sampler=sampler,
+            workloads=workloads, fault_seconds=args.fault_seconds, settle=args.settle,
+            debounce=DEBOUNCE, process_fault=process_fault, incidents=replicas.unexpected_exits,
+            bounds=bounds(secrets=args.secrets, refresh=args.refresh, rate=args.rate,
+                          window=sampler.window),
+            mark=len(ledger.written))
+        rotator.start(names=[n for n in names if n not in workloads.values()])
         soak = time.monotonic()
         rows = []
         try:
             for scenario in chosen:
                 try:
-                    rows.append(await _scenario(run, scenario))
+                    row = await run_scenario(suite, scenario)
                 except Exception as exc:  # the suite goes on; the row says what went wrong
-                    await scenario.clear(run.control)
+                    await scenario.clear(control)
                     rows.append(Row(scenario=scenario.name, faults_injected=scenario.injected,
                                     rotations_written=0, rotations_delivered=0,
                                     violations=[f"the scenario failed: {exc!r}"]))
+                    continue
+                rows.append(row)
+                print(f"{row.scenario}: {row.rotations_delivered}/{row.rotations_written}"
+                      f" delivered, {len(row.violations)} violations, recovery"
+                      f" {row.recovery_s} s, rates {row.max_request_rate}", flush=True)
         finally:
             await rotator.stop()
             await replicas.stop()
