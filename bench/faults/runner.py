@@ -23,7 +23,7 @@ from typing import Any
 
 from bench.faults.checker import Checker, Ledger, RateSampler, rss_slope, vault_syncd_requests
 from bench.faults.control import HttpControl
-from bench.faults.leaks import count, sweep
+from bench.faults.leaks import count, sweep, with_encodings
 from bench.faults.report import Row, write
 from bench.faults.scenarios import BY_NAME, SCENARIOS, Scenario
 from bench.faults.suite import Rotator, Suite, bounds, run_scenario
@@ -240,9 +240,9 @@ async def run_all(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
         minutes = (time.monotonic() - soak) / 60
         slopes = {pid: rss_slope(samples) for pid, samples in replicas.rss.items()}
         longest = max(replicas.rss, key=lambda pid: len(replicas.rss[pid]), default=None)
-        secrets = [*ledger.values, bench.vault_token, init["root_token"], *init["keys"],
-                   *init["keys_base64"], bench.syncd_token,
-                   bench.syncd_token.rsplit(".", 1)[-1]]
+        secrets = with_encodings([
+            *ledger.values, bench.vault_token, init["root_token"], *init["keys"],
+            *init["keys_base64"], bench.syncd_token, bench.syncd_token.rsplit(".", 1)[-1]])
         found = sweep(await _texts(bench, [*replicas.running, *(
             s for s in bench._syncds if s not in replicas.running)]), secrets)
         results = {

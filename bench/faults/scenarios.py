@@ -28,6 +28,7 @@ class Scenario:
     inject: Callable[[Control], Awaitable[None]]
     clear: Callable[[Control], Awaitable[None]]
     needs_processes: bool = False
+    hold: float | None = None  #: seconds the fault holds, if not the run's fault window
 
 
 async def _nothing(control: Control) -> None:
@@ -98,6 +99,8 @@ SCENARIOS: tuple[Scenario, ...] = (
              inject=_vault_5xx, clear=_clear_vault),
     Scenario(name="vault-sealed", injected="Vault sealed mid-sync (503 sealed), then unsealed",
              inject=_vault_sealed, clear=_vault_unseal),
+    Scenario(name="vault-sealed-long", injected="Vault sealed for 60 s, then unsealed",
+             inject=_vault_sealed, clear=_vault_unseal, hold=60.0),
     Scenario(name="vault-timeouts", injected="KV reads unanswered for 90 s",
              inject=_vault_timeouts, clear=_clear_vault),
     Scenario(name="vault-resets", injected="KV reads: connection reset",

@@ -117,7 +117,8 @@ async def run_scenario(suite: Suite, scenario: Scenario) -> Row:
         await scenario.inject(suite.control)
     for secret in suite.workloads.values():  # one change each, while the fault holds
         await suite.rotator.write(secret)
-    await asyncio.sleep(max(0.0, began + suite.fault_seconds - time.monotonic()))
+    hold = suite.fault_seconds if scenario.hold is None else scenario.hold
+    await asyncio.sleep(max(0.0, began + hold - time.monotonic()))
     rates = await suite.sampler.disarm()
     await scenario.clear(suite.control)
     cleared = time.monotonic()
