@@ -282,17 +282,20 @@ class RateSampler:
 
 
 def peak_rates(samples: list[tuple[float, int, int]], *, window: float) -> dict[str, float]:
-    """The highest mean rate over ``window`` seconds (or over all samples if fewer) in
-    (when, Kubernetes total, Vault total) samples."""
+    """The highest mean rate over ``window`` seconds in (when, Kubernetes total, Vault total)
+    samples; over all of them if they span less."""
     peak = {"kube": 0.0, "vault": 0.0}
-    for start, (began, *first) in enumerate(samples):
-        end = next((i for i in range(start + 1, len(samples))
-                    if samples[i][0] - began >= window), len(samples) - 1)
-        if end <= start:
-            continue
-        elapsed = samples[end][0] - began
-        for index, server in enumerate(("kube", "vault")):
-            peak[server] = max(peak[server], (samples[end][index + 1] - first[index]) / elapsed)
+    if len(samples) < 2:
+        return peak
+    spans = [(start, next((i for i in range(start + 1, len(samples))
+                           if samples[i][0] - samples[start][0] >= window), None))
+             for start in range(len(samples))]
+    pairs = [(a, b) for a, b in spans if b is not None] or [(0, len(samples) - 1)]
+    for start, end in pairs:
+        elapsed = max(samples[end][0] - samples[start][0], 1e-3)
+        for index, server in enumerate(("kube", "vault"), start=1):
+            rate = (samples[end][index] - samples[start][index]) / elapsed
+            peak[server] = max(peak[server], rate)
     return {server: round(rate, 1) for server, rate in peak.items()}
 
 

@@ -213,6 +213,7 @@ async def run_all(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
             control=control, checker=checker, ledger=ledger, rotator=rotator, sampler=sampler,
             workloads=workloads, fault_seconds=args.fault_seconds, settle=args.settle,
             debounce=DEBOUNCE, process_fault=process_fault, incidents=replicas.unexpected_exits,
+            recovery_bound=2 * args.refresh,
             bounds=bounds(secrets=args.secrets, refresh=args.refresh, rate=args.rate,
                           window=sampler.window),
             mark=len(ledger.written))
@@ -254,6 +255,8 @@ async def run_all(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
             "rss_mib_end": round(replicas.rss[longest][-1][1], 1) if longest else None,
             "rss_minutes_measured": round(replicas.rss[longest][-1][0] / 60, 1)
             if longest else None,
+            "rss_mib_every_30_s": [round(mib, 1) for _, mib in replicas.rss[longest][::30]]
+            if longest else [],
             "leaks": count(found),
             "leaked_where": found,
             "violations": sum(len(row.violations) for row in rows),

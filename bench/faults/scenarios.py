@@ -95,6 +95,8 @@ async def _kube_restart(control: Control) -> None:
 
 
 SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(name="steady", injected="none (the control row: rotations only)",
+             inject=_nothing, clear=_nothing),
     Scenario(name="vault-5xx", injected="KV reads: 500 (half) and 503 (the rest)",
              inject=_vault_5xx, clear=_clear_vault),
     Scenario(name="vault-sealed", injected="Vault sealed mid-sync (503 sealed), then unsealed",

@@ -92,6 +92,10 @@ class Suite:
     fault_seconds: float
     settle: float
     debounce: float  #: syncd's rollout debounce: a restart comes this long after a change
+    #: Longest recovery that is not a violation (None: reported, not judged). A rotation
+    #: written just before the fault cleared may wait one refreshAfter anyway, so a bound
+    #: of twice refreshAfter flags the outage's own delay, not the schedule's.
+    recovery_bound: float | None = None
     #: The scenarios that need syncd as processes (the bench's): inject, return a note.
     process_fault: Callable[[Scenario], Awaitable[str]] | None = None
     #: Notes the harness gathered meanwhile (a replica that exited), read after each scenario.
@@ -142,6 +146,10 @@ async def run_scenario(suite: Suite, scenario: Scenario) -> Row:
     violations += restart_violations(
         before=generations, after=await checker.generations(suite.workloads),
         changes=checker.changes - changes, secret_of=suite.workloads)
+    if recovered and suite.recovery_bound is not None and recovery is not None \
+            and recovery > suite.recovery_bound:
+        violations.append(f"slow recovery: everything delivered {recovery:g} s after the"
+                          f" fault cleared (bound {suite.recovery_bound:g} s)")
     for server, bound in suite.bounds.items():
         if rates[server] > bound:
             violations.append(f"hot loop: {rates[server]:g} requests/s to {server}"

@@ -79,6 +79,8 @@ async def faulted(world: World) -> AsyncIterator[Faulted]:  # noqa: F811  (the f
             control=InProcessControl(kube=world.kube, vault=world.vault,
                                      unseal_keys=world.unseal_keys),
             checker=checker, ledger=ledger, rotator=rotator, sampler=sampler,
+            # Delivery within ``settle`` is the bound here: after an outage of a few seconds
+            # the failing objects' backoff (1, 2, 4 s) decides, not the fault.
             workloads=workloads, fault_seconds=2.0, settle=8.0, debounce=DEBOUNCE,
             bounds=bounds(secrets=SECRETS, refresh=REFRESH, rate=RATE, window=sampler.window),
             mark=len(ledger.written))
