@@ -165,6 +165,9 @@ def bounds(*, secrets: int, refresh: float, rate: float, window: float) -> dict[
     """Highest mean request rate (over the sampler's window) allowed while a fault holds:
     three times the steady load (a refresh of every object each refreshAfter; a Secret and a
     status write per rotation), one pass over every object in the window (a relist, a new
-    leader's first sync), and 20/s."""
+    leader's first sync, every object turning failed at once: a Vault read each, or a status
+    write and an Event each), and 20/s."""
     steady = {"kube": 2 * rate, "vault": secrets / refresh}
-    return {server: round(3 * load + secrets / window + 20, 1) for server, load in steady.items()}
+    per_object = {"kube": 2, "vault": 1}
+    return {server: round(3 * load + per_object[server] * secrets / window + 20, 1)
+            for server, load in steady.items()}
