@@ -27,11 +27,14 @@ class Row:
     rotations_delivered: int
     violations: list[str] = field(default_factory=list)
     recovery_s: float | None = None  #: fault cleared → everything delivered; None: never
-    max_request_rate: dict[str, float] = field(default_factory=dict)  #: per server, per second
+    #: requests per second, per server (``{"kube": 40.8, "vault": 167.3}``), or one figure
+    max_request_rate: dict[str, float] | float = field(default_factory=dict)
     notes: str = ""
 
 
-def _rate(rates: Mapping[str, float]) -> str:
+def _rate(rates: Mapping[str, float] | float) -> str:
+    if not isinstance(rates, Mapping):
+        return f"{rates:g}/s"
     return ", ".join(f"{server} {rate:g}/s" for server, rate in rates.items()) or "-"
 
 

@@ -44,5 +44,6 @@ async def test_calm_outage_and_prompt_resume(faulted: Faulted) -> None:
     faulted.suite.fault_seconds = 8.0
     row = await faulted.run(BY_NAME["vault-sealed"])
     assert row.violations == [], row
-    assert row.max_request_rate["vault"] <= 10, row
+    rates = row.max_request_rate
+    assert isinstance(rates, dict) and rates["vault"] <= 10, row
     assert row.recovery_s is not None and row.recovery_s <= 1.0 + REFRESH, row
