@@ -7,16 +7,12 @@ unsealer's scenarios in ``bench/unsealer_faults.py`` return rows of the same sha
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import sys
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.harness import RESULTS, ROOT, environment
+from bench.harness import report
 
 
 @dataclass
@@ -53,29 +49,13 @@ def markdown(rows: Iterable[Row]) -> str:
 
 def write(rows: list[Row], *, parameters: Mapping[str, Any], results: Mapping[str, Any],
           name: str = "faults") -> Path:
-    """``bench/results/<name>.json``; the table and the summary on stdout."""
-    env = environment()
-    document = {
-        "scenario": name,
-        "parameters": dict(parameters),
-        "rows": [dataclasses.asdict(row) for row in rows],
-        "results": dict(results),
-        "environment": env,
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "command": "python -m bench " + " ".join(sys.argv[1:]),
-    }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(document, indent=2) + "\n")
-    os.replace(temporary, path)
-    print(f"\n### {name} ({', '.join(f'{k}={v}' for k, v in parameters.items())})\n")
-    print(f"{env['machine']}, {env['cores']} cores ({env['cpu']}), load {env['load_average_1m']}"
-          f" at the end; Python {env['python']}; commit {env['commit']}\n")
-    print(markdown(rows))
-    print()
-    for key, value in results.items():
-        print(f"- {key}: {value}")
-    shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
-    print(f"\n`{document['command']}` → {shown}")
+    """``bench/results/<name>.json`` (the rows under ``results.rows``) and, on stdout, the
+    machine, the summary and the table of the rows."""
+    summary = [(key, value, TARGETS.get(key, "")) for key, value in results.items()]
+    path = report(name, parameters=parameters, rows=summary,
+                  results={**results, "rows": [dataclasses.asdict(row) for row in rows]})
+    print(f"\n{markdown(rows)}")
     return path
+
+
+TARGETS = {"leaks": "0", "violations": "0", "rss_slope_after_1_min_mib_per_min": "≈ 0"}
