@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import time
 from collections.abc import Iterable
@@ -263,8 +264,9 @@ async def run_all(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
             "leaks": count(found),
             "leaked_where": found,
             "violations": sum(len(row.violations) for row in rows),
-            "bench_directory": str(bench.directory),
         }
+        if os.environ.get("BENCH_KEEP"):
+            results["bench_directory"] = str(bench.directory)
     return rows, results
 
 
