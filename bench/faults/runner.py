@@ -250,7 +250,7 @@ async def run_all(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
             *init["keys_base64"], bench.syncd_token, bench.syncd_token.rsplit(".", 1)[-1]])
         found = sweep(await _texts(bench, [*replicas.running, *(
             s for s in bench._syncds if s not in replicas.running)]), secrets)
-        results = {
+        results: dict[str, Any] = {
             "cold_sync_s": round(cold, 1),
             "soak_minutes": round(minutes, 1),
             "rotations_written": len(ledger.written),
@@ -270,9 +270,23 @@ async def run_all(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
     return rows, results
 
 
+async def _interruptible(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
+    """``run_all``, cancelled by SIGTERM or SIGINT so that every process it started is stopped
+    (a background job started by a shell ignores SIGINT, hence SIGTERM too)."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, task.cancel)
+    return await run_all(args)
+
+
 def main(argv: list[str]) -> None:
     args = _parser().parse_args(argv)
-    rows, results = asyncio.run(run_all(args))
+    try:
+        rows, results = asyncio.run(_interruptible(args))
+    except asyncio.CancelledError:
+        raise SystemExit("interrupted: nothing written") from None
     write(rows, parameters={"secrets": args.secrets, "rate_per_s": args.rate,
                             "refreshAfter_s": args.refresh, "fault_s": args.fault_seconds,
                             "replicas": args.replicas}, results=results)
