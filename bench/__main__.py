@@ -25,9 +25,10 @@ SCENARIOS = {
     "unseal": "bench.unseal",
     "vault-reads": "bench.vault_reads",
     "kube-requests": "bench.kube_requests",
+    "faults": "bench.faults.runner",
 }
 #: Scenarios with a command line and a report of their own (the testbed's speed).
-STANDALONE = ("vault-reads", "kube-requests")
+STANDALONE = ("vault-reads", "kube-requests", "faults")
 
 
 def _parser() -> argparse.ArgumentParser:

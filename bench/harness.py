@@ -228,7 +228,8 @@ class Bench:
             body = await response.json() if response.content_type == "application/json" else {}
         return dict(body.get("requests") or {})
 
-    async def start_syncd(self, *, args: Iterable[str] = (), cpu: int | None = None) -> Syncd:
+    async def start_syncd(self, *, args: Iterable[str] = (), cpu: int | None = None,
+                          env: Mapping[str, str] | None = None) -> Syncd:
         log = self.directory / f"syncd-{len(self._syncds)}.log"
         handle = log.open("wb")
         process = await asyncio.create_subprocess_exec(
@@ -236,7 +237,7 @@ class Bench:
             "--health-address", "", "--log-level", "info", *args,
             stdout=handle, stderr=handle, cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT), "OTEL_TRACES_EXPORTER": "none",
-                 "OTEL_METRICS_EXPORTER": "none"},
+                 "OTEL_METRICS_EXPORTER": "none", **(env or {})},
             preexec_fn=(lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None,
         )
         handle.close()

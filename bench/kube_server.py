@@ -9,6 +9,14 @@ on another port does what a benchmark driver needs in-process and uncounted:
 - ``POST /static-secrets``: create (server-side apply, as kubectl does) many
   VaultStaticSecrets, a chunk at a time so the API server keeps serving meanwhile.
 - ``GET|DELETE /requests``: the API server's request counts (what syncd asked for).
+- ``GET /requests/users``: requests per user (syncd's ServiceAccount apart from the driver's
+  admin requests), reset with the others.
+- ``POST /faults`` ``{"kind": "error", "code": 409, "verbs": ["update"], ...}`` (the arguments
+  of ``kube.faults.add``), ``DELETE /faults``: fault injection (``bench faults``).
+- ``POST /watches/cut``, ``POST /watches/expire``: every open watch cut, or ended with a 410
+  ERROR event after the history is forgotten (``Kube.cut_watches``, ``Kube.expire_watches``).
+- ``POST /restart`` ``{"down": 2}``: the API server restarts on its port with its state kept,
+  every watch cut (``Kube.restart_server``).
 
 Run as ``python -m bench.kube_server --dir DIR``; ``DIR/kube.json`` appears when it serves.
 """
@@ -98,7 +106,33 @@ def _app(kube: Kube, directory: Path) -> web.Application:
             kube.requests.reset()
         return web.json_response(kube.requests.snapshot())
 
+    async def users(request: web.Request) -> web.Response:
+        return web.json_response(dict(kube.requests.users))
+
+    async def faults(request: web.Request) -> web.Response:
+        if request.method == "DELETE":
+            kube.faults.clear()
+            return web.json_response({})
+        body = await request.json()
+        fault = kube.faults.add(body.pop("kind"), **body)
+        return web.json_response({"kind": fault.kind})
+
+    async def restart(request: web.Request) -> web.Response:
+        body = await request.json()
+        await kube.restart_server(down=float(body.get("down", 0.0)))
+        return web.json_response({"url": kube.url})
+
+    async def watches(request: web.Request) -> web.Response:
+        what = request.match_info["what"]
+        count = kube.expire_watches() if what == "expire" else kube.cut_watches()
+        return web.json_response({"watches": count})
+
     app = web.Application()
+    app.router.add_get("/requests/users", users)
+    app.router.add_post("/watches/{what:cut|expire}", watches)
+    app.router.add_route("POST", "/faults", faults)
+    app.router.add_route("DELETE", "/faults", faults)
+    app.router.add_post("/restart", restart)
     app.router.add_post("/setup", setup)
     app.router.add_post("/static-secrets", static_secrets)
     app.router.add_post("/apply", workload)

@@ -366,6 +366,20 @@ class Kube:
         path.chmod(0o600)
         return path
 
+    async def restart_server(self, *, down: float = 0.0) -> None:
+        """Restart the API server with its state kept (see :meth:`Server.restart`): watches
+        cut, ``down`` seconds of refused connections, then the same port, store and RVs."""
+        await self.server.restart(down=down)
+
+    def cut_watches(self) -> int:
+        """Cut the connection of every open watch now (see :meth:`Server.cut_watches`)."""
+        return self.server.cut_watches()
+
+    def expire_watches(self) -> int:
+        """410 mid-watch for every open watch, history forgotten (see
+        :meth:`Server.expire_watches`)."""
+        return self.server.expire_watches()
+
     async def wait_for(
         self,
         predicate: Callable[[], Any],

@@ -168,11 +168,14 @@ class RequestCounter:
     """Counts API requests by (verb, resource); keeps the most recent ones for inspection."""
 
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: Requests per authenticated user (``system:serviceaccount:ns:sa``, ``admin``...).
+    users: Counter[str] = field(default_factory=Counter)
     log: deque[RequestRecord] = field(default_factory=lambda: deque(maxlen=20000))
     include_discovery: bool = False
 
     def record(self, record: RequestRecord) -> None:
         self.counts[(record.verb, record.resource)] += 1
+        self.users[record.user] += 1
         self.log.append(record)
 
     def count(self, verb: str | None = None, resource: str | None = None) -> int:
@@ -196,6 +199,7 @@ class RequestCounter:
 
     def reset(self) -> None:
         self.counts.clear()
+        self.users.clear()
         self.log.clear()
 
     def snapshot(self) -> dict[str, int]:

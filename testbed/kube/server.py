@@ -22,7 +22,7 @@ from aiohttp import web
 from testbed.kube import discovery, errors, protobuf, tables
 from testbed.kube.auth import access_review, token_request, token_review
 from testbed.kube.cluster import Cluster
-from testbed.kube.errors import ApiError
+from testbed.kube.errors import ApiError, expired
 from testbed.kube.faults import Fault, RequestRecord
 from testbed.kube.kinds import VIRTUAL, ResourceType
 from testbed.kube.meta import Obj, dump_bytes, parse_bool
@@ -30,7 +30,7 @@ from testbed.kube.rbac import Attributes
 from testbed.kube.registry import ListQuery, Result, WriteOptions
 from testbed.kube.selectors import parse_field_selector, parse_label_selector
 from testbed.kube.tokens import User
-from testbed.kube.watching import WatchRequest, params_timeout, serve_watch
+from testbed.kube.watching import WatchRequest, error_event, params_timeout, serve_watch
 
 log = logging.getLogger("testbed.kube")
 
@@ -91,15 +91,22 @@ class Server:
         self.app.router.add_route("*", "/{tail:.*}", self.handle)
         self._runner: web.AppRunner | None = None
         self.port = 0
+        # Open watch requests by id() (a Request is not hashable), for the faults below.
+        self._watches: dict[int, web.Request] = {}
 
-    async def start(self) -> None:
+    async def start(self, *, port: int | None = None) -> None:
+        """Listen on ``settings.port`` (0: any free port), or on ``port`` when given."""
         settings = self.cluster.settings
         self._runner = web.AppRunner(
             self.app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5
         )
         await self._runner.setup()
         site = web.TCPSite(
-            self._runner, settings.host, settings.port, reuse_address=True, backlog=1024
+            self._runner,
+            settings.host,
+            settings.port if port is None else port,
+            reuse_address=True,
+            backlog=1024,
         )
         await site.start()
         server = site._server
@@ -111,6 +118,42 @@ class Server:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    async def restart(self, *, down: float = 0.0) -> None:
+        """An API server restart that keeps its state, as a kube-apiserver restart does with
+        etcd behind it: every connection is cut (watches end without a last chunk), the port
+        refuses connections for ``down`` seconds, then it listens again on the same port with
+        the same store, resourceVersions and watch history."""
+        port = self.port
+        await self.stop()
+        await asyncio.sleep(down)
+        await self.start(port=port)
+
+    def cut_watches(self) -> int:
+        """Cut the connection of every open watch (a dropped watch, as a node or proxy going
+        away does); returns how many were open."""
+        watches = list(self._watches.values())
+        for request in watches:
+            if request.transport is not None:
+                request.transport.abort()
+        return len(watches)
+
+    def expire_watches(self) -> int:
+        """410 mid-watch: forget the watch history (as an etcd compaction does) and end every
+        open watch with an ERROR 410 event, as the watch cache does to a watcher it dropped.
+        A client resuming from its last resourceVersion then gets 410 again and must relist.
+        Returns how many watches were open."""
+        self.cluster.store.compact(None)
+        failure = error_event(expired(f"too old resource version: {self.cluster.store.rv}"))
+        # One whole chunk and the last chunk, written between two of the stream's own chunks
+        # (each of which aiohttp writes with one transport.write): the stream stays well-formed.
+        ending = f"{len(failure):x}\r\n".encode() + failure + b"\r\n0\r\n\r\n"
+        watches = list(self._watches.values())
+        for request in watches:
+            if request.transport is not None:
+                request.transport.write(ending)
+                request.transport.close()
+        return len(watches)
 
     @property
     def url(self) -> str:
@@ -303,7 +346,7 @@ class Server:
             if fault.kind == "latency":
                 await asyncio.sleep(fault.seconds)
             elif fault.kind == "error":
-                raise _fault_error(fault.code)
+                raise _fault_error(fault.code, rt, route.name)
             elif fault.kind == "throttle":
                 raise errors.too_many_requests(fault.retry_after)
             else:
@@ -498,15 +541,19 @@ class Server:
             output=output,
             include_object=include or "Metadata",
         )
-        return await serve_watch(
-            request,
-            registry=self.cluster.registry,
-            req=req,
-            encoder=self.cluster.encoder,
-            faults=faults,
-            on_open=self.cluster.watch_opened,
-            on_close=self.cluster.watch_closed,
-        )
+        self._watches[id(request)] = request
+        try:
+            return await serve_watch(
+                request,
+                registry=self.cluster.registry,
+                req=req,
+                encoder=self.cluster.encoder,
+                faults=faults,
+                on_open=self.cluster.watch_opened,
+                on_close=self.cluster.watch_closed,
+            )
+        finally:
+            self._watches.pop(id(request), None)
 
 
 def _warning(text: str) -> str:
@@ -533,8 +580,15 @@ def _selected_name(field_selector: str) -> str:
     return ""
 
 
-def _fault_error(code: int) -> ApiError:
+def _fault_error(code: int, rt: ResourceType, name: str) -> ApiError:
     reasons = {500: "InternalError", 502: "BadGateway", 503: "ServiceUnavailable", 504: "Timeout"}
+    if code == 409:  # an optimistic-concurrency conflict, the usual 409 of a busy object
+        return errors.conflict(
+            rt.group,
+            rt.plural,
+            name,
+            "the object has been modified; please apply your latest changes and try again",
+        )
     if code == 503:
         return errors.service_unavailable()
     if code == 504:

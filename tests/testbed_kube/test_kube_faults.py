@@ -33,6 +33,7 @@ async def test_counters_by_verb_and_resource(k8s, kube: Kube) -> None:
         "get configmaps": 2,
         "list deployments.apps": 1,
     }
+    assert sum(kube.requests.users.values()) == 4  # all by the one (admin) user
     before = kube.requests.total
     kube.admin.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b"}})
     assert kube.requests.total == before  # the admin handle is not an API client
@@ -115,3 +116,73 @@ async def test_watch_closed_cleanly_and_raw_events(kube: Kube) -> None:
     lines = [json.loads(line) for line in rest.splitlines()]
     assert lines[:2] == [{"type": "ADDED", "object": {"metadata": {}}}, "raw"]
     assert lines[2]["object"]["metadata"]["name"] == "a" and len(lines) == 3
+
+
+async def test_conflict_fault_is_a_real_conflict(raw, kube: Kube) -> None:
+    kube.faults.error(409, verbs=["update"], resource="configmaps", times=1)
+    current = (await raw("GET", f"{CMS}/kube-root-ca.crt")).json
+    refused = await raw("PUT", f"{CMS}/kube-root-ca.crt", body=current)
+    assert refused.status == 409 and refused.json["reason"] == "Conflict"
+    assert refused.json["details"] == {"name": "kube-root-ca.crt", "kind": "configmaps"}
+    assert "the object has been modified" in refused.json["message"]
+    assert (await raw("PUT", f"{CMS}/kube-root-ca.crt", body=current)).status == 200
+
+
+async def test_restart_keeps_state_and_cuts_watches(kube: Kube) -> None:
+    port = kube.port
+    created = kube.admin.create(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kept"}})
+    rv = created["metadata"]["resourceVersion"]
+    async with aiohttp.ClientSession() as session:
+        watch_url = f"{kube.url}{CMS}?watch=true&resourceVersion={rv}"
+        async with session.get(watch_url) as stream:
+            restart = asyncio.create_task(kube.restart_server(down=0.5))
+            with pytest.raises(aiohttp.ClientPayloadError):
+                async with asyncio.timeout(5):
+                    async for _ in stream.content:
+                        pass  # no event comes: the read ends when the connection is cut
+            with pytest.raises(aiohttp.ClientConnectionError):
+                await session.get(f"{kube.url}{CMS}/kept")  # refused while it is down
+            await restart
+        assert kube.port == port
+        async with session.get(f"{kube.url}{CMS}/kept") as answer:
+            assert (await answer.json())["metadata"]["resourceVersion"] == rv
+        kube.admin.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "new"}})
+        # The history survived: a watch from the old RV resumes with what came since.
+        async with session.get(watch_url) as stream:
+            line = await asyncio.wait_for(stream.content.readline(), 5)
+            event = json.loads(line)
+            assert (event["type"], event["object"]["metadata"]["name"]) == ("ADDED", "new")
+            assert int(event["object"]["metadata"]["resourceVersion"]) > int(rv)
+
+
+async def test_expire_watches_ends_open_watches_with_410(kube: Kube) -> None:
+    created = kube.admin.create(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "old"}})
+    rv = created["metadata"]["resourceVersion"]
+    kube.admin.create({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "newer"}})
+    async with aiohttp.ClientSession() as session:
+        watch_url = f"{kube.url}{CMS}?watch=true&resourceVersion={rv}"
+        async with session.get(watch_url) as stream:
+            first = json.loads(await asyncio.wait_for(stream.content.readline(), 5))
+            assert first["object"]["metadata"]["name"] == "newer"
+            assert kube.expire_watches() == 1
+            async with asyncio.timeout(5):
+                rest = [json.loads(line) async for line in stream.content if line.strip()]
+        # The stream ended properly after one ERROR event: 410 Expired.
+        assert [(e["type"], e["object"]["code"]) for e in rest] == [("ERROR", 410)]
+        async with session.get(watch_url) as stream:  # resuming from the old RV: 410 again
+            event = json.loads(await asyncio.wait_for(stream.content.readline(), 5))
+            assert (event["type"], event["object"]["reason"]) == ("ERROR", "Expired")
+
+
+async def test_cut_watches_drops_the_connections(kube: Kube) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{kube.url}{CMS}?watch=true") as stream:
+            await asyncio.wait_for(stream.content.readline(), 5)  # the initial ADDED
+            assert kube.cut_watches() == 1
+            with pytest.raises(aiohttp.ClientPayloadError):
+                async with asyncio.timeout(5):
+                    async for _ in stream.content:
+                        pass
+        await kube.wait_for(lambda: kube.cluster.open_watches == 0, message="watch closed")
