@@ -8,15 +8,6 @@ import pytest
 from bench.faults.scenarios import BY_NAME
 from tests.faults.conftest import REFRESH, Faulted
 
-RECOVERY = pytest.mark.xfail(
-    strict=True,
-    reason="recovery: during a Vault outage every object keeps trying (one request per object "
-    "and backoff step, not one probe per connection), and once Vault is back each waits out "
-    "its own backoff (5.3 s after an 8 s outage here) instead of resuming at once; engineer "
-    "'recovery' is rebuilding this (plumbing/queueing.py, syncd/refreshing.py, "
-    "syncd/outages.py)",
-)
-
 
 @pytest.mark.parametrize("name", [
     "vault-5xx",
@@ -36,7 +27,6 @@ async def test_one_fault(faulted: Faulted, name: str) -> None:
     assert faulted.leaks() == []
 
 
-@RECOVERY
 async def test_calm_outage_and_prompt_resume(faulted: Faulted) -> None:
     """Issue 16, item 2: while Vault is sealed, syncd probes it once per connection (not once
     per object: 50 here); once it answers again, every object of that connection resumes
