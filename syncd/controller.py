@@ -21,14 +21,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar, cast
 
-import hvac
 import structlog
 from structlog.typing import FilteringBoundLogger as BoundLogger
 
 from plumbing.events import EventRecorder
 from plumbing.kube import JSON, Kube, KubeError
 from plumbing.telemetry import tracer
-from plumbing.vault import VaultPool
+from plumbing.vault import VaultClient, VaultPool
 from plumbing.watching import Informer, key_of
 from syncd import sources
 from syncd.auth_globals import GlobalError, merge_auth_global
@@ -258,7 +257,7 @@ class Controller:
 
     async def _connect(
         self, obj: JSON, *, spec: Synced, log: BoundLogger
-    ) -> tuple[VaultAuth, VaultConnection, hvac.Client]:
+    ) -> tuple[VaultAuth, VaultConnection, VaultClient]:
         """The VaultAuth and VaultConnection ``spec`` uses, and a client logged in with them."""
         try:
             auth, connection = self.resolve(spec)
@@ -273,7 +272,7 @@ class Controller:
 
     async def _read(
         self, obj: JSON, *, spec: VaultStaticSecret, auth: VaultAuth,
-        connection: VaultConnection, client: hvac.Client, log: BoundLogger,
+        connection: VaultConnection, client: VaultClient, log: BoundLogger,
     ) -> sources.SourceData:
         with tracer("syncd").start_as_current_span(
             "vault.read", attributes={"vault.mount": spec.mount, "vault.path": spec.path,
@@ -281,7 +280,7 @@ class Controller:
         ) as span:
             try:
                 source = await sources.read(
-                    self._pool, client, kv_type=spec.kv_type, mount=spec.mount,
+                    client, kv_type=spec.kv_type, mount=spec.mount,
                     path=spec.path, version=spec.version,
                     namespace=spec.vault_namespace or auth.vault_namespace,
                 )

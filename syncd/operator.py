@@ -151,6 +151,7 @@ async def run(
     metrics_token = None
     lost = False
     informers: tuple[Informer, ...] = ()
+    clients: VaultClients | None = None
     templates = TemplatePool(
         workers=settings.template_workers, deadline=settings.template_deadline_seconds,
         memory=settings.template_memory_bytes,
@@ -317,6 +318,8 @@ async def run(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await kube.close()
+        if clients is not None:
+            await clients.close()  # the aiohttp sessions of the Vault reads
         # A Vault read cancelled at the end of the grace period keeps its thread until the
         # request returns or times out (threads cannot be cancelled). Waiting for it here would
         # block the event loop, and the stop, for up to the Vault client's timeout: let the

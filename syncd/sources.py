@@ -16,16 +16,17 @@ Messages carry the mount, path and status, never a value from the secret.
 
 from __future__ import annotations
 
+import json
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import hvac
 import requests
 
-from plumbing.vault import VaultPool
+from plumbing.vault import VaultClient, VaultTransportError
 from syncd.rendering import KVType
-from syncd.vault_clients import REDIRECT_REFUSED, namespace_header
+from syncd.vault_clients import REDIRECT_REFUSED
 
 
 class SourceError(Exception):
@@ -75,24 +76,38 @@ class SourceData:
     custom_metadata: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
+#: What a path segment may hold unquoted (RFC 3986 pchar); ``%`` is quoted, so the path Vault
+#: sees is the one in the spec, and no ``%2e%2e`` becomes a ``..`` on the way.
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
+
+
 def _location(kv_type: KVType, mount: str, path: str) -> str:
     mount, path = mount.strip("/"), path.strip("/")
-    return f"v1/{mount}/data/{path}" if kv_type == "kv-v2" else f"v1/{mount}/{path}"
+    location = f"v1/{mount}/data/{path}" if kv_type == "kv-v2" else f"v1/{mount}/{path}"
+    return urllib.parse.quote(location, safe=_PATH_SAFE)
 
 
 def errors(response: requests.Response) -> str:
     try:
-        errors = response.json().get("errors") or []
+        body = response.json()
     except ValueError:
-        errors = []
-    return "; ".join(str(e) for e in errors)[:300]
+        return ""
+    return _errors_of(body)
 
 
-def read_blocking(
-    client: hvac.Client, *, kv_type: KVType, mount: str, path: str, version: int = 0,
+def _errors_of(body: object) -> str:
+    """Vault's ``errors`` list, joined and cut short (its messages name paths, never values)."""
+    found = body.get("errors") if isinstance(body, Mapping) else None
+    if not isinstance(found, list):
+        return ""
+    return "; ".join(str(e) for e in found)[:300]
+
+
+async def read(
+    client: VaultClient, *, kv_type: KVType, mount: str, path: str, version: int = 0,
     namespace: str | None = None,
 ) -> SourceData:
-    """Read the secret (blocking: call it through :class:`VaultPool`).
+    """Read the secret: one request on the event loop (``client``'s aiohttp path).
 
     ``namespace`` is the Vault (Enterprise) namespace of the mount, sent as
     ``X-Vault-Namespace``; None for the root namespace.
@@ -100,40 +115,55 @@ def read_blocking(
     where = f"{kv_type} {mount.strip('/')}/{path.strip('/')}"
     if namespace:
         where = f"{where} in Vault namespace {namespace}"
-    params = {"version": str(version)} if kv_type == "kv-v2" and version else None
+    query = {"version": str(version)} if kv_type == "kv-v2" and version else None
     try:
-        response: requests.Response = client.adapter.request(
-            "GET", _location(kv_type, mount, path), params=params, raise_exception=False,
-            headers=namespace_header(namespace),
-        )
-    except requests.RequestException as exc:
-        raise VaultUnavailable(f"{where}: Vault unreachable: {type(exc).__name__}") from None
-    status = response.status_code
+        answer = await client.request_async("GET", _location(kv_type, mount, path),
+                                            namespace=namespace, query=query)
+    except VaultTransportError as exc:
+        raise VaultUnavailable(f"{where}: Vault unreachable: {exc}") from None
+    status = answer.status
+    body = _json(answer.body)
     if status == 200:
-        return _parse(response, kv_type=kv_type, where=where)
+        return _parse(body, kv_type=kv_type, where=where)
     if status == 404:
-        raise _not_found(response, where=where, version=version)
-    raise failure(response, where=where)
+        raise _not_found(body if isinstance(body, Mapping) else {}, where=where,
+                         version=version)
+    raise refusal(status=status, errors=_errors_of(body), where=where)
+
+
+_NOT_JSON = object()
+
+
+def _json(body: bytes) -> object:
+    try:
+        return json.loads(body)
+    except ValueError:  # UnicodeDecodeError included
+        return _NOT_JSON
 
 
 def failure(response: requests.Response, *, where: str) -> SourceError:
     """The error for a refusal of any Vault request (403, 503, other 5xx, redirects...)."""
-    status = response.status_code
+    return refusal(status=response.status_code, errors=errors(response), where=where)
+
+
+def refusal(*, status: int, errors: str, where: str) -> SourceError:
+    """The error for ``status`` (not 200, not a KV read's 404) with Vault's ``errors``."""
     if status == 403:
         return SourceForbidden(f"{where}: permission denied (check the Vault policy)")
     if status == 503:
-        if "sealed" in errors(response).lower():
+        if "sealed" in errors.lower():
             return VaultSealed(f"{where}: Vault is sealed")
-        return VaultUnavailable(f"{where}: Vault answered 503: {errors(response)}")
+        return VaultUnavailable(f"{where}: Vault answered 503: {errors}")
     if status >= 500 or status == 429:
-        return VaultUnavailable(f"{where}: Vault answered {status}: {errors(response)}")
+        return VaultUnavailable(f"{where}: Vault answered {status}: {errors}")
     if 300 <= status < 400:
         return VaultUnavailable(f"{where}: {REDIRECT_REFUSED.format(status=status)}")
-    return SourceError(f"{where}: Vault answered {status}: {errors(response)}")
+    return SourceError(f"{where}: Vault answered {status}: {errors}")
 
 
-def _parse(response: requests.Response, *, kv_type: KVType, where: str) -> SourceData:
-    body = response.json()
+def _parse(body: object, *, kv_type: KVType, where: str) -> SourceData:
+    if not isinstance(body, Mapping):
+        raise SourceError(f"{where}: Vault's answer is not a JSON object")
     payload = body.get("data")
     if kv_type == "kv-v1":
         if payload is None and body.get("warnings"):
@@ -150,11 +180,7 @@ def _parse(response: requests.Response, *, kv_type: KVType, where: str) -> Sourc
     )
 
 
-def _not_found(response: requests.Response, *, where: str, version: int) -> SourceError:
-    try:
-        body = response.json()
-    except ValueError:
-        body = {}
+def _not_found(body: Mapping[str, Any], *, where: str, version: int) -> SourceError:
     metadata = ((body.get("data") or {}).get("metadata")) or {}
     warnings = " ".join(str(w) for w in body.get("warnings") or [])
     if "Invalid path for a versioned K/V" in warnings:
@@ -172,20 +198,3 @@ def _not_found(response: requests.Response, *, where: str, version: int) -> Sour
         )
     which = f" version {version}" if version else ""
     return SourceMissing(f"{where}{which}: not found in Vault")
-
-
-async def read(
-    pool: VaultPool,
-    client: hvac.Client,
-    *,
-    kv_type: KVType,
-    mount: str,
-    path: str,
-    version: int = 0,
-    namespace: str | None = None,
-) -> SourceData:
-    """Read the secret without blocking the event loop."""
-    return await pool.run(
-        read_blocking, client, kv_type=kv_type, mount=mount, path=path, version=version,
-        namespace=namespace,
-    )
