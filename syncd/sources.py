@@ -10,6 +10,10 @@ the controller answers each differently, and none of them may cost the user thei
   carries ``data: null`` and VSO wrote an empty Secret. We keep the last good data.
 - :class:`SourceForbidden` (403), :class:`VaultSealed` (503), :class:`VaultUnavailable`
   (timeouts, resets, other 5xx): back off, keep the data.
+- :class:`SourceMalformed`: the answer is not a KV read's (not UTF-8, not JSON, cut short,
+  ``data.data`` not an object, a version that is no number, a ``\\u`` escape that is no
+  character): the field is named, the data kept. Types Vault allows in a secret (null,
+  numbers, nested objects) are not errors: :mod:`syncd.rendering` writes them as VSO does.
 
 Messages carry the mount, path and status, never a value from the secret.
 """
@@ -17,6 +21,7 @@ Messages carry the mount, path and status, never a value from the secret.
 from __future__ import annotations
 
 import json
+import re
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -56,6 +61,13 @@ class SourceForbidden(SourceError):
 class SourceWrongType(SourceError):
     reason = "WrongKVType"
     retry = False
+
+
+class SourceMalformed(SourceError):
+    """Vault's answer is not what a KV read answers (not JSON, wrong types...): the message
+    names the field and what it holds, by type, never by value."""
+
+    reason = "InvalidVaultResponse"
 
 
 class VaultSealed(SourceError):
@@ -131,14 +143,33 @@ async def read(
     raise refusal(status=status, errors=_errors_of(body), where=where)
 
 
-_NOT_JSON = object()
+class _NotJSON:
+    """Why an answer could not be decoded (never its content)."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
 
 
 def _json(body: bytes) -> object:
     try:
-        return json.loads(body)
-    except ValueError:  # UnicodeDecodeError included
-        return _NOT_JSON
+        text = body.decode()
+    except UnicodeDecodeError as exc:
+        return _NotJSON(f"is not UTF-8 (byte {exc.start} of {len(body)})")
+    try:
+        decoded = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return _NotJSON(f"is not JSON ({exc.msg.lower()}: character {exc.pos} of"
+                        f" {len(text)}; cut short?)")
+    if _SURROGATE_ESCAPE.search(text):  # rare: walk the answer only then
+        try:
+            _check_text(decoded, field="")
+        except ValueError as exc:
+            return _NotJSON(str(exc))
+    return decoded
+
+
+#: A JSON escape of half of a UTF-16 surrogate pair.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def failure(response: requests.Response, *, where: str) -> SourceError:
@@ -162,32 +193,96 @@ def refusal(*, status: int, errors: str, where: str) -> SourceError:
 
 
 def _parse(body: object, *, kv_type: KVType, where: str) -> SourceData:
+    if isinstance(body, _NotJSON):
+        raise SourceMalformed(f"{where}: Vault's answer {body.problem}")
     if not isinstance(body, Mapping):
-        raise SourceError(f"{where}: Vault's answer is not a JSON object")
+        raise SourceMalformed(f"{where}: Vault's answer is {_kind(body)}, not a JSON object")
     payload = body.get("data")
     if kv_type == "kv-v1":
         if payload is None and body.get("warnings"):
             raise SourceWrongType(f"{where}: the mount is kv-v2; set spec.type to kv-v2")
-        return SourceData(data=payload or {}, raw=payload or {})
-    if not isinstance(payload, Mapping) or not isinstance(payload.get("data"), Mapping):
-        raise SourceError(f"{where}: unexpected response shape (is the mount kv-v1?)")
-    metadata = payload.get("metadata") or {}
-    return SourceData(
-        data=payload["data"],
-        raw=payload,
-        version=int(metadata.get("version") or 0) or None,
-        custom_metadata=dict(metadata.get("custom_metadata") or {}),
-    )
+        payload = {} if payload is None else payload
+        if not isinstance(payload, Mapping):
+            raise SourceMalformed(f"{where}: Vault's answer: data is {_kind(payload)}, not an"
+                                  " object")
+        return SourceData(data=payload, raw=payload)
+    if not isinstance(payload, Mapping):
+        raise SourceMalformed(f"{where}: Vault's answer: data is {_kind(payload)}, not an"
+                              " object (is the mount kv-v1?)")
+    secrets = payload.get("data")
+    if not isinstance(secrets, Mapping):
+        raise SourceMalformed(f"{where}: Vault's answer: data.data is {_kind(secrets)}, not an"
+                              " object (is the mount kv-v1?)")
+    metadata = payload.get("metadata")
+    metadata = {} if metadata is None else metadata
+    if not isinstance(metadata, Mapping):
+        raise SourceMalformed(f"{where}: Vault's answer: data.metadata is {_kind(metadata)},"
+                              " not an object")
+    version = metadata.get("version")
+    if version is not None and (type(version) is not int or version < 0):
+        raise SourceMalformed(f"{where}: Vault's answer: data.metadata.version is"
+                              f" {_kind(version)}, not a version number")
+    custom = metadata.get("custom_metadata")
+    custom = {} if custom is None else custom
+    if not isinstance(custom, Mapping) or not all(
+            isinstance(v, str) for v in custom.values()):
+        raise SourceMalformed(f"{where}: Vault's answer: data.metadata.custom_metadata is"
+                              f" {_kind(custom)}, not an object of strings")
+    return SourceData(data=secrets, raw=payload, version=version or None,
+                      custom_metadata=dict(custom))
+
+
+def _kind(value: object) -> str:
+    """What ``value`` is, for a message: its JSON type, never its content."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"
+
+
+def _check_text(value: object, *, field: str) -> None:
+    """Refuse a string that is no text: JSON may escape half of a UTF-16 pair (``\\ud800``),
+    which decodes to a str no UTF-8 can encode; ``ValueError`` names where."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise ValueError(f"holds a \\u escape that is no character (half of a UTF-16"
+                             f" surrogate pair) in {field or 'itself'}") from None
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_text(key, field=f"a key of {field or 'the top level'}")
+            name = _printable(key)
+            _check_text(item, field=f"{field}.{name}" if field else name)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_text(item, field=f"{field}[{i}]")
+
+
+def _printable(key: str) -> str:
+    return key.encode(errors="backslashreplace").decode()
 
 
 def _not_found(body: Mapping[str, Any], *, where: str, version: int) -> SourceError:
-    metadata = ((body.get("data") or {}).get("metadata")) or {}
-    warnings = " ".join(str(w) for w in body.get("warnings") or [])
+    data = body.get("data")
+    metadata = (data.get("metadata") if isinstance(data, Mapping) else None) or {}
+    if not isinstance(metadata, Mapping):
+        metadata = {}
+    warnings = body.get("warnings")
+    warnings = " ".join(str(w) for w in warnings) if isinstance(warnings, list) else ""
     if "Invalid path for a versioned K/V" in warnings:
         # What a kv-v2 mount answers (404 and this warning) to a kv-v1 read.
         return SourceWrongType(f"{where}: the mount is kv-v2; set spec.type to kv-v2")
     if metadata:
-        number = int(metadata.get("version") or version or 0)
+        found = metadata.get("version")
+        number = found if type(found) is int and found >= 0 else version
         destroyed = bool(metadata.get("destroyed"))
         state = "destroyed" if destroyed else "deleted"
         which = f"version {number}" if version else f"the latest version ({number})"
