@@ -17,6 +17,7 @@ Restarting syncd therefore restarts nothing: the fingerprint in the status alrea
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar, cast
@@ -403,9 +404,18 @@ class Controller:
                 "lastSyncTime": now(),
             }
 
-        await self._status.update(obj, synced)
-        if event:
-            await self._recorder.post(obj, type="Normal", reason=reason, message=event)
+        if not event:
+            await self._status.update(obj, synced)
+            return
+        # Side by side: the Event does not depend on the status (a first sync's four round
+        # trips become three). Posting never raises; the status write's error is re-raised
+        # once both are done, so nothing is left running.
+        written, _ = await asyncio.gather(
+            self._status.update(obj, synced),
+            self._recorder.post(obj, type="Normal", reason=reason, message=event),
+            return_exceptions=True)
+        if isinstance(written, BaseException):
+            raise written
 
     # --- parts --------------------------------------------------------------------------
 
