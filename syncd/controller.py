@@ -32,7 +32,7 @@ from plumbing.vault import VaultClient, VaultPool
 from plumbing.watching import Informer, key_of
 from syncd import sources
 from syncd.auth_globals import GlobalError, merge_auth_global
-from syncd.destinations import Desired, DestinationError, decode_data, in_sync, write
+from syncd.destinations import Desired, DestinationError, data_mac, in_sync, write
 from syncd.fingerprint import fingerprint
 from syncd.rendering import KVType, RenderError, SecretData, Templates, render
 from syncd.rollout import Result, Rollouts, Workload
@@ -196,10 +196,11 @@ class Controller:
             status = self._status.current(obj)  # the cache may not show our last write yet
             previous_mac = status.get("secretMAC") or ""
             desired = self._desired(obj, spec=spec, data=rendered, secret_type=secret_type,
-                                    owner_reference=spec.deletion_policy == "Delete")
+                                    owner_reference=spec.deletion_policy == "Delete", mac=mac)
             unchanged = previous_mac == mac and status.get("observedGeneration") == spec.generation
             # A Secret we do not own is not cached: trust the fingerprint for it.
-            needs_write = not in_sync(desired, current) if spec.destination.create \
+            needs_write = not in_sync(desired, current, key=self._hmac_key) \
+                if spec.destination.create \
                 else not unchanged
             if unchanged and not needs_write and _ready(status):
                 log.debug("unchanged", version=source.version)
@@ -314,7 +315,7 @@ class Controller:
         if not spec.destination.create:
             return True
         return current is not None and bool(mac) and \
-            fingerprint(key=self._hmac_key, data=decode_data(current)) == mac
+            data_mac(current, key=self._hmac_key) == mac
 
     async def _render(
         self, obj: JSON, *, spec: Synced, kv_type: KVType, data: Mapping[str, Any],
@@ -335,7 +336,7 @@ class Controller:
 
     def _desired(
         self, obj: JSON, *, spec: Synced, data: SecretData, secret_type: str,
-        owner_reference: bool,
+        owner_reference: bool, mac: str = "",
     ) -> Desired:
         destination = spec.destination
         return Desired(
@@ -343,6 +344,7 @@ class Controller:
             create=destination.create, overwrite=destination.overwrite, owner=obj,
             data=data, labels=destination.labels, annotations=destination.annotations,
             owner_reference=owner_reference,
+            mac=mac or fingerprint(key=self._hmac_key, data=data),
         )
 
     async def _write(
@@ -589,7 +591,7 @@ class Controller:
         expected.discard(None)
         if secret is None or not expected:
             return True
-        return fingerprint(key=self._hmac_key, data=decode_data(secret)) not in expected
+        return data_mac(secret, key=self._hmac_key) not in expected
 
 
 def _sync_reason(

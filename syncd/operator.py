@@ -45,7 +45,7 @@ from plumbing.queueing import WorkQueue
 from plumbing.vault import VaultPool
 from plumbing.watching import Change, Informer, key_of
 from syncd.auth_globals import VAULT_AUTH_GLOBAL
-from syncd.caching import slim
+from syncd.caching import slim, slim_secret
 from syncd.changes import Changes
 from syncd.controller import Caches, Controller, Key
 from syncd.destinations import MANAGED_SELECTOR
@@ -204,7 +204,7 @@ async def run(
                                  transform=slim),
             secrets=Informer(
                 kube=kube, resource=SECRETS, namespaces=watch, label_selector=MANAGED_SELECTOR,
-                transform=slim,
+                transform=slim_secret(hmac_key),  # their data as a keyed MAC only
             ),
             auth_globals=auth_globals, transformations=transformations,
         )
