@@ -66,6 +66,7 @@ import base64
 import binascii
 import hashlib
 import json
+import ssl
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -261,12 +262,22 @@ class VaultClients:
         current = self._sessions.get(name)
         if current is not None and current[0] == made_from:
             return current[1]
+        origin = parse_address(connection.address)
+        try:  # in the pool: loading a CA bundle is file reading and parsing
+            http = await self._pool.run(
+                VaultHTTP, address=connection.address, verify=verify,
+                server_name=connection.tls_server_name,
+                timeout=connection.timeout_seconds or 10.0, allows=origin.serves)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise AuthError(
+                f"VaultConnection {connection.namespace}/{connection.name}: its CA"
+                f" certificates cannot be loaded ({type(exc).__name__}); check caCertSecretRef"
+                " or caCertPath", reason="VaultAuthInvalid") from None
+        current = self._sessions.get(name)  # another login may have made it meanwhile
+        if current is not None and current[0] == made_from:
+            return current[1]  # (``http`` has opened nothing yet: its session is lazy)
         if current is not None:
             self._retired.append(current[1])
-        origin = parse_address(connection.address)
-        http = VaultHTTP(address=connection.address, verify=verify,
-                         server_name=connection.tls_server_name,
-                         timeout=connection.timeout_seconds or 10.0, allows=origin.serves)
         self._sessions[name] = (made_from, http)
         return http
 
