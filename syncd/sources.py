@@ -140,7 +140,10 @@ async def read(
     if status == 404:
         raise _not_found(body if isinstance(body, Mapping) else {}, where=where,
                          version=version)
-    raise refusal(status=status, errors=_errors_of(body), where=where)
+    errors = _errors_of(body)
+    if client.token:  # in case an answer ever echoes it (cut out as a login's credentials are)
+        errors = errors.replace(client.token, "<token>")
+    raise refusal(status=status, errors=errors, where=where)
 
 
 class _NotJSON:
