@@ -70,7 +70,9 @@ def build_parser() -> OptionParser:
         "--max-concurrent-reconciles", type=positive_int, default=4,
         help="reconciles running at once",
     )
-    run.option("--vault-threads", type=positive_int, default=4, help="concurrent Vault requests")
+    run.option("--vault-threads", type=positive_int, default=4,
+               help="concurrent Vault requests through hvac: logins, dynamic and PKI engines"
+                    " (KV reads, one per reconcile, run on the event loop)")
     run.option(
         "--default-refresh-after", type=_duration, default="60s",
         help="refresh interval of a VaultStaticSecret without spec.refreshAfter",

@@ -17,22 +17,22 @@ Restarting syncd therefore restarts nothing: the fingerprint in the status alrea
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, NoReturn, Protocol, TypeVar, cast
 
-import hvac
 import structlog
 from structlog.typing import FilteringBoundLogger as BoundLogger
 
 from plumbing.events import EventRecorder
 from plumbing.kube import JSON, Kube, KubeError
 from plumbing.telemetry import tracer
-from plumbing.vault import VaultPool
+from plumbing.vault import VaultClient, VaultPool
 from plumbing.watching import Informer, key_of
 from syncd import sources
 from syncd.auth_globals import GlobalError, merge_auth_global
-from syncd.destinations import Desired, DestinationError, decode_data, in_sync, write
+from syncd.destinations import Desired, DestinationError, data_mac, in_sync, write
 from syncd.fingerprint import fingerprint
 from syncd.outages import OUTAGE_REASONS, Outage, Outages
 from syncd.rendering import KVType, RenderError, SecretData, Templates, render
@@ -205,10 +205,11 @@ class Controller:
             status = self._status.current(obj)  # the cache may not show our last write yet
             previous_mac = status.get("secretMAC") or ""
             desired = self._desired(obj, spec=spec, data=rendered, secret_type=secret_type,
-                                    owner_reference=spec.deletion_policy == "Delete")
+                                    owner_reference=spec.deletion_policy == "Delete", mac=mac)
             unchanged = previous_mac == mac and status.get("observedGeneration") == spec.generation
             # A Secret we do not own is not cached: trust the fingerprint for it.
-            needs_write = not in_sync(desired, current) if spec.destination.create \
+            needs_write = not in_sync(desired, current, key=self._hmac_key) \
+                if spec.destination.create \
                 else not unchanged
             if unchanged and not needs_write and _ready(status):
                 log.debug("unchanged", version=source.version)
@@ -267,7 +268,7 @@ class Controller:
 
     async def _connect(
         self, obj: JSON, *, spec: Synced, log: BoundLogger
-    ) -> tuple[VaultAuth, VaultConnection, hvac.Client]:
+    ) -> tuple[VaultAuth, VaultConnection, VaultClient]:
         """The VaultAuth and VaultConnection ``spec`` uses, and a client logged in with them."""
         try:
             auth, connection = self.resolve(spec)
@@ -287,7 +288,7 @@ class Controller:
 
     async def _read(
         self, obj: JSON, *, spec: VaultStaticSecret, auth: VaultAuth,
-        connection: VaultConnection, client: hvac.Client, log: BoundLogger,
+        connection: VaultConnection, client: VaultClient, log: BoundLogger,
     ) -> sources.SourceData:
         with tracer("syncd").start_as_current_span(
             "vault.read", attributes={"vault.mount": spec.mount, "vault.path": spec.path,
@@ -295,7 +296,7 @@ class Controller:
         ) as span:
             try:
                 source = await sources.read(
-                    self._pool, client, kv_type=spec.kv_type, mount=spec.mount,
+                    client, kv_type=spec.kv_type, mount=spec.mount,
                     path=spec.path, version=spec.version,
                     namespace=spec.vault_namespace or auth.vault_namespace,
                 )
@@ -383,7 +384,7 @@ class Controller:
         if not spec.destination.create:
             return True
         return current is not None and bool(mac) and \
-            fingerprint(key=self._hmac_key, data=decode_data(current)) == mac
+            data_mac(current, key=self._hmac_key) == mac
 
     async def _render(
         self, obj: JSON, *, spec: Synced, kv_type: KVType, data: Mapping[str, Any],
@@ -404,7 +405,7 @@ class Controller:
 
     def _desired(
         self, obj: JSON, *, spec: Synced, data: SecretData, secret_type: str,
-        owner_reference: bool,
+        owner_reference: bool, mac: str = "",
     ) -> Desired:
         destination = spec.destination
         return Desired(
@@ -412,6 +413,7 @@ class Controller:
             create=destination.create, overwrite=destination.overwrite, owner=obj,
             data=data, labels=destination.labels, annotations=destination.annotations,
             owner_reference=owner_reference,
+            mac=mac or fingerprint(key=self._hmac_key, data=data),
         )
 
     async def _write(
@@ -473,9 +475,18 @@ class Controller:
                 "lastSyncTime": now(),
             }
 
-        await self._status.update(obj, synced)
-        if event:
-            await self._recorder.post(obj, type="Normal", reason=reason, message=event)
+        if not event:
+            await self._status.update(obj, synced)
+            return
+        # Side by side: the Event does not depend on the status (a first sync's four round
+        # trips become three). Posting never raises; the status write's error is re-raised
+        # once both are done, so nothing is left running.
+        written, _ = await asyncio.gather(
+            self._status.update(obj, synced),
+            self._recorder.post(obj, type="Normal", reason=reason, message=event),
+            return_exceptions=True)
+        if isinstance(written, BaseException):
+            raise written
 
     # --- parts --------------------------------------------------------------------------
 
@@ -651,7 +662,7 @@ class Controller:
         expected.discard(None)
         if secret is None or not expected:
             return True
-        return fingerprint(key=self._hmac_key, data=decode_data(secret)) not in expected
+        return data_mac(secret, key=self._hmac_key) not in expected
 
 
 def _sync_reason(

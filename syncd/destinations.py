@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from plumbing.kube import JSON, SECRETS, Kube, KubeError
+from syncd.fingerprint import fingerprint
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "vault-syncd"
@@ -46,6 +47,9 @@ WRITABLE_TYPES = ("Opaque", "kubernetes.io/basic-auth", "kubernetes.io/ssh-auth"
 _CERT_MANAGER = "cert-manager.io/certificate-name"
 
 Written = Literal["Created", "Updated", "Recreated"]
+#: Where a cached Secret keeps the keyed MAC of its ``data``, which the cache does not keep
+#: (:func:`syncd.caching.slim_secret`): a top-level field no Kubernetes object has.
+CACHED_MAC = "vault-syncd.dev/dataMAC"
 
 
 class DestinationError(Exception):
@@ -74,11 +78,26 @@ class Desired:
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
     owner_reference: bool = True
+    #: The keyed fingerprint of ``data`` (what a cached Secret's data is compared by).
+    mac: str = ""
 
 
 def decode_data(secret: Mapping[str, Any]) -> dict[str, bytes]:
     """A Secret's ``data`` as bytes (what the fingerprint is computed over)."""
     return {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+
+
+def data_mac(secret: Mapping[str, Any], *, key: bytes) -> str:
+    """The keyed MAC of a Secret's data: the cache's (it keeps no data), else computed."""
+    cached = secret.get(CACHED_MAC)
+    if isinstance(cached, str):
+        return cached
+    return fingerprint(key=key, data=decode_data(secret))
+
+
+def _without_mac(secret: Mapping[str, Any]) -> JSON:
+    """A cached Secret as the API server knows it (the body of a write built from it)."""
+    return {k: v for k, v in secret.items() if k != CACHED_MAC}
 
 
 def _encode(data: Mapping[str, bytes]) -> dict[str, str]:
@@ -120,11 +139,12 @@ def _managed_metadata(desired: Desired, current: Mapping[str, Any] | None) -> JS
     return metadata
 
 
-def in_sync(desired: Desired, current: Mapping[str, Any] | None) -> bool:
-    """Whether ``current`` already is what ``desired`` asks for (so no write is needed)."""
+def in_sync(desired: Desired, current: Mapping[str, Any] | None, *, key: bytes) -> bool:
+    """Whether ``current`` already is what ``desired`` asks for (so no write is needed); the
+    data is compared by its MAC under ``key``."""
     if current is None:
         return False
-    if decode_data(current) != dict(desired.data):
+    if data_mac(current, key=key) != (desired.mac or fingerprint(key=key, data=desired.data)):
         return False
     if not desired.create:
         return True
@@ -165,7 +185,7 @@ async def write(kube: Kube, desired: Desired, *, current: JSON | None) -> Writte
             raise DestinationRefused(
                 f"spec.destination.name: {where} {refusal}; nothing was written")
         # Conditional on the resourceVersion read: the Secret written is the one checked.
-        body = {**current, "data": _encode(desired.data)}
+        body = {**_without_mac(current), "data": _encode(desired.data)}
         await kube.request("PUT", item, body=body)
         return "Updated"
 
@@ -193,7 +213,7 @@ async def write(kube: Kube, desired: Desired, *, current: JSON | None) -> Writte
             current = await kube.request("GET", item)
             return await write(kube, desired, current=current)
     body = {
-        **current,
+        **_without_mac(current),
         "metadata": _managed_metadata(desired, current),
         "data": _encode(desired.data),
     }
@@ -237,11 +257,13 @@ def _new_secret(desired: Desired) -> JSON:
 
 
 __all__ = [
+    "CACHED_MAC",
     "DESTINATION_OF",
     "MANAGED_SELECTOR",
     "Desired",
     "DestinationError",
     "DestinationRefused",
+    "data_mac",
     "decode_data",
     "in_sync",
     "is_ours",

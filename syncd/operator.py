@@ -45,7 +45,7 @@ from plumbing.queueing import WorkQueue
 from plumbing.vault import VaultPool
 from plumbing.watching import Change, Informer, key_of
 from syncd.auth_globals import VAULT_AUTH_GLOBAL
-from syncd.caching import slim
+from syncd.caching import slim, slim_secret
 from syncd.changes import Changes
 from syncd.controller import Caches, Controller, Key
 from syncd.destinations import MANAGED_SELECTOR
@@ -153,6 +153,7 @@ async def run(
     metrics_token = None
     lost = False
     informers: tuple[Informer, ...] = ()
+    clients: VaultClients | None = None
     templates = TemplatePool(
         workers=settings.template_workers, deadline=settings.template_deadline_seconds,
         memory=settings.template_memory_bytes,
@@ -205,7 +206,7 @@ async def run(
                                  transform=slim),
             secrets=Informer(
                 kube=kube, resource=SECRETS, namespaces=watch, label_selector=MANAGED_SELECTOR,
-                transform=slim,
+                transform=slim_secret(hmac_key),  # their data as a keyed MAC only
             ),
             auth_globals=auth_globals, transformations=transformations,
         )
@@ -329,6 +330,8 @@ async def run(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await kube.close()
+        if clients is not None:
+            await clients.close()  # the aiohttp sessions of the Vault reads
         # A Vault read cancelled at the end of the grace period keeps its thread until the
         # request returns or times out (threads cannot be cancelled). Waiting for it here would
         # block the event loop, and the stop, for up to the Vault client's timeout: let the

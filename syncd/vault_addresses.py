@@ -16,6 +16,7 @@ matching ``https://*.vault.svc``); a parsed host cannot contain either.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -88,8 +89,12 @@ def _host_problem(host: str, *, glob: bool) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_address(text: str) -> Origin:
-    """A VaultConnection's address as an :class:`Origin`; ``ValueError`` says what is wrong."""
+    """A VaultConnection's address as an :class:`Origin`; ``ValueError`` says what is wrong.
+
+    Cached (a pure function of the text, and an Origin is immutable): every reconcile checks
+    its connection's address, and parsing it was 3 % of an unchanged refresh's CPU."""
     return _split(text, glob=False)
 
 

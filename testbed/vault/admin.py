@@ -24,6 +24,7 @@ HTTP endpoints (JSON bodies):
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -141,8 +142,12 @@ class VaultAdmin:
         times: int | None = None,
         probability: float = 1.0,
         node: int | None = None,
+        body: bytes | None = None,
     ) -> list[Fault]:
-        """Inject a fault on matching requests (``path`` is an fnmatch glob on the URL path)."""
+        """Inject a fault on matching requests (``path`` is an fnmatch glob on the URL path).
+
+        ``body``: answer with these raw bytes (with ``status``, default 200) instead of serving.
+        """
         return [
             target.faults.add(
                 method=method,
@@ -153,6 +158,7 @@ class VaultAdmin:
                 reset=reset,
                 times=times,
                 probability=probability,
+                body=body,
             )
             for target in self._targets(node)
         ]
@@ -227,6 +233,10 @@ async def handle(node: Node, request: web.BaseRequest) -> web.Response:
                 return _reply({"faults": [f.describe() for f in node.faults.rules()]})
             if method == "POST":
                 body = await _body(request)
+                if "body_base64" in body:  # raw bytes over JSON
+                    body["body"] = base64.b64decode(body.pop("body_base64"))
+                elif isinstance(body.get("body"), str):
+                    body["body"] = body["body"].encode()
                 fault = node.faults.add(**body)
                 return _reply(fault.describe())
             if method == "DELETE":

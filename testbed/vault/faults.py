@@ -27,6 +27,9 @@ class Fault:
     status: int | None = None  # answer with this status and ``errors`` instead of serving
     errors: list[str] = field(default_factory=list)
     reset: bool = False  # drop the connection (TCP RST) instead of answering
+    #: Answer with these raw bytes (``status``, default 200, as application/json) instead of
+    #: serving: a malformed or hostile Vault answer, byte for byte.
+    body: bytes | None = field(default=None, repr=False)
     times: int | None = None  # fire this many times, then retire; None = forever
     probability: float = 1.0
     fired: int = 0
@@ -43,6 +46,7 @@ class Fault:
             "status": self.status,
             "errors": list(self.errors),
             "reset": self.reset,
+            "body_bytes": None if self.body is None else len(self.body),
             "times": self.times,
             "probability": self.probability,
             "fired": self.fired,
@@ -70,9 +74,10 @@ class FaultInjector:
         reset: bool = False,
         times: int | None = None,
         probability: float = 1.0,
+        body: bytes | None = None,
     ) -> Fault:
-        if status is None and not reset and latency <= 0:
-            raise ValueError("a fault needs a status, a reset or a latency")
+        if status is None and not reset and latency <= 0 and body is None:
+            raise ValueError("a fault needs a status, a reset, a latency or a body")
         if not 0.0 < probability <= 1.0:
             raise ValueError("probability must be in (0, 1]")
         fault = Fault(
@@ -85,6 +90,7 @@ class FaultInjector:
             reset=reset,
             times=times,
             probability=probability,
+            body=body,
         )
         self._rules = (*self._rules, fault)
         return fault

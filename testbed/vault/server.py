@@ -150,6 +150,9 @@ def build_server(node: Node) -> web.Server:
                 await asyncio.sleep(fault.latency)
             if fault.reset:
                 return _reset_connection(request)
+            if fault.body is not None:
+                return web.Response(body=fault.body, status=fault.status or 200,
+                                    content_type="application/json")
             if fault.status is not None:
                 return _json({"errors": fault.errors}, fault.status)
         try:

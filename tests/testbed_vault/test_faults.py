@@ -118,3 +118,23 @@ async def test_http_admin_endpoints(vault_ready: ReadyVault) -> None:
     assert (info["name"], info["sealed"]) == ("vault-0", True)
     missing = await in_thread(requests.get, f"{base}/nothing", timeout=5)
     assert missing.status_code == 404
+
+
+async def test_body_fault_answers_raw_bytes(vault_ready: ReadyVault) -> None:
+    """``body=``: the answer is exactly these bytes (a malformed Vault answer), with ``status``."""
+    admin = vault_ready.vault.admin
+    url = f"{vault_ready.address}/v1/secret/data/raw"
+    admin.add_fault(method="GET", path="/v1/secret/data/raw", body=b'{"data": [\xff', times=1)
+    response = await in_thread(requests.get, url, timeout=5)
+    assert (response.status_code, response.content) == (200, b'{"data": [\xff')
+    assert response.headers["Content-Type"].startswith("application/json")
+    # Over the HTTP admin: any bytes as base64, or a UTF-8 string, with a status.
+    added = await in_thread(requests.post, f"{vault_ready.address}/_testbed/faults", timeout=5,
+                            json={"path": "/v1/secret/data/raw", "body_base64": "gA==",
+                                  "status": 404, "times": 1})
+    assert added.json()["body_bytes"] == 1
+    response = await in_thread(requests.get, url, timeout=5)
+    assert (response.status_code, response.content) == (404, b"\x80")
+    await in_thread(requests.post, f"{vault_ready.address}/_testbed/faults", timeout=5,
+                    json={"path": "/v1/secret/data/raw", "body": "not json", "times": 1})
+    assert (await in_thread(requests.get, url, timeout=5)).content == b"not json"

@@ -154,3 +154,34 @@ def test_a_client_sends_only_to_its_own_origin() -> None:
         client.session.get("http://127.0.0.1:1/v1/secret/data/x?version=3")
     assert not isinstance(refused.value, ForeignAddress)
     assert client.allow_redirects is False
+
+
+async def test_one_session_per_vault_connection_and_a_changed_one_replaces_it() -> None:
+    """The aiohttp session of KV reads is the VaultConnection's, whoever logs in with it; a
+    new generation gets a new one, and the old one is closed once no read uses it."""
+    import dataclasses
+    from typing import cast
+
+    from plumbing.kube import Kube
+    from plumbing.vault import VaultPool
+    from syncd.vault_clients import VaultClients
+
+    pool = VaultPool(max_workers=1)
+    clients = VaultClients(kube=cast(Kube, None), pool=pool, addresses=AllowedAddresses(
+        patterns=None, operator_namespace="vault-syncd", connections=_connections()))
+    try:
+        first = parse_vault_connection(_connection())
+        shared = await clients._session(first, verify=False)
+        assert await clients._session(first, verify=False) is shared
+        shared.in_flight = 1  # a read under way on it
+        second = await clients._session(dataclasses.replace(first, generation=2), verify=False)
+        assert second is not shared
+        third = await clients._session(dataclasses.replace(first, generation=3), verify=False)
+        assert clients._retired == [shared, second]
+        shared.in_flight = 0  # the read is done: closed at the next change
+        await clients._session(dataclasses.replace(first, generation=4), verify=False)
+        assert clients._retired == [third]
+    finally:
+        await clients.close()
+        pool.shutdown()
+    assert clients._sessions == {} and clients._retired == []
