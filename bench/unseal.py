@@ -40,7 +40,7 @@ TARGETS = {"p99_s": "≤ 1 s local, ≤ 2 s with a peer"}
 HOSTS = "127.0.0.2,127.0.0.3,127.0.0.4"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -80,7 +80,7 @@ async def _testbed(directory: Path, port: int) -> AsyncIterator[dict[str, str]]:
         await process.wait()
 
 
-def _custody(directory: Path, *, peer_port: int | None) -> tuple[Path, Path, Path | None]:
+def custody_configs(directory: Path, *, peer_port: int | None) -> tuple[Path, Path, Path | None]:
     """The custody configs: for ``init``, for ``unsealer run``, and for the peer (if any).
 
     Local: a Secret (2 shares) and two files (2 and 1). With a peer: unsealer A has a Secret
@@ -150,7 +150,7 @@ async def _until_unsealed(session: aiohttp.ClientSession, admin: str, pods: list
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     directory = Path(tempfile.mkdtemp(prefix="bench-unseal-"))
-    port = _free_port()
+    port = free_port()
     try:
         async with _testbed(directory, port) as env, aiohttp.ClientSession() as session:
             admin = env["TESTBED_PODS_ADMIN"].rstrip("/")
@@ -167,8 +167,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             identity["users"][0]["user"] = {"token": token}
             unsealer_config = directory / "unsealer.kubeconfig"
             unsealer_config.write_text(yaml.safe_dump(identity))
-            initial, custody, peer = _custody(
-                directory, peer_port=_free_port() if args.peer else None)
+            initial, custody, peer = custody_configs(
+                directory, peer_port=free_port() if args.peer else None)
             common = ["--namespace", "vault", "--address-template", f"https://{{ip}}:{port}",
                       "--ca-file", env["VAULT_CACERT"]]
             await _run(sys.executable, "-m", "unsealer", "init", "--kubeconfig", kubeconfig,
