@@ -183,6 +183,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     services.append(await asyncio.create_subprocess_exec(
                         sys.executable, "-m", "unsealer", "run", "--kubeconfig",
                         str(unsealer_config), *common, "--custody-config", str(config), *extra,
+                        "--health-address", "",  # two of them, on a shared machine
                         cwd=ROOT, stdout=log, stderr=log,
                         env={**os.environ, "PYTHONPATH": str(ROOT),
                              "OTEL_TRACES_EXPORTER": "none"}))

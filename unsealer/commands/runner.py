@@ -186,6 +186,8 @@ def failure_message(exc: BaseException) -> str:
         | InitOutputError | VaultSysError | KubeConfigError,
     ):
         return str(exc)
+    if isinstance(exc, OSError):  # the system's words, about our own files and addresses
+        return _reason(exc)
     # A bug. Its message was not written to be shown (it might quote anything): the type only,
     # and the traceback for whoever asks for debug logs.
     structlog.get_logger(PROG).debug("unexpected_error", exc_info=exc)

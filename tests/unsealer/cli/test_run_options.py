@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import json
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -159,6 +160,22 @@ async def test_run_with_an_unusable_kubeconfig_is_one_line(world: Any) -> None:
     assert run.rc == 2, run
     assert run.err_lines == [f"unsealer run: error: {broken}: not YAML (line 5, column 1)"]
     assert "tok-53cr3t" not in run.err + run.out
+
+
+async def test_run_with_its_health_port_taken_says_so(world: Any) -> None:
+    # Was "unexpected OSError": two unsealers on one node both on the default 0.0.0.0:8080.
+    keys = world.bootstrap().keys
+    world.place({"kube-a": keys[0:2], "kube-b": keys[2:4], "disk": [keys[4]]})
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = await world.cli("run", "--custody-config", str(world.custody_config()),
+                              *world.pod_args(), "--allow-plain-http",
+                              "--health-address", f"127.0.0.1:{port}")
+    assert run.rc == 1, run
+    line = run.error_line()
+    assert f"('127.0.0.1', {port})" in line and "address already in use" in line, line
 
 
 def test_the_unsealer_does_not_load_the_typed_kubernetes_client() -> None:
