@@ -160,8 +160,10 @@ class Service:
         self._warned: set[str] = set()
         self.transport = "https" if settings.address_template.startswith("https://") \
             else "plain-http"
+        # The first retry comes soon (0.25-0.5 s): what fails first is usually a Vault whose
+        # listener is still starting (a restart measured 1-2 s longer with a 2 s base).
         self.queue: WorkQueue[str] = WorkQueue(
-            worker=self._attempt, concurrency=8, backoff_base=2.0,
+            worker=self._attempt, concurrency=8, backoff_base=0.5,
             backoff_cap=settings.backoff_max_seconds,
         )
         self._recorder = EventRecorder(
