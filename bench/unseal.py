@@ -208,7 +208,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     power.append(await _until_unsealed(session, admin, pods))
             finally:
                 for service in services:
-                    service.send_signal(signal.SIGTERM)
+                    if service.returncode is None:  # one may have failed at start
+                        service.send_signal(signal.SIGTERM)
                     await service.wait()
     finally:
         if not os.environ.get("BENCH_KEEP"):

@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import hvac
+
 from bench.harness import ROOT, percentile, report
 from bench.unseal import HOSTS, custody_configs, free_port
 from testbed.kube import Kube, running_kube
@@ -55,6 +57,12 @@ IMPOSTOR_IP = "127.0.0.6"
 TARGETS = {"violations": "none",
            "max_request_rate": f"≤ {MAX_RATE:g} requests/s (over 5 s) during an outage"}
 THRESHOLD = 3
+#: syncd beside the unsealer (power loss): one VaultStaticSecret ``apps/power`` of Vault's
+#: ``secret/power``, refreshed every 2 s, read from vault-0 over TLS.
+SYNCD_NS = "vault-syncd"
+APPS_NS = "apps"
+GROUP_VERSION = "secrets.vault-syncd.dev/v1beta1"
+REFRESH = "2s"
 
 
 @dataclass
@@ -132,23 +140,79 @@ class Rig:
     kubeconfig: Path
     processes: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
     starts: int = 0
+    #: syncd's kubeconfig, once :meth:`prepare_syncd` ran (then "syncd" is a process name).
+    syncd_kubeconfig: Path | None = None
 
     # --- the unsealer processes --------------------------------------------------------
 
     async def start(self, name: str = "a") -> None:
-        """Start unsealer ``name`` (its output appended to ``unsealer-<name>.log``)."""
-        extra = ("--peer-only",) if name == "b" else ()
-        with (self.directory / f"unsealer-{name}.log").open("ab") as log:
-            self.processes[name] = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "unsealer", "run", "--kubeconfig", str(self.kubeconfig),
+        """Start unsealer ``name``, or syncd (output appended to ``unsealer-<name>.log``)."""
+        if name == "syncd":
+            command = ["-m", "syncd", "run", "--kubeconfig", str(self.syncd_kubeconfig),
+                       "--log-level", "info"]
+        else:
+            command = [
+                "-m", "unsealer", "run", "--kubeconfig", str(self.kubeconfig),
                 "--namespace", VAULT_NS, "--address-template", f"https://{{ip}}:{self.port}",
                 "--ca-file", str(self.vault.ca_file), "--custody-config", str(self.configs[name]),
                 "--poll-interval", self.poll, "--backoff-max", self.backoff_max,
-                "--health-address", "", "--log-format", "json", *extra,
+                *(("--peer-only",) if name == "b" else ())]
+        with (self.directory / f"unsealer-{name}.log").open("ab") as log:
+            self.processes[name] = await asyncio.create_subprocess_exec(
+                sys.executable, *command, "--health-address", "", "--log-format", "json",
                 cwd=ROOT, stdout=log, stderr=log, stdin=asyncio.subprocess.DEVNULL,
                 env={**os.environ, "PYTHONPATH": str(ROOT), "OTEL_TRACES_EXPORTER": "none",
                      "OTEL_METRICS_EXPORTER": "none"})
-        self.starts += 1
+        self.starts += name != "syncd"
+
+    # --- syncd -------------------------------------------------------------------------
+
+    async def prepare_syncd(self) -> None:
+        """syncd's CRDs, RBAC, a VaultConnection to vault-0 (TLS, the emulation's CA), token
+        auth with the root token, and VaultStaticSecret ``apps/power``; its value ``v0``."""
+        admin = self.kube.admin
+        for path in sorted((ROOT / "manifests" / "crds").glob("*.yaml")):
+            admin.apply_yaml(path.read_text())
+        for namespace in (SYNCD_NS, APPS_NS):
+            admin.create_namespace(namespace)
+        admin.apply_yaml((ROOT / "manifests" / "syncd" / "rbac.yaml").read_text())
+        admin.apply({"apiVersion": "v1", "kind": "Secret",
+                     "metadata": {"name": "vault-token", "namespace": APPS_NS},
+                     "type": "secrets.vault-syncd.dev/vault-token",
+                     "stringData": {"token": self.root_token}})
+        admin.apply({"apiVersion": GROUP_VERSION, "kind": "VaultConnection",
+                     "metadata": {"name": "default", "namespace": SYNCD_NS},
+                     "spec": {"address": self.vault.addresses[0],
+                              "caCertPath": str(self.vault.ca_file)}})
+        admin.apply({"apiVersion": GROUP_VERSION, "kind": "VaultAuth",
+                     "metadata": {"name": "default", "namespace": SYNCD_NS},
+                     "spec": {"method": "token", "token": {"secretRef": {
+                         "name": "vault-token", "key": "token"}}}})
+        admin.apply({"apiVersion": GROUP_VERSION, "kind": "VaultStaticSecret",
+                     "metadata": {"name": "power", "namespace": APPS_NS},
+                     "spec": {"mount": "secret", "path": "power", "type": "kv-v2",
+                              "refreshAfter": REFRESH,
+                              "destination": {"name": "power", "create": True}}})
+        token = admin.mint_token(SYNCD_NS, "vault-syncd", expiration_seconds=24 * 3600)
+        self.syncd_kubeconfig = self.kube.write_kubeconfig(
+            self.directory / "syncd.kubeconfig", token=token)
+        await self.write_secret("v0")
+
+    async def write_secret(self, value: str) -> None:
+        client = hvac.Client(url=self.vault.addresses[0], token=self.root_token,
+                             verify=self.vault.verify)
+        await asyncio.to_thread(client.secrets.kv.v2.create_or_update_secret,
+                                path="power", secret={"VALUE": value}, mount_point="secret")
+
+    def synced(self, value: str) -> bool:
+        return self.synced_value() == value
+
+    def synced_value(self) -> str | None:
+        """VALUE of Secret ``apps/power`` (None: no Secret; "" : the key is missing)."""
+        obj = self.kube.admin.get("v1", "Secret", "power", APPS_NS)
+        if obj is None:
+            return None
+        return base64.b64decode((obj.get("data") or {}).get("VALUE", "")).decode()
 
     async def stop(self, name: str = "a", *, sig: signal.Signals = signal.SIGTERM) -> None:
         process = self.processes.pop(name, None)
@@ -269,7 +333,7 @@ def _write_private(path: Path, text: str) -> None:
 @contextlib.asynccontextmanager
 async def rig(directory: Path, *, peer: bool = False, poll: str = "30s",
               backoff_max: str = "5m") -> AsyncIterator[Rig]:
-    """A testbed with Vault initialised (5 shares, threshold 3, every pod sealed) and its
+    """A testbed with Vault initialised (5 shares, threshold 3, unsealed, kv-v2 at secret/), its
     shares in custody as ``bench unseal`` lays them out (:func:`bench.unseal.custody_configs`):
     local, a Secret (2) and two files (2 and 1); or with ``peer``, a Secret (2) and unsealer
     "b" (2, in its file, released over mutual TLS). No unsealer runs yet."""
@@ -278,7 +342,7 @@ async def rig(directory: Path, *, peer: bool = False, poll: str = "30s",
             running_vault(nodes=3, hosts=HOSTS.split(","), port=port, tls=True,
                           tls_dir=directory / "vault-tls") as vault, \
             vault_pods(kube, vault, namespace=VAULT_NS) as pods:
-        init = vault.admin.initialize(shares=5, threshold=THRESHOLD)
+        init = vault.admin.bootstrap(shares=5, threshold=THRESHOLD)  # unsealed, kv-v2
         keys = list(init.keys)
         kube.admin.create_namespace(CUSTODY_NS)
         kube.admin.apply({
@@ -310,23 +374,47 @@ async def rig(directory: Path, *, peer: bool = False, poll: str = "30s",
 
 
 async def _start_all(rig: Rig) -> None:
-    for name in sorted(rig.configs, reverse=True):  # the peer first, as it would be up
+    names = sorted(rig.configs, reverse=True)  # the peer first, as it would be up
+    for name in [*names, *(["syncd"] if rig.syncd_kubeconfig else [])]:
         await rig.start(name)
+
+
+async def _guard_secret(rig: Rig, seen: list[str]) -> None:
+    """Note every moment syncd's Secret is missing or blank (it must never be)."""
+    while True:
+        value = rig.synced_value()
+        if not value and not seen:
+            seen.append(f"Secret {APPS_NS}/power {'deleted' if value is None else 'blanked'}")
+        await asyncio.sleep(0.02)
 
 
 # --- the scenarios -----------------------------------------------------------------------------
 
 
-async def power_loss(rig: Rig, *, cycles: int = 3, deadline: float = 60.0) -> Row:
+async def power_loss(rig: Rig, *, cycles: int = 3, deadline: float = 60.0,
+                     syncd: bool = False) -> Row:
     """Every Vault pod loses power and so do the unsealer processes (SIGKILL, no shutdown);
     everything comes back at once, nobody touches anything: timed from the cut to every pod
-    unsealed (the unsealer's own start included)."""
+    unsealed (the unsealer's own start included). With ``syncd``, syncd dies and comes back
+    too: a value written to Vault once it is unsealed must reach the Secret (timed), and the
+    Secret is never deleted or blanked meanwhile."""
+    if syncd:
+        await rig.prepare_syncd()
     await _start_all(rig)
     first = await rig.until_unsealed(deadline=deadline)
     times: list[float] = []
+    resumed: list[float] = []
     violations: list[str] = [] if first is not None else ["never unsealed at the start"]
+    if syncd:
+        try:
+            await until(functools.partial(rig.synced, "v0"), deadline=deadline)
+        except TimeoutError:
+            violations.append(f"syncd never synced v0 within {deadline:g} s")
+            cycles = 0
+    bad_secret: list[str] = []
+    guard = asyncio.create_task(_guard_secret(rig, bad_secret)) if syncd else None
     async with RateMeter(rig) as meter:
-        for _ in range(cycles if first is not None else 0):
+        for number in range(cycles if first is not None else 0):
             began = time.monotonic()
             await rig.stop_all(sig=signal.SIGKILL)
             rig.pods.power_cut()
@@ -338,12 +426,31 @@ async def power_loss(rig: Rig, *, cycles: int = 3, deadline: float = 60.0) -> Ro
                 violations.append(f"not unsealed {deadline:g} s after a power cut")
                 break
             times.append(time.monotonic() - began)
+            if syncd:
+                value, written = f"v{number + 1}", time.monotonic()
+                await rig.write_secret(value)
+                try:
+                    await until(functools.partial(rig.synced, value), deadline=deadline,
+                                every=0.01)
+                except TimeoutError:
+                    violations.append(f"{value}, written once Vault was unsealed, not in the"
+                                      f" Secret {deadline:g} s later")
+                    break
+                resumed.append(time.monotonic() - written)
+    if guard is not None:
+        guard.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await guard
+    notes = "from the cut to every pod unsealed, the unsealer's start included"
+    if syncd:
+        notes += (f"; syncd killed too: a value written at the unseal reached the Secret in"
+                  f" {_recovery(resumed)} s (refreshAfter {REFRESH})")
     # The rate is reported, not judged: here it is the work of starting and unsealing.
-    return Row("power loss of every pod and the unsealer", faults_injected=cycles,
-               unseals_expected=3 * cycles, unseals_done=3 * len(times),
-               violations=violations + rig.violations(),
-               recovery_s=_recovery(times), max_request_rate=meter.max,
-               notes="from the cut to every pod unsealed, the unsealer's start included")
+    return Row("power loss of every pod, the unsealer" + (" and syncd" if syncd else ""),
+               faults_injected=cycles, unseals_expected=3 * cycles,
+               unseals_done=3 * len(times), violations=violations + bad_secret +
+               rig.violations(), recovery_s=_recovery(times), max_request_rate=meter.max,
+               notes=notes, facts={"syncd_resumed_s": resumed})
 
 
 async def killed_mid_unseal(rig: Rig, *, cycles: int = 3, latency: float = 1.0,
@@ -502,7 +609,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     rows: list[Row] = []
     cycles, outage_s = args.cycles, args.outage
     async with _scratch() as directory, rig(directory / "power") as bed:
-        rows.append(await power_loss(bed, cycles=cycles))
+        rows.append(await power_loss(bed, cycles=cycles, syncd=True))
     async with _scratch() as directory, rig(directory / "kill") as bed:
         rows.append(await killed_mid_unseal(bed, cycles=cycles))
     for outage in OUTAGES.values():

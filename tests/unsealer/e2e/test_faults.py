@@ -32,11 +32,13 @@ async def bed(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[R
         yield found
 
 
-async def test_power_loss_with_the_unsealer_killed_too(bed: Rig) -> None:
-    row = await power_loss(bed, cycles=1, deadline=30)
-    assert row.violations == []
+async def test_power_loss_with_the_unsealer_and_syncd_killed_too(bed: Rig) -> None:
+    row = await power_loss(bed, cycles=1, deadline=30, syncd=True)
+    assert row.violations == []  # the Secret was never deleted or blanked, among the rest
     assert row.unseals_done == row.unseals_expected == 3
     assert bed.starts == 2  # the unsealer came back as a new process, with no memory
+    assert len(row.facts["syncd_resumed_s"]) == 1  # a write made after the unseal, delivered
+    assert bed.synced_value() == "v1"
 
 
 async def test_killed_between_two_shares_then_restarted(bed: Rig) -> None:
