@@ -157,13 +157,27 @@ class Rig:
                 "--ca-file", str(self.vault.ca_file), "--custody-config", str(self.configs[name]),
                 "--poll-interval", self.poll, "--backoff-max", self.backoff_max,
                 *(("--peer-only",) if name == "b" else ())]
-        with (self.directory / f"unsealer-{name}.log").open("ab") as log:
+        path = self.directory / f"unsealer-{name}.log"
+        offset = path.stat().st_size if path.exists() else 0
+        with path.open("ab") as log:
             self.processes[name] = await asyncio.create_subprocess_exec(
                 sys.executable, *command, "--health-address", "", "--log-format", "json",
                 cwd=ROOT, stdout=log, stderr=log, stdin=asyncio.subprocess.DEVNULL,
                 env={**os.environ, "PYTHONPATH": str(ROOT), "OTEL_TRACES_EXPORTER": "none",
                      "OTEL_METRICS_EXPORTER": "none"})
         self.starts += name != "syncd"
+        if name != "syncd":
+            # Serving (custody checked, caches listed): a fault injected earlier would test
+            # its start-up instead (a share file 0644 at start is refused outright).
+            await until(functools.partial(self._ready, name, path, offset), deadline=60)
+
+    def _ready(self, name: str, log: Path, offset: int) -> bool:
+        with log.open("rb") as handle:
+            handle.seek(offset)
+            said = handle.read()
+        if self.processes[name].returncode is not None:
+            raise RuntimeError(f"unsealer {name} exited: {said.decode(errors='replace')[-500:]}")
+        return b'"event": "ready"' in said
 
     # --- syncd -------------------------------------------------------------------------
 
@@ -374,9 +388,8 @@ async def rig(directory: Path, *, peer: bool = False, poll: str = "30s",
 
 
 async def _start_all(rig: Rig) -> None:
-    names = sorted(rig.configs, reverse=True)  # the peer first, as it would be up
-    for name in [*names, *(["syncd"] if rig.syncd_kubeconfig else [])]:
-        await rig.start(name)
+    names = [*rig.configs, *(["syncd"] if rig.syncd_kubeconfig else [])]
+    await asyncio.gather(*(rig.start(name) for name in names))  # as after a power cut
 
 
 async def _guard_secret(rig: Rig, seen: list[str]) -> None:
