@@ -345,7 +345,7 @@ def _write_private(path: Path, text: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def rig(directory: Path, *, peer: bool = False, poll: str = "30s",
+async def rig(directory: Path, *, peer: bool = False, poll: str = "10s",
               backoff_max: str = "5m") -> AsyncIterator[Rig]:
     """A testbed with Vault initialised (5 shares, threshold 3, unsealed, kv-v2 at secret/), its
     shares in custody as ``bench unseal`` lays them out (:func:`bench.unseal.custody_configs`):
