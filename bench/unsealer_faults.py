@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import hvac
 
 from bench.harness import ROOT, percentile, report
@@ -147,37 +148,39 @@ class Rig:
 
     async def start(self, name: str = "a") -> None:
         """Start unsealer ``name``, or syncd (output appended to ``unsealer-<name>.log``)."""
+        health = f"127.0.0.1:{free_port()}"
         if name == "syncd":
             command = ["-m", "syncd", "run", "--kubeconfig", str(self.syncd_kubeconfig),
-                       "--log-level", "info"]
+                       "--log-level", "info", "--health-address", ""]
         else:
             command = [
                 "-m", "unsealer", "run", "--kubeconfig", str(self.kubeconfig),
                 "--namespace", VAULT_NS, "--address-template", f"https://{{ip}}:{self.port}",
                 "--ca-file", str(self.vault.ca_file), "--custody-config", str(self.configs[name]),
                 "--poll-interval", self.poll, "--backoff-max", self.backoff_max,
-                *(("--peer-only",) if name == "b" else ())]
+                "--health-address", health, *(("--peer-only",) if name == "b" else ())]
         path = self.directory / f"unsealer-{name}.log"
-        offset = path.stat().st_size if path.exists() else 0
         with path.open("ab") as log:
             self.processes[name] = await asyncio.create_subprocess_exec(
-                sys.executable, *command, "--health-address", "", "--log-format", "json",
+                sys.executable, *command, "--log-format", "json",
                 cwd=ROOT, stdout=log, stderr=log, stdin=asyncio.subprocess.DEVNULL,
                 env={**os.environ, "PYTHONPATH": str(ROOT), "OTEL_TRACES_EXPORTER": "none",
                      "OTEL_METRICS_EXPORTER": "none"})
         self.starts += name != "syncd"
         if name != "syncd":
-            # Serving (custody checked, caches listed): a fault injected earlier would test
-            # its start-up instead (a share file 0644 at start is refused outright).
-            await until(functools.partial(self._ready, name, path, offset), deadline=60)
+            # Ready (custody checked, pod and StatefulSet caches listed): a fault injected
+            # earlier would test its start-up instead (a share file 0644 at start is refused
+            # outright; an API server failing before the first list leaves nothing to poll).
+            await until(functools.partial(self._ready, name, f"http://{health}/readyz"),
+                        deadline=60, every=0.05)
 
-    def _ready(self, name: str, log: Path, offset: int) -> bool:
-        with log.open("rb") as handle:
-            handle.seek(offset)
-            said = handle.read()
+    async def _ready(self, name: str, url: str) -> bool:
         if self.processes[name].returncode is not None:
-            raise RuntimeError(f"unsealer {name} exited: {said.decode(errors='replace')[-500:]}")
-        return b'"event": "ready"' in said
+            raise RuntimeError(f"unsealer {name} exited; see {self.directory}/unsealer-{name}.log")
+        with contextlib.suppress(aiohttp.ClientError):
+            async with aiohttp.ClientSession() as session, session.get(url) as response:
+                return response.status == 200
+        return False
 
     # --- syncd -------------------------------------------------------------------------
 
