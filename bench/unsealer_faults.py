@@ -35,7 +35,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -341,10 +341,28 @@ class RateMeter:
                 for what, rate in self.max.items() if rate > MAX_RATE]
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
+    """Write a 0600 file (created so: never readable by others, not even for a moment)."""
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         handle.write(text)
+
+
+def install_unsealer(kube: Kube, keys: Sequence[bytes], kubeconfig: Path) -> Path:
+    """What a cluster holds for the unsealer: Secret ``vault-custody/unseal-shares`` with the
+    first two shares (as ``init`` writes them), the manifests' RBAC, and at ``kubeconfig`` the
+    credentials of ServiceAccount ``vault/vault-unsealer`` (a TokenRequest token)."""
+    kube.admin.create_namespace(CUSTODY_NS)
+    kube.admin.apply({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "unseal-shares", "namespace": CUSTODY_NS},
+        "data": {f"share-{i + 1}": base64.b64encode(keys[i].hex().encode()).decode()
+                 for i in range(2)},
+    })
+    for manifest in ("rbac.yaml", "custody-rbac.yaml"):
+        kube.admin.apply_yaml((ROOT / "manifests" / "unsealer" / manifest).read_text())
+    token = kube.admin.mint_token(VAULT_NS, "vault-unsealer", expiration_seconds=24 * 3600)
+    return kube.write_kubeconfig(kubeconfig, token=token)
 
 
 @contextlib.asynccontextmanager
@@ -361,22 +379,12 @@ async def rig(directory: Path, *, peer: bool = False, poll: str = "10s",
             vault_pods(kube, vault, namespace=VAULT_NS) as pods:
         init = vault.admin.bootstrap(shares=5, threshold=THRESHOLD)  # unsealed, kv-v2
         keys = list(init.keys)
-        kube.admin.create_namespace(CUSTODY_NS)
-        kube.admin.apply({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "unseal-shares", "namespace": CUSTODY_NS},
-            "data": {f"share-{i + 1}": base64.b64encode(keys[i].hex().encode()).decode()
-                     for i in range(2)},
-        })
+        kubeconfig = install_unsealer(kube, keys, directory / "unsealer.kubeconfig")
         _initial, a, b = custody_configs(directory, peer_port=free_port() if peer else None)
         files = {"disk-b": keys[2:4], "backup": keys[4:]} if peer else \
             {"disk-a": keys[2:4], "disk-b": keys[4:]}
         for name, held in files.items():
-            _write_private(directory / name, "".join(f"{k.hex()}\n" for k in held))
-        for manifest in ("rbac.yaml", "custody-rbac.yaml"):
-            kube.admin.apply_yaml((ROOT / "manifests" / "unsealer" / manifest).read_text())
-        token = kube.admin.mint_token(VAULT_NS, "vault-unsealer", expiration_seconds=24 * 3600)
-        kubeconfig = kube.write_kubeconfig(directory / "unsealer.kubeconfig", token=token)
+            write_private(directory / name, "".join(f"{k.hex()}\n" for k in held))
         impostor = Impostor(port=port)
         await impostor.start(kube)
         configs = {"a": a} | ({"b": b} if b is not None else {})
