@@ -73,7 +73,7 @@ async def _testbed(directory: Path, port: int) -> AsyncIterator[dict[str, str]]:
         await process.wait()
 
 
-def _custody(directory: Path, *, peer_port: int | None) -> tuple[Path, Path, Path | None]:
+def custody_configs(directory: Path, *, peer_port: int | None) -> tuple[Path, Path, Path | None]:
     """The custody configs: for ``init``, for ``unsealer run``, and for the peer (if any).
 
     Local: a Secret (2 shares) and two files (2 and 1). With a peer: unsealer A has a Secret
@@ -160,7 +160,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             identity["users"][0]["user"] = {"token": token}
             unsealer_config = directory / "unsealer.kubeconfig"
             unsealer_config.write_text(yaml.safe_dump(identity))
-            initial, custody, peer = _custody(
+            initial, custody, peer = custody_configs(
                 directory, peer_port=free_port() if args.peer else None)
             common = ["--namespace", "vault", "--address-template", f"https://{{ip}}:{port}",
                       "--ca-file", env["VAULT_CACERT"]]
@@ -176,6 +176,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     services.append(await asyncio.create_subprocess_exec(
                         sys.executable, "-m", "unsealer", "run", "--kubeconfig",
                         str(unsealer_config), *common, "--custody-config", str(config), *extra,
+                        "--health-address", "",  # two of them, on a shared machine
                         cwd=ROOT, stdout=log, stderr=log,
                         env={**os.environ, "PYTHONPATH": str(ROOT),
                              "OTEL_TRACES_EXPORTER": "none"}))
@@ -200,7 +201,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     power.append(await _until_unsealed(session, admin, pods))
             finally:
                 for service in services:
-                    service.send_signal(signal.SIGTERM)
+                    if service.returncode is None:  # one may have failed at start
+                        service.send_signal(signal.SIGTERM)
                     await service.wait()
     finally:
         if not os.environ.get("BENCH_KEEP"):

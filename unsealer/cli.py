@@ -79,8 +79,9 @@ def _add_run(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     options.add_kubernetes(run)
     options.add_vault_pods(run)
     run.option(
-        "--poll-interval", type=options.duration, default="30s", metavar="DURATION",
-        help="how often every pod's seal-status is read, to catch a Vault that sealed itself",
+        "--poll-interval", type=options.duration, default="10s", metavar="DURATION",
+        help="how often every pod's seal-status is read, to catch a Vault that sealed itself; "
+        "also the longest a sealed pod waits for its next attempt",
     )
     run.option(
         "--backoff-max", type=options.duration, default="5m", metavar="DURATION",

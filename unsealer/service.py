@@ -54,6 +54,7 @@ from unsealer.custody import (
     require_invariant,
     survey,
 )
+from unsealer.custody.config import PeerConfig
 from unsealer.custody.invariant import require_configured
 from unsealer.discovery import StatefulSet, VaultPod, on_pod_change
 from unsealer.notifications import Event, Notice, Notifier
@@ -160,8 +161,10 @@ class Service:
         self._warned: set[str] = set()
         self.transport = "https" if settings.address_template.startswith("https://") \
             else "plain-http"
+        # The first retry comes soon (0.25-0.5 s): what fails first is usually a Vault whose
+        # listener is still starting (a restart measured 1-2 s longer with a 2 s base).
         self.queue: WorkQueue[str] = WorkQueue(
-            worker=self._attempt, concurrency=8, backoff_base=2.0,
+            worker=self._attempt, concurrency=8, backoff_base=0.5,
             backoff_cap=settings.backoff_max_seconds,
         )
         self._recorder = EventRecorder(
@@ -391,7 +394,9 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         unsealer = Unsealer(custodians=custodians, fingerprint_key=key, shape=shape,
                             max_retry_subsets=settings.max_retry_subsets,
                             share_attempt_budget=settings.share_attempt_budget,
-                            share_budget_seconds=settings.share_budget_seconds)
+                            share_budget_seconds=settings.share_budget_seconds,
+                            remote={spec.name: spec.shares for spec in config.share_custodians
+                                    if isinstance(spec, PeerConfig)})
         notifier = Notifier(targets=settings.notify, session=session)
         service = Service(settings=settings, kube=kube, session=session, unsealer=unsealer,
                           custodian_count=len(custodians), shape=shape, notifier=notifier)

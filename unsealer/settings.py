@@ -37,8 +37,10 @@ class Settings:
     #: more shares until ``share_budget_seconds`` have passed (or it unseals, or is replaced).
     share_attempt_budget: int = 5
     share_budget_seconds: float = 3600.0
-    #: Every pod's seal-status is read this often, to catch a Vault that sealed itself.
-    poll_seconds: float = 30.0
+    #: Every pod's seal-status is read this often, to catch a Vault that sealed itself; a
+    #: sealed pod's next attempt comes at the latest then (the poll cuts a longer backoff),
+    #: so this bounds the wait once a missing custodian is back.
+    poll_seconds: float = 10.0
     backoff_max_seconds: float = 300.0
     grace_seconds: float = 10.0
     #: Hex key of the share fingerprints (None: a random one per process).

@@ -8,9 +8,12 @@ threshold is reached. That shapes every step here:
    the custody config records: refused, not a single share sent (a server that asks for more
    shares than Vault needs is not our Vault). The caller has already made sure the pod is
    one of the StatefulSet's, and the node only answers after TLS proved the pod's name.
-2. Fetch from every custodian at once and stop as soon as the threshold of distinct shares is
-   in hand: the slow or dead custodian does not hold up the ones that answered. Without the
-   threshold, stop here and touch nothing.
+2. Fetch from every local custodian at once and stop as soon as the threshold of distinct
+   shares is in hand: the slow or dead custodian does not hold up the ones that answered. A
+   remote one (a peer, which releases its shares over the network for this pod) is asked only
+   when what it declares can complete the set: while another custodian is down, each retry
+   would otherwise have it release shares that cannot be used (and spend its rate limit).
+   Without the threshold, stop here and touch nothing.
 3. With the threshold in hand, progress that is not ours (a nonce we did not start) is reset.
    Partial progress never expires in Vault (hashicorp/vault#12445): somebody's forgotten
    half-unseal, or a stale share from an old Vault, would otherwise poison our attempt. An
@@ -86,6 +89,8 @@ class _Gathered:
         self._seen: set[str] = set()
         self.answered: list[str] = []
         self.unreachable: list[str] = []
+        #: Remote custodians not asked: their shares could not have completed the set.
+        self.not_asked: list[str] = []
 
     def add(self, custodian: str, shares: Sequence[Share]) -> None:
         self.answered.append(custodian)
@@ -171,8 +176,12 @@ class Unsealer:
         max_retry_subsets: int = 8,
         share_attempt_budget: int = 5,
         share_budget_seconds: float = 3600.0,
+        remote: Mapping[str, int | None] | None = None,
     ) -> None:
         self._custodians = dict(custodians)
+        #: Custodians that release over the network, and the shares each declares (None:
+        #: not declared, so it may complete any set).
+        self._remote = dict(remote or {})
         self._key = fingerprint_key
         self._shape = shape
         self._max_retry_subsets = max_retry_subsets
@@ -202,10 +211,12 @@ class Unsealer:
             await self._gather(gathered, pod=pod, enough=threshold)
             if len(gathered.shares) < threshold:
                 # Not enough to finish: leave any progress alone, it may be somebody's who can.
+                idle = (f"; not asked, as theirs could not complete the set:"
+                        f" {', '.join(gathered.not_asked)}" if gathered.not_asked else "")
                 return Attempt(
                     "NotEnoughShares",
                     f"{len(gathered.shares)} of the {threshold} shares needed could be"
-                    f" fetched; unreachable: {', '.join(gathered.unreachable) or 'none'}",
+                    f" fetched; unreachable: {', '.join(gathered.unreachable) or 'none'}{idle}",
                     custodians=tuple(gathered.answered),
                     unreachable=tuple(gathered.unreachable), status=status,
                 )
@@ -255,10 +266,25 @@ class Unsealer:
         return None
 
     async def _gather(self, gathered: _Gathered, *, pod: str, enough: int | None) -> None:
-        """Fetch concurrently from the custodians not asked yet; stop at ``enough`` shares."""
+        """Fetch from the custodians not asked yet, local ones first; stop at ``enough``."""
+        await self._gather_from(gathered, [n for n in self._custodians if n not in self._remote],
+                                pod=pod, enough=enough)
+        remote = [n for n in self._remote if n in self._custodians]
+        if enough is not None and len(gathered.shares) < enough:
+            declared = [self._remote[n] for n in remote]
+            if None not in declared and len(gathered.shares) + sum(
+                    d or 0 for d in declared) < enough:
+                gathered.not_asked.extend(remote)
+                return
+        await self._gather_from(gathered, remote, pod=pod, enough=enough)
+
+    async def _gather_from(self, gathered: _Gathered, names: Sequence[str], *, pod: str,
+                           enough: int | None) -> None:
+        """Fetch concurrently from ``names`` not asked yet; stop at ``enough`` shares."""
         pending = {
-            asyncio.create_task(self._fetch(name, custodian, pod), name=f"fetch {name}"): name
-            for name, custodian in self._custodians.items()
+            asyncio.create_task(self._fetch(name, self._custodians[name], pod),
+                                name=f"fetch {name}"): name
+            for name in names
             if name not in gathered.answered and name not in gathered.unreachable
         }
         try:

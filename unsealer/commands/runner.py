@@ -20,9 +20,9 @@ from typing import NoReturn
 
 import aiohttp
 import structlog
-from kubernetes_asyncio.config import ConfigException
 
 from plumbing.kube import Kube, KubeError, connect
+from plumbing.kubeconfig import KubeConfigError
 from plumbing.telemetry import TelemetryError, configure
 from plumbing.tls import TLSMaterialError, ca_context
 from plumbing.version import VERSION
@@ -79,7 +79,7 @@ class Clients:
             where = f" from {self._kubeconfig}" if self._kubeconfig else ""
             try:
                 self._kube = await connect(kubeconfig=self._kubeconfig)
-            except (ConfigException, OSError, ValueError, TypeError, KeyError) as exc:
+            except (OSError, ValueError, TypeError, KeyError) as exc:  # KubeConfigError too
                 usage_error(f"cannot load Kubernetes credentials{where}: {_reason(exc)}")
         return self._kube
 
@@ -172,7 +172,7 @@ def failure_code(exc: BaseException) -> int | None:
     not an ``Exception`` (``SystemExit``, cancellation), which passes through."""
     if isinstance(exc, CommandError):
         return exc.code
-    if isinstance(exc, CustodyConfigError | InvariantError | InitOutputError | ConfigException):
+    if isinstance(exc, CustodyConfigError | InvariantError | InitOutputError | KubeConfigError):
         return USAGE  # unusable input, unsafe custody included: refused, nothing done
     if isinstance(exc, Exception):
         return FAILED  # expected or not: one line either way (see failure_message)
@@ -187,9 +187,11 @@ def failure_message(exc: BaseException) -> str:
     if isinstance(
         exc,
         CommandError | CustodyConfigError | CustodyError | DistributionError | InvariantError
-        | InitOutputError | VaultSysError | ConfigException,
+        | InitOutputError | VaultSysError | KubeConfigError,
     ):
         return str(exc)
+    if isinstance(exc, OSError):  # the system's words, about our own files and addresses
+        return _reason(exc)
     # A bug. Its message was not written to be shown (it might quote anything): the type only,
     # and the traceback for whoever asks for debug logs.
     structlog.get_logger(PROG).debug("unexpected_error", exc_info=exc)

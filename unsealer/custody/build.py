@@ -34,6 +34,9 @@ from unsealer.custody.peer import (
 )
 from unsealer.shares import FingerprintKey
 
+#: How long a fetch from a peer waits, in all, when the peer says "too many requests".
+RATE_LIMIT_PATIENCE = 30.0
+
 
 def build_custodians(
     config: CustodyConfig,
@@ -61,6 +64,9 @@ def build_custodians(
                 ssl_context=_client_tls(spec),
                 server_name=spec.server_name,
                 timeout=spec.timeout,
+                # The peer server's bucket refills one request per 6 s: a power cut of three
+                # pods after its burst is spent is served within 18 s if we wait our turn.
+                rate_limit_patience=RATE_LIMIT_PATIENCE,
             )
             continue
         sealer = None

@@ -82,12 +82,15 @@ class PeerCustodian:
         ssl_context: ssl.SSLContext,
         server_name: str | None = None,
         timeout: float = 10.0,
+        rate_limit_patience: float = 0.0,
     ) -> None:
         self._name = name
         self.url = url.rstrip("/")
         self.server_name = server_name
         self._ssl = ssl_context
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        #: How long one fetch may wait, in all, for the ``Retry-After`` of the peer's 429s.
+        self._patience = rate_limit_patience
 
     @property
     def name(self) -> str:
@@ -110,6 +113,23 @@ class PeerCustodian:
             raise CustodyError(
                 "a peer releases shares only to unseal a named pod", custodian=self._name
             )
+        waited = 0.0
+        while True:
+            status, body, retry_after = await self._ask(pod)
+            # Rate limited: wait as long as the peer says, rather than fail the attempt and
+            # come back on our own backoff (which asked again too early, or far too late).
+            if status != 429 or retry_after is None or waited + retry_after > self._patience:
+                break
+            await asyncio.sleep(retry_after)
+            waited += retry_after
+        if status != 200:
+            raise CustodyError(
+                f"peer {self.url} refused ({status}): {_error_of(body)}", custodian=self._name
+            )
+        return self._shares_of(body)
+
+    async def _ask(self, pod: str) -> tuple[int, bytes, float | None]:
+        """One release request: the status, the body and the Retry-After in seconds."""
         try:
             # One session per fetch: unsealing is rare, and nothing stays open in between.
             async with (
@@ -121,18 +141,13 @@ class PeerCustodian:
                     server_hostname=self.server_name,
                 ) as response,
             ):
-                body = await response.read()
-                status = response.status
+                return response.status, await response.read(), _seconds(
+                    response.headers.get("Retry-After"))
         except (aiohttp.ClientError, TimeoutError, ssl.SSLError) as exc:
             raise CustodyError(
                 f"peer {self.url} unreachable or refused TLS: {type(exc).__name__}",
                 custodian=self._name,
             ) from None
-        if status != 200:
-            raise CustodyError(
-                f"peer {self.url} refused ({status}): {_error_of(body)}", custodian=self._name
-            )
-        return self._shares_of(body)
 
     def _shares_of(self, body: bytes) -> list[Share]:
         try:
@@ -334,6 +349,13 @@ async def _pod_of(request: web.Request) -> str | None:
 
 def _error(status: int, reason: str) -> web.Response:
     return web.json_response({"error": reason}, status=status)
+
+
+def _seconds(header: str | None) -> float | None:
+    """A ``Retry-After`` of delay-seconds (the form the peer server sends), else None."""
+    if header is None or not header.strip().isdigit():
+        return None
+    return float(header)
 
 
 def _error_of(body: bytes) -> str:

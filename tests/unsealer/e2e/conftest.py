@@ -12,20 +12,18 @@ import yaml
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from bench.unsealer_faults import install_unsealer, write_private
 from plumbing import telemetry
 from testbed.kube import running_kube
 from testbed.statefulset import vault_pods
 from testbed.vault import running_vault
 from tests.unsealer.e2e.world import (
-    CUSTODY_NS,
     ENV_VARIABLE,
     HOSTS,
-    ROOT,
     VAULT_NS,
     World,
     custody_config,
     free_port,
-    write_private,
 )
 from unsealer.settings import Settings
 
@@ -47,22 +45,12 @@ async def world(
             vault_pods(kube, vault, namespace=VAULT_NS) as pods:
         init = vault.admin.initialize(shares=5, threshold=3)
         keys = list(init.keys)
-        kube.admin.create_namespace(CUSTODY_NS)
-        kube.admin.apply({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "unseal-shares", "namespace": CUSTODY_NS},
-            "data": {f"share-{i + 1}": base64.b64encode(keys[i].hex().encode()).decode()
-                     for i in range(2)},
-        })
+        kubeconfig = install_unsealer(kube, keys, tmp_path / "kubeconfig")
         share_file = tmp_path / "shares"
         write_private(share_file, f"{keys[2].hex()}\n{base64.b64encode(keys[3]).decode()}\n")
         monkeypatch.setenv(ENV_VARIABLE, keys[4].hex())
         config = tmp_path / "custody.yaml"
         config.write_text(yaml.safe_dump(custody_config(share_file=share_file)))
-        for manifest in ("rbac.yaml", "custody-rbac.yaml"):
-            kube.admin.apply_yaml((ROOT / "manifests" / "unsealer" / manifest).read_text())
-        token = kube.admin.mint_token(VAULT_NS, "vault-unsealer")
-        kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig", token=token)
         settings = Settings(
             custody_config=str(config), kubeconfig=str(kubeconfig), namespace=VAULT_NS,
             address_template=f"{'https' if tls else 'http'}://{{ip}}:{port}",

@@ -267,3 +267,31 @@ async def test_b_releases_nothing_for_a_pod_that_is_not_vaults(pair: Pair) -> No
     with pytest.raises(CustodyError, match=r"refused \(409\)"):
         await pair.client(cn="unsealer-a").fetch(pod="vault-0")
     assert pair.releases() == []
+
+
+async def test_b_is_not_asked_while_its_shares_could_not_complete_the_set(pair: Pair) -> None:
+    # A's own Secret is refused (403): B's two shares alone are 2 of 3. Each retry of A would
+    # have B release them over the network for nothing; A does not ask until they can count.
+    world = pair.world
+    world.kube.faults.error(403, resource="secrets", namespace=CUSTODY_NS)
+    b = pair.start_b()
+    await pair.until(lambda: pair.log_events("custody.peer.listening"), tasks=(b,),
+                     message="B's peer server listening")
+    a = pair.start_a()
+    failures = await pair.until(
+        lambda: [e for e in world.events("UnsealFailed") if "not asked" in e["message"]],
+        tasks=(a, b), message="A fails, saying it did not ask B",
+    )
+    assert "0 of the 3 shares" in failures[0]["message"]
+    assert "node-b" in failures[0]["message"].split("not asked", 1)[1]
+    # A few retries later (seal-status read again each time), still nothing from B.
+    before = world.vault.admin.request_count(method="GET", path="/v1/sys/seal-status")
+    await pair.until(
+        lambda: world.vault.admin.request_count(method="GET", path="/v1/sys/seal-status")
+        >= before + 6, tasks=(a, b), message="a few retries")
+    assert pair.releases() == [] and pair.log_events("custody.peer.refused") == []
+    assert all(world.sealed(n) for n in range(3))
+    world.kube.faults.clear()  # the Secret is back: 2 + B's 2
+    await pair.until(lambda: not any(world.sealed(n) for n in range(3)), tasks=(a, b),
+                     message="unsealed once B's shares complete the set")
+    assert {r["pod"] for r in pair.releases()} == {"vault-0", "vault-1", "vault-2"}

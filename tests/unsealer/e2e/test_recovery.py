@@ -91,7 +91,7 @@ async def test_fewer_than_threshold_retries_with_backoff_then_recovers(
     await world.eventually(lambda: world.events("UnsealFailed"), message="a clear failure")
     failure = world.events("UnsealFailed")[0]["message"]
     assert "1 of the 3 shares" in failure and "kube-a" in failure and "disk" in failure
-    # No hot loop: over a few seconds of failing, few attempts (backoff 2 s, doubling, capped
+    # No hot loop: over a few seconds of failing, few attempts (backoff 0.5 s, doubling, capped
     # at 1 s here... so about one a second per pod, never hundreds).
     before = world.vault.admin.request_count(method="GET", path="/v1/sys/seal-status")
     await world.eventually(

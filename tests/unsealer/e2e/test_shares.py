@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.unsealer.e2e.world import ENV_VARIABLE, World, custody_config, write_private
+from bench.unsealer_faults import write_private
+from tests.unsealer.e2e.world import ENV_VARIABLE, World, custody_config
 from unsealer.custody import InvariantError
 
 

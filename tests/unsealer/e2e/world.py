@@ -17,7 +17,6 @@ import asyncio
 import base64
 import io
 import json
-import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -161,7 +160,3 @@ def custody_config(*, share_file: Path, threshold: int = 3) -> dict[str, Any]:
     }
 
 
-def write_private(path: Path, text: str) -> None:
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(text)

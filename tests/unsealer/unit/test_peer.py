@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import ssl
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -45,7 +46,7 @@ class Peers:
 
 async def _serve(
     make_authority: Callable[[str], Any], make_shares: MakeShares, *, allowed: tuple[str, ...],
-    burst: int = 10,
+    burst: int = 10, refill_seconds: float = 6.0,
 ) -> AsyncIterator[Peers]:
     authority = make_authority("peer")
     server_cert, server_key = authority.issue("unsealer-b", server=True, ips=("127.0.0.1",))
@@ -69,7 +70,7 @@ async def _serve(
         ssl_context=server_ssl_context(
             ca_file=authority.ca_file, cert_file=server_cert, key_file=server_key
         ),
-        host="127.0.0.1", port=0, burst=burst,
+        host="127.0.0.1", port=0, burst=burst, refill_seconds=refill_seconds,
     )
     async with server:
         yield Peers(shares, sealed, server, authority, make_authority, key)
@@ -125,6 +126,28 @@ async def test_each_peer_is_rate_limited_on_its_own(
     assert [(r["peer"], r["reason"]) for r in refusals] == [("unsealer-a", "rate limited")]
     released = [e for e in log_events(logs) if e["event"] == "custody.peer.released"]
     assert [r["peer"] for r in released] == ["unsealer-a", "unsealer-a", "unsealer-c"]
+
+
+async def test_a_rate_limited_client_waits_its_turn_and_no_longer(
+    make_authority: Callable[[str], Any], make_shares: MakeShares, logs: io.StringIO,
+    log_events: Callable[[io.StringIO], list[dict[str, Any]]],
+) -> None:
+    # One release at once, one more every 0.5 s: the 429 says Retry-After: 1.
+    async for peers in _serve(make_authority, make_shares, allowed=("unsealer-a",), burst=1,
+                              refill_seconds=0.5):
+        patient = peers.client(rate_limit_patience=5.0)
+        assert await patient.fetch(pod="vault-0") == peers.shares
+        began = time.monotonic()
+        assert await patient.fetch(pod="vault-0") == peers.shares  # after waiting its turn
+        assert time.monotonic() - began >= 0.9
+        # Waiting is bounded by the patience: a Retry-After beyond it fails the fetch.
+        with pytest.raises(CustodyError, match=r"refused \(429\)"):
+            await peers.client(rate_limit_patience=0.5).fetch(pod="vault-0")
+    events = [(e["event"], e.get("reason")) for e in log_events(logs)
+              if e["event"].startswith("custody.peer.re")]
+    # The waiting client asked once per Retry-After, not in a loop; the limit held.
+    assert events == [("custody.peer.released", None), ("custody.peer.refused", "rate limited"),
+                      ("custody.peer.released", None), ("custody.peer.refused", "rate limited")]
 
 
 async def test_releases_to_an_authenticated_peer_for_a_sealed_pod(

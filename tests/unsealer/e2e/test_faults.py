@@ -1,0 +1,61 @@
+"""Issue 16's unsealer faults, one each, with the real ``unsealer run`` process.
+
+The scenarios and their checker are :mod:`bench.unsealer_faults` (the long runs are
+``python -m bench.unsealer_faults``); here each runs once with short timings (poll and
+backoff cap 1 s) and every invariant must hold: every pod unsealed, no share sent before
+the threshold can be met, no connection to an impostor pod, a bounded request rate, no share
+or token in the processes' output or in Events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bench.unsealer_faults import (
+    OUTAGES,
+    THRESHOLD,
+    Rig,
+    custodian_down,
+    killed_mid_unseal,
+    power_loss,
+    rig,
+)
+
+
+@pytest.fixture
+async def bed(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
+    peer = getattr(request, "param", "local") == "peer"
+    async with rig(tmp_path, peer=peer, poll="1s", backoff_max="1s") as found:
+        yield found
+
+
+async def test_power_loss_with_the_unsealer_and_syncd_killed_too(bed: Rig) -> None:
+    row = await power_loss(bed, cycles=1, deadline=30, syncd=True)
+    assert row.violations == []  # the Secret was never deleted or blanked, among the rest
+    assert row.unseals_done == row.unseals_expected == 3
+    assert bed.starts == 2  # the unsealer came back as a new process, with no memory
+    assert len(row.facts["syncd_resumed_s"]) == 1  # a write made after the unseal, delivered
+    assert bed.synced_value() == "v1"
+
+
+async def test_killed_between_two_shares_then_restarted(bed: Rig) -> None:
+    row = await killed_mid_unseal(bed, cycles=1, latency=0.5, deadline=30)
+    assert row.violations == []
+    # Vault was left half-way by the killed process, with a nonce the new one never saw...
+    [left] = row.facts["progress_left"]
+    assert 0 < left < THRESHOLD
+    # ...and the new process unsealed it all the same.
+    assert row.unseals_done == 1 and not any(bed.sealed())
+
+
+async def test_custodians_down_then_back(bed: Rig) -> None:
+    # The Secret custodian refused (403) and a file gone: 2 shares of the 3 needed.
+    row = await custodian_down(bed, OUTAGES["secret-forbidden"], seconds=4, deadline=30)
+    assert row.facts["partial_unseals"] == 0  # no share left while the set was short
+    assert row.violations == []
+    assert row.unseals_done == 3
+    # It kept trying meanwhile (a seal-status per pod per backoff), just calmly.
+    assert 0 < row.max_request_rate["vault"] <= 10
