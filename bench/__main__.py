@@ -26,9 +26,10 @@ SCENARIOS = {
     "vault-reads": "bench.vault_reads",
     "kube-requests": "bench.kube_requests",
     "faults": "bench.faults.runner",
+    "unsealer-faults": "bench.unsealer_faults",
 }
 #: Scenarios with a command line and a report of their own (the testbed's speed).
-STANDALONE = ("vault-reads", "kube-requests", "faults")
+STANDALONE = ("vault-reads", "kube-requests", "faults", "unsealer-faults")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -657,7 +657,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.unsealer_faults",
+    parser = argparse.ArgumentParser(prog="python -m bench unsealer-faults",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--cycles", type=int, default=5,
                         help="power cuts, and kills mid-unseal (default 5 each)")

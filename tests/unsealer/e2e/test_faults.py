@@ -1,7 +1,7 @@
 """Issue 16's unsealer faults, one each, with the real ``unsealer run`` process.
 
 The scenarios and their checker are :mod:`bench.unsealer_faults` (the long runs are
-``python -m bench.unsealer_faults``); here each runs once with short timings (poll and
+``python -m bench unsealer-faults``); here each runs once with short timings (poll and
 backoff cap 1 s) and every invariant must hold: every pod unsealed, no share sent before
 the threshold can be met, no connection to an impostor pod, a bounded request rate, no share
 or token in the processes' output or in Events.
