@@ -10,6 +10,7 @@ decodes the JSON itself; errors become :class:`KubeError` carrying the Status ``
 
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.parse
 import urllib.request
@@ -26,6 +27,9 @@ JSON = dict[str, Any]
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
+#: Requests sent again after a Retry-After answer (client-go's default), and the longest wait.
+MAX_RETRIES = 10
+RETRY_AFTER_CAP = 30
 
 
 class KubeError(Exception):
@@ -122,17 +126,23 @@ class Kube:
         content_type: str = "application/json",
         request_timeout: float | None = 30.0,
     ) -> JSON:
-        response = await self._send(
-            method, path, query=query, body=body, content_type=content_type,
-            request_timeout=request_timeout,
-        )
-        try:
-            payload = await response.read()
-            if not 200 <= response.status < 300:
-                raise _error(method, path, response.status, payload)
-            return json.loads(payload) if payload else {}
-        finally:
-            response.release()
+        for retry in range(MAX_RETRIES + 1):
+            response = await self._send(
+                method, path, query=query, body=body, content_type=content_type,
+                request_timeout=request_timeout,
+            )
+            try:
+                payload = await response.read()
+                wait = _retry_after(response)
+                if wait is not None and retry < MAX_RETRIES:
+                    await asyncio.sleep(wait)
+                    continue
+                if not 200 <= response.status < 300:
+                    raise _error(method, path, response.status, payload)
+                return json.loads(payload) if payload else {}
+            finally:
+                response.release()
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def stream(
         self, path: str, *, query: Sequence[tuple[str, str]], request_timeout: float
@@ -175,6 +185,23 @@ class Kube:
             server_hostname=self._credentials.server_hostname,
             timeout=aiohttp.ClientTimeout(total=request_timeout, sock_connect=10),
         )
+
+
+def _retry_after(response: aiohttp.ClientResponse) -> float | None:
+    """Seconds to wait before sending the request again, if the server asked for it.
+
+    As client-go does: a 429 (API Priority and Fairness turning the request away before it ran)
+    or a 5xx with ``Retry-After: <seconds>`` is tried again after that long, any verb, at most
+    :data:`MAX_RETRIES` times. Retrying at once, or failing the reconcile into its own backoff,
+    would either pile onto a server that said it is busy or wait far longer than it asked.
+    """
+    if response.status != 429 and response.status < 500:
+        return None
+    try:
+        seconds = int(response.headers.get("Retry-After", ""))
+    except ValueError:
+        return None
+    return min(max(seconds, 0), RETRY_AFTER_CAP) if seconds >= 0 else None
 
 
 def _environment_proxy(server: str) -> str | None:
