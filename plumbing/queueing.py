@@ -59,9 +59,17 @@ class WorkQueue(Generic[K]):
         backoff_base: float = 1.0,
         backoff_cap: float = 300.0,
         backoff_cap_of: Callable[[K], float | None] | None = None,
+        retry_rate: float = 100.0,
+        retry_burst: int = 200,
         rng: random.Random | None = None,
     ) -> None:
         self._worker = worker
+        #: Retries after failures are paced to ``retry_rate`` a second, ``retry_burst`` at
+        #: once, whatever each key's own backoff says: a token bucket kept as one number, the
+        #: time its next token is free (a generic cell rate algorithm's; no timer).
+        self._retry_interval = 1.0 / retry_rate
+        self._retry_slack = retry_burst * self._retry_interval
+        self._retry_tat = 0.0
         self._concurrency = concurrency
         self._backoff_base = backoff_base
         self._backoff_cap = backoff_cap
@@ -183,7 +191,7 @@ class WorkQueue(Generic[K]):
             raise
         except Exception as exc:
             failures = self._failures[key] = self._failures.get(key, 0) + 1
-            again = self.backoff(failures, cap=self._cap_of(key))
+            again = self._paced(self.backoff(failures, cap=self._cap_of(key)))
             self._log.warning(
                 "job failed, retrying", job=str(key), error=str(exc), failures=failures,
                 retry_in=round(again, 2),
@@ -199,6 +207,20 @@ class WorkQueue(Generic[K]):
             self.add(key, after=dirty[0] - asyncio.get_running_loop().time(), urgent=dirty[1])
         elif again is not None:
             self.add(key, after=again)
+
+    def _paced(self, delay: float) -> float:
+        """``delay``, or longer if retries are leaving faster than the queue allows.
+
+        Each key's backoff keeps one failing object calm, not a thousand failing together: a
+        Vault path answering 500 to every object (its health fine, so nothing parks) had them
+        retry at 1, 2, 4, 8 s, each retry a read, a status write and an Event (574 Kubernetes
+        requests a second at 1,000 objects). As client-go's controllers pair the per-item
+        backoff with one token bucket, retries here share one rate."""
+        now = asyncio.get_running_loop().time()
+        # A token is taken now (a retry 300 s away must not hold back one due in a second);
+        # the retry runs after its own backoff or its token's time, whichever is later.
+        self._retry_tat = max(self._retry_tat, now) + self._retry_interval
+        return max(delay, self._retry_tat - self._retry_interval - self._retry_slack - now)
 
     def _cap_of(self, key: K) -> float | None:
         if self._backoff_cap_of is None:

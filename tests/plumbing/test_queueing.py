@@ -277,3 +277,55 @@ async def test_a_cap_that_cannot_be_read_falls_back_on_the_queue_cap() -> None:
         await until(lambda: queue.due_in("a") is not None)
         retry = queue.due_in("a")
         assert retry is not None and 0.1 < retry <= 0.5
+
+
+async def test_retries_of_many_failing_keys_share_one_rate() -> None:
+    """Forty keys failing together retry at most ``retry_burst`` at once and ``retry_rate`` a
+    second after that, whatever their own (tiny) backoff says."""
+    loop = asyncio.get_running_loop()
+    failed_at: dict[str, float] = {}
+    retried_at: dict[str, float] = {}
+
+    async def worker(key: str) -> None:
+        if key not in failed_at:
+            failed_at[key] = loop.time()
+            raise RuntimeError("Vault answered 500")
+        retried_at[key] = loop.time()
+
+    queue = WorkQueue(worker=worker, concurrency=40, backoff_base=0.01, retry_rate=50.0,
+                      retry_burst=10)
+    for i in range(40):
+        queue.add(f"k{i}")
+    async with running(queue):
+        await until(lambda: len(retried_at) == 40, deadline=10)
+    first_failure = min(failed_at.values())
+    gaps = sorted(at - first_failure for at in retried_at.values())
+    # 10 at once, then one each 20 ms: the 40th no sooner than 30 tokens later (0.6 s).
+    assert gaps[-1] >= (40 - 10 - 1) / 50.0
+    assert gaps[9] < 0.5  # the burst went at its own backoff
+
+
+async def test_a_far_retry_holds_back_no_near_one() -> None:
+    """Tokens are taken when a retry is scheduled: a key retrying in five minutes does not
+    make the next failure wait five minutes too."""
+    loop = asyncio.get_running_loop()
+    retried: list[str] = []
+    failures: dict[str, int] = {}
+
+    async def worker(key: str) -> None:
+        failures[key] = failures.get(key, 0) + 1
+        if failures[key] == 1:
+            raise RuntimeError("fails once")
+        retried.append(key)
+
+    caps = {"far": 300.0, "near": 0.05}
+    queue = WorkQueue(worker=worker, backoff_base=1000.0, backoff_cap_of=caps.get,
+                      retry_rate=1.0, retry_burst=1)
+    async with running(queue):
+        queue.add("far")
+        await until(lambda: failures.get("far") == 1)
+        started = loop.time()
+        queue.add("near")
+        await until(lambda: retried == ["near"], deadline=5)
+        assert loop.time() - started < 2.0  # its backoff (≤ 0.05 s) and one token (1 s)
+        assert (queue.due_in("far") or 0) > 100
