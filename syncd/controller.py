@@ -92,6 +92,10 @@ class Synced(Protocol):
 
 S = TypeVar("S", bound=Synced)
 
+#: A read failing with the reason the status already shows, written less than this many seconds
+#: ago, leaves the status as it is (a retry storm is not a status-write storm).
+REWRITE_FAILURE_AFTER = 10.0
+
 
 class Outcome(Exception):
     """A step ended the reconcile, already reported; ``reason`` is the outcome."""
@@ -173,6 +177,10 @@ class Controller:
         #: (None: not reported yet). Each workload reports on its own; the RolloutRestart
         #: condition sums all of them up, so the last report cannot hide an earlier failure.
         self._rollout_results: dict[Key, dict[Workload, Result | None]] = {}
+        #: The failure reason last written to each failing object's status, and when (loop
+        #: time): a read failing again the same way within REWRITE_FAILURE_AFTER s writes no
+        #: status (see _read).
+        self._failure_written: dict[Key, tuple[str, float]] = {}
         self._log = structlog.get_logger("syncd")
 
     # --- the reconcile ------------------------------------------------------------------
@@ -307,7 +315,14 @@ class Controller:
                                          connection=connection, client=client)
                 await self._park_if_outage(obj, reason=exc.reason, connection=connection,
                                            log=log)
-                await self._fail(obj, reason=exc.reason, message=str(exc))
+                if self._fails_again(obj, reason=exc.reason):
+                    # Retrying reads that fail the same way (a path answering 500 and 503 in
+                    # turn) would rewrite the status's message on every retry: a status write
+                    # per retry per object. The Event still tells each distinct message.
+                    await self._recorder.post(obj, type="Warning", reason=exc.reason,
+                                              message=str(exc))
+                else:
+                    await self._fail(obj, reason=exc.reason, message=str(exc))
                 log.warning("vault read failed", reason=exc.reason, error=str(exc))
                 if exc.retry:
                     raise
@@ -457,6 +472,7 @@ class Controller:
         """Synced and Ready, with ``fields`` in the status; the Event ``event`` if any."""
         generation = int(obj["metadata"].get("generation") or 0)
         key = key_of(obj)
+        self._failure_written.pop(key, None)
 
         def synced(current: JSON) -> JSON:
             conditions = list(current.get("conditions") or [])
@@ -625,7 +641,16 @@ class Controller:
             await self._status.update(obj, failed)
         except KubeError as exc:
             self._log.warning("status not written", error=str(exc))
+        else:
+            self._failure_written[key_of(obj)] = (reason, asyncio.get_running_loop().time())
         await self._recorder.post(obj, type="Warning", reason=reason, message=message)
+
+    def _fails_again(self, obj: JSON, *, reason: str) -> bool:
+        """Whether the status already says ``reason``, written by this process less than
+        REWRITE_FAILURE_AFTER seconds ago (its message may then lag by that much)."""
+        written = self._failure_written.get(key_of(obj))
+        return written is not None and written[0] == reason and \
+            asyncio.get_running_loop().time() - written[1] < REWRITE_FAILURE_AFTER
 
     # --- drift --------------------------------------------------------------------------
 
@@ -649,6 +674,7 @@ class Controller:
         self._forget_destination(key)
         self._written.pop(key, None)
         self._rollout_results.pop(key, None)
+        self._failure_written.pop(key, None)
         self._status.forget(key)
         if self._outages is not None:
             self._outages.release(kind=self.kind, key=key)

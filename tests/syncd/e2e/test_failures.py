@@ -206,3 +206,28 @@ async def test_revoked_token_is_permission_denied_until_a_new_token(world: World
     await world.wait_condition("revoked", "Ready", status="True")
     assert (world.secret_data("revoked") or {})["password"] == value
     assert old_token not in world.captured()
+
+
+async def test_retries_failing_the_same_way_write_the_status_once(world: World) -> None:
+    """A path answering 500 and 502 in turn: every retry reads again and each distinct message
+    is an Event, but the status (already VaultUnavailable) is not rewritten per retry (it was:
+    one status write per retry per object, 574 Kubernetes requests a second at 1,000)."""
+    await world.write_kv(_path("flaky"), {"password": world.value("flaky")})
+    world.vss("flaky", path=_path("flaky"))
+    world.start_syncd()
+    await world.synced("flaky")
+    path = "/v1/secret/data/kv-secret/flaky"
+    for status in [500, 502] * 5:  # in turn: each fault fires once, in order
+        world.vault.admin.add_fault(path=path, status=status, times=1)
+    world.vault.admin.add_fault(path=path, status=500)
+    world.vault.admin.reset_counters()
+    await world.wait_condition("flaky", "Synced", status="False", reason="VaultUnavailable")
+    writes_then = [r for r in world.syncd_requests(["patch"])
+                   if r.resource.endswith("/status") and r.name == "flaky"]
+    await world.eventually(lambda: world.vault.admin.request_count(path=path) >= 5,
+                           message="five reads of the failing path", deadline=20)
+    writes = [r for r in world.syncd_requests(["patch"])
+              if r.resource.endswith("/status") and r.name == "flaky"]
+    assert len(writes) - len(writes_then) <= 1  # at most one more (REWRITE_FAILURE_AFTER)
+    messages = {e["message"] for e in world.events("VaultUnavailable", about="flaky")}
+    assert any("500" in m for m in messages) and any("502" in m for m in messages)
