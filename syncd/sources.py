@@ -31,6 +31,7 @@ import requests
 
 from plumbing.vault import VaultClient, VaultTransportError
 from syncd.rendering import KVType
+from syncd.spec_parts import json_type
 from syncd.vault_clients import REDIRECT_REFUSED
 
 
@@ -199,55 +200,41 @@ def _parse(body: object, *, kv_type: KVType, where: str) -> SourceData:
     if isinstance(body, _NotJSON):
         raise SourceMalformed(f"{where}: Vault's answer {body.problem}")
     if not isinstance(body, Mapping):
-        raise SourceMalformed(f"{where}: Vault's answer is {_kind(body)}, not a JSON object")
+        raise SourceMalformed(f"{where}: Vault's answer is {json_type(body)}, not a JSON object")
     payload = body.get("data")
     if kv_type == "kv-v1":
         if payload is None and body.get("warnings"):
             raise SourceWrongType(f"{where}: the mount is kv-v2; set spec.type to kv-v2")
         payload = {} if payload is None else payload
         if not isinstance(payload, Mapping):
-            raise SourceMalformed(f"{where}: Vault's answer: data is {_kind(payload)}, not an"
+            raise SourceMalformed(f"{where}: Vault's answer: data is {json_type(payload)}, not an"
                                   " object")
         return SourceData(data=payload, raw=payload)
     if not isinstance(payload, Mapping):
-        raise SourceMalformed(f"{where}: Vault's answer: data is {_kind(payload)}, not an"
+        raise SourceMalformed(f"{where}: Vault's answer: data is {json_type(payload)}, not an"
                               " object (is the mount kv-v1?)")
     secrets = payload.get("data")
     if not isinstance(secrets, Mapping):
-        raise SourceMalformed(f"{where}: Vault's answer: data.data is {_kind(secrets)}, not an"
+        raise SourceMalformed(f"{where}: Vault's answer: data.data is {json_type(secrets)}, not an"
                               " object (is the mount kv-v1?)")
     metadata = payload.get("metadata")
     metadata = {} if metadata is None else metadata
     if not isinstance(metadata, Mapping):
-        raise SourceMalformed(f"{where}: Vault's answer: data.metadata is {_kind(metadata)},"
+        raise SourceMalformed(f"{where}: Vault's answer: data.metadata is {json_type(metadata)},"
                               " not an object")
     version = metadata.get("version")
     if version is not None and (type(version) is not int or version < 0):
         raise SourceMalformed(f"{where}: Vault's answer: data.metadata.version is"
-                              f" {_kind(version)}, not a version number")
+                              f" {json_type(version)}, not a version number")
     custom = metadata.get("custom_metadata")
     custom = {} if custom is None else custom
     if not isinstance(custom, Mapping) or not all(
             isinstance(v, str) for v in custom.values()):
         raise SourceMalformed(f"{where}: Vault's answer: data.metadata.custom_metadata is"
-                              f" {_kind(custom)}, not an object of strings")
+                              f" {json_type(custom)}, not an object of strings")
     return SourceData(data=secrets, raw=payload, version=version or None,
                       custom_metadata=dict(custom))
 
-
-def _kind(value: object) -> str:
-    """What ``value`` is, for a message: its JSON type, never its content."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    return "an object"
 
 
 def _check_text(value: object, *, field: str) -> None:
