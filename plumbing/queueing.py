@@ -191,7 +191,9 @@ class WorkQueue(Generic[K]):
             raise
         except Exception as exc:
             failures = self._failures[key] = self._failures.get(key, 0) + 1
-            again = self._paced(self.backoff(failures, cap=self._cap_of(key)))
+            cap = self._cap_of(key)
+            ceiling = self._backoff_cap if cap is None else min(cap, self._backoff_cap)
+            again = self._paced(self.backoff(failures, cap=cap), ceiling=ceiling)
             self._log.warning(
                 "job failed, retrying", job=str(key), error=str(exc), failures=failures,
                 retry_in=round(again, 2),
@@ -208,7 +210,7 @@ class WorkQueue(Generic[K]):
         elif again is not None:
             self.add(key, after=again)
 
-    def _paced(self, delay: float) -> float:
+    def _paced(self, delay: float, *, ceiling: float) -> float:
         """``delay``, or longer if retries are leaving faster than the queue allows.
 
         Each key's backoff keeps one failing object calm, not a thousand failing together: a
@@ -218,9 +220,14 @@ class WorkQueue(Generic[K]):
         backoff with one token bucket, retries here share one rate."""
         now = asyncio.get_running_loop().time()
         # A token is taken now (a retry 300 s away must not hold back one due in a second);
-        # the retry runs after its own backoff or its token's time, whichever is later.
-        self._retry_tat = max(self._retry_tat, now) + self._retry_interval
-        return max(delay, self._retry_tat - self._retry_interval - self._retry_slack - now)
+        # the retry runs after its own backoff or its token's time, whichever is later, but
+        # never after its key's ``ceiling`` (a VaultStaticSecret's refreshAfter): one tenant's
+        # thousand failing objects may slow another's retries, never past that bound, and the
+        # bucket never runs further ahead than the longest ceiling.
+        self._retry_tat = min(max(self._retry_tat, now) + self._retry_interval,
+                              now + self._backoff_cap + self._retry_slack)
+        token = self._retry_tat - self._retry_interval - self._retry_slack - now
+        return max(delay, min(token, ceiling))
 
     def _cap_of(self, key: K) -> float | None:
         if self._backoff_cap_of is None:

@@ -329,3 +329,30 @@ async def test_a_far_retry_holds_back_no_near_one() -> None:
         await until(lambda: retried == ["near"], deadline=5)
         assert loop.time() - started < 2.0  # its backoff (≤ 0.05 s) and one token (1 s)
         assert (queue.due_in("far") or 0) > 100
+
+
+async def test_one_tenants_failing_keys_delay_anothers_retry_no_longer_than_its_cap() -> None:
+    """Two hundred keys failing for ever (a tenant's hostile objects) take every token of the
+    bucket; another key's retry still comes within its own cap (its refreshAfter)."""
+    loop = asyncio.get_running_loop()
+    failures: dict[str, int] = {}
+    victim_retried_at: list[float] = []
+
+    async def worker(key: str) -> None:
+        failures[key] = failures.get(key, 0) + 1
+        if key.startswith("noisy") or failures[key] == 1:
+            raise RuntimeError("fails")
+        victim_retried_at.append(loop.time())
+
+    caps = {"victim": 0.5}
+    queue = WorkQueue(worker=worker, concurrency=50, backoff_base=0.01, retry_rate=10.0,
+                      retry_burst=5, backoff_cap_of=lambda key: caps.get(key, 1.0))
+    async with running(queue):
+        for i in range(200):
+            queue.add(f"noisy{i}")
+        await until(lambda: sum(failures.values()) >= 400, deadline=10)
+        queue.add("victim")
+        await until(lambda: "victim" in failures)
+        failed_at = loop.time()
+        await until(lambda: bool(victim_retried_at), deadline=5)
+    assert victim_retried_at[0] - failed_at < 0.5 + 0.5  # its cap, and the loop's latency
