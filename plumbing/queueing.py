@@ -147,8 +147,12 @@ class WorkQueue(Generic[K]):
     def backoff(self, failures: int, *, cap: float | None = None) -> float:
         """The delay before retry number ``failures``: exponential, capped (at the queue's cap,
         or ``cap`` if lower), with jitter."""
-        ceiling = self._backoff_cap if cap is None else min(cap, self._backoff_cap)
-        return jittered_backoff(failures, base=self._backoff_base, cap=ceiling, rng=self._rng)
+        return jittered_backoff(failures, base=self._backoff_base, cap=self._ceiling(cap),
+                                rng=self._rng)
+
+    def _ceiling(self, cap: float | None) -> float:
+        """The longest a retry waits: the queue's cap, or ``cap`` if lower."""
+        return self._backoff_cap if cap is None else min(cap, self._backoff_cap)
 
     async def run(self) -> None:
         """Hand due keys to jobs until :meth:`close`; returns when the queue is closed."""
@@ -192,8 +196,7 @@ class WorkQueue(Generic[K]):
         except Exception as exc:
             failures = self._failures[key] = self._failures.get(key, 0) + 1
             cap = self._cap_of(key)
-            ceiling = self._backoff_cap if cap is None else min(cap, self._backoff_cap)
-            again = self._paced(self.backoff(failures, cap=cap), ceiling=ceiling)
+            again = self._paced(self.backoff(failures, cap=cap), ceiling=self._ceiling(cap))
             self._log.warning(
                 "job failed, retrying", job=str(key), error=str(exc), failures=failures,
                 retry_in=round(again, 2),

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
-from plumbing.kube import MAX_RETRIES, KubeError, connect
+from plumbing.kube import MAX_RETRIES, KubeError
 from plumbing.kube import Kube as KubeClient
 from testbed.kube import Kube, running_kube
 
@@ -23,15 +22,6 @@ async def kube() -> AsyncIterator[Kube]:
         k.admin.create({"apiVersion": "v1", "kind": "ConfigMap",
                         "metadata": {"name": "settings", "namespace": "default"}})
         yield k
-
-
-@pytest.fixture
-async def client(kube: Kube, tmp_path: Path) -> AsyncIterator[KubeClient]:
-    api = await connect(kubeconfig=str(kube.write_kubeconfig(tmp_path / "kubeconfig")))
-    try:
-        yield api
-    finally:
-        await api.close()
 
 
 async def test_a_429_is_sent_again_after_its_retry_after(kube: Kube, client: KubeClient) -> None:

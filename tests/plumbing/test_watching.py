@@ -9,14 +9,13 @@ import contextlib
 import io
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from plumbing import telemetry
 from plumbing.kube import Kube as KubeClient
-from plumbing.kube import Resource, connect
+from plumbing.kube import Resource
 from plumbing.watching import Informer
 from testbed.kube import Kube, running_kube
 
@@ -28,15 +27,6 @@ SECRET = "s3cr3t-in-a-malformed-event-7f1c"
 async def kube() -> AsyncIterator[Kube]:
     async with running_kube(bookmark_interval=0.2) as k:
         yield k
-
-
-@pytest.fixture
-async def client(kube: Kube, tmp_path: Path) -> AsyncIterator[KubeClient]:
-    api = await connect(kubeconfig=str(kube.write_kubeconfig(tmp_path / "kubeconfig")))
-    try:
-        yield api
-    finally:
-        await api.close()
 
 
 @pytest.fixture
