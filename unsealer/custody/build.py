@@ -109,6 +109,8 @@ def build_peer_server(
         allowed_peers=server.allowed_peers,
         host=server.host,
         port=server.port,
+        burst=server.burst,
+        refill_seconds=server.refill_seconds,
     )
 
 

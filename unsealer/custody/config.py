@@ -55,6 +55,9 @@ Format (YAML, or JSON, which is YAML)::
       keyFile: /etc/unsealer/peer/tls.key
       allowedPeers: [unsealer-a]    # required: certificate names (CN or DNS SAN) served
       releases: [disk]              # the custodians whose shares peers may receive
+      rateLimit:                    # optional, per peer certificate name
+        burst: 10                   # releases at once (default 10, at most 255)
+        refillSeconds: 6            # one more release every refillSeconds (default 6, <= 3600)
 
 Places. Custodians that fail or leak together share a *place*, and the invariant counts places,
 not names (:mod:`.invariant`). Each custodian's place is derived unless ``place:`` declares it:
@@ -186,6 +189,9 @@ class PeerServerConfig:
     allowed_peers: tuple[str, ...] = ()
     host: str = "0.0.0.0"
     port: int = 8443
+    #: Per peer: ``burst`` releases at once, one more every ``refill_seconds``.
+    burst: int = 10
+    refill_seconds: float = 6.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -501,9 +507,29 @@ def _peer_server(
         allowed_peers=tuple(fields.require("allowedPeers", _peer_names)),
         host=fields.optional("host", _text) or "0.0.0.0",
         port=fields.optional("port", _port) or 8443,
+        **_rate_limit(fields.optional("rateLimit", _identity), where=f"{where}: rateLimit"),
     )
     fields.finish()
     return config
+
+
+def _rate_limit(document: Any, *, where: str) -> dict[str, Any]:
+    """``burst`` and ``refillSeconds``, bounded: the limit caps what a stolen peer certificate
+    takes while a pod is sealed, so it can be tightened or loosened, never switched off."""
+    if document is None:
+        return {}
+    fields = _Fields(document, where=where)
+    limit: dict[str, Any] = {}
+    burst = fields.optional("burst", _count)
+    if burst is not None:
+        limit["burst"] = burst
+    refill = fields.optional("refillSeconds", _positive)
+    if refill is not None:
+        if refill > 3600:
+            fields.fail("refillSeconds", "must be at most 3600 (one release an hour)")
+        limit["refill_seconds"] = refill
+    fields.finish()
+    return limit
 
 
 def _check_private(fields: _Fields, key: str, path: Path, *, require: bool) -> None:

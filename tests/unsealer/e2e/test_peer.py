@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -295,3 +296,39 @@ async def test_b_is_not_asked_while_its_shares_could_not_complete_the_set(pair: 
     await pair.until(lambda: not any(world.sealed(n) for n in range(3)), tasks=(a, b),
                      message="unsealed once B's shares complete the set")
     assert {r["pod"] for r in pair.releases()} == {"vault-0", "vault-1", "vault-2"}
+
+
+async def test_the_configured_rate_limit_is_what_a_peer_gets(pair: Pair) -> None:
+    # `peerServer.rateLimit`: one release, then one an hour. A holder of an allowed
+    # certificate asking again (the hostile party: a stolen peer key) is refused with 429 and
+    # gets nothing more, however the pod stays sealed.
+    world = pair.world
+    pair.b_config["peerServer"]["rateLimit"] = {"burst": 1, "refillSeconds": 3600}
+    b = pair.start_b()
+    await pair.until(lambda: pair.log_events("custody.peer.listening"), tasks=(b,),
+                     message="B's peer server listening")
+    assert world.sealed(0)
+    thief = pair.client(cn="unsealer-a")
+    assert len(await thief.fetch(pod="vault-0")) == 2
+    with pytest.raises(CustodyError, match=r"refused \(429\)"):
+        await thief.fetch(pod="vault-0")
+    assert [r["pod"] for r in pair.releases()] == ["vault-0"]
+    [refusal] = pair.log_events("custody.peer.refused")
+    assert refusal["reason"] == "rate limited"
+
+
+@pytest.mark.parametrize(("limit", "says"), [
+    ({"burst": 0}, "'burst': must be between 1 and 255"),
+    ({"burst": 10_000}, "'burst': must be between 1 and 255"),
+    ({"refillSeconds": 0}, "'refillSeconds': must be a number greater than 0"),
+    ({"refillSeconds": 86_400}, "'refillSeconds': must be at most 3600"),
+    ({"perMinute": 5}, "rateLimit: unknown field"),
+])
+def test_a_rate_limit_out_of_bounds_is_refused_naming_the_field(
+    pair: Pair, limit: dict[str, int], says: str
+) -> None:
+    # The limit bounds what one stolen certificate takes: it can be tuned, never switched off.
+    pair.b_config["peerServer"]["rateLimit"] = limit
+    with pytest.raises(CustodyConfigError, match=re.escape(says)) as caught:
+        parse_config(pair.b_config, source="b", vault_namespace=VAULT_NS)
+    assert "peerServer: rateLimit" in str(caught.value)
