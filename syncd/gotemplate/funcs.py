@@ -374,8 +374,9 @@ def _kebabcase(text: str) -> str:
 
 
 def _title(text: str) -> str:
+    # This and the next three range over runes in Go: each byte that is not UTF-8 is U+FFFD.
     out, previous = [], " "
-    for c in text:
+    for c in go_runes(text):
         out.append(c.upper() if not (previous.isalnum() or previous == "_") else c)
         previous = c
     return "".join(out)
@@ -383,7 +384,7 @@ def _title(text: str) -> str:
 
 def _untitle(text: str) -> str:
     out, previous = [], " "
-    for c in text:
+    for c in go_runes(text):
         out.append(c.lower() if previous.isspace() else c)
         previous = c
     return "".join(out)
@@ -391,7 +392,7 @@ def _untitle(text: str) -> str:
 
 def _swapcase(text: str) -> str:
     out, whitespace = [], True
-    for c in text:
+    for c in go_runes(text):
         if c.isupper() or c.istitle():
             out.append(c.lower())
         elif c.islower():
@@ -905,7 +906,7 @@ def _rand_int(low: int, high: int) -> int:
 
 
 def _shuffle(text: str) -> str:
-    chars = list(text)
+    chars = list(go_runes(text))
     random.shuffle(chars)
     return "".join(chars)
 
