@@ -21,11 +21,19 @@ Every stream loses entries (a reconnect, a full buffer, a relay restart) and som
 none (version cleanup, a snapshot restore), so polling goes on underneath: while the source
 covering an object is connected, at the longer *safety interval* (never shorter than
 ``refreshAfter``); while it is not, at ``refreshAfter`` as without instant updates.
+
+When a source connects or drops, every object it covers changes interval at once. Were each
+first refresh one interval away, they would all come together: at a drop, every read within the
+last 10 % of ``refreshAfter`` (the jitter), at a connect, all together a safety interval later,
+and again every interval after that. So each object's first refresh under its new interval is
+drawn anywhere within that interval: the reads spread evenly over it, and none comes later
+than the interval allows (a spread only ever brings a refresh forward).
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -71,6 +79,13 @@ def request_paths(spec: VaultStaticSecret) -> tuple[str, ...]:
     return tuple(f"{area}/{spec.path}" for area in KV2_AREAS)
 
 
+class Reschedule(Protocol):
+    """Refresh ``key`` every ``seconds``, the first time in ``first`` seconds (never later
+    than one interval): :meth:`syncd.refreshing.Refreshes.ensure`."""
+
+    def __call__(self, key: Key, seconds: float, /, *, first: float | None = None) -> None: ...
+
+
 class Source(Protocol):
     """A change source: notices into :meth:`Changes.notify`, health into :meth:`covers`."""
 
@@ -98,11 +113,12 @@ class Changes:
     """
 
     def __init__(
-        self, *, queue: WorkQueue[Key], reschedule: Callable[[Key, float], None],
-        safety_seconds: float,
+        self, *, queue: WorkQueue[Key], reschedule: Reschedule, safety_seconds: float,
+        rng: random.Random | None = None,
     ) -> None:
         self._queue = queue
         self._reschedule = reschedule
+        self._rng = rng or random.Random()
         self._safety = safety_seconds
         self._interests: dict[Key, _Interest] = {}
         #: (mount, request path) -> the objects reading it.
@@ -207,7 +223,8 @@ class Changes:
         self.changed.set()
 
     async def apply_health(self) -> None:
-        """Move the refresh intervals the last connects and drops changed, a batch at a time.
+        """Move the refresh intervals the last connects and drops changed, a batch at a time,
+        each object's first refresh drawn within its new interval (see the module's docstring).
 
         Thousands of objects rescheduled in one go would hold the event loop, and each
         reschedule wakes the scheduler through the loop's self-pipe: filled, it loses the
@@ -224,7 +241,7 @@ class Changes:
             seconds = self._interval(interest.spec)
             if seconds != interest.seconds:
                 interest.seconds = seconds
-                self._reschedule(key, seconds)
+                self._reschedule(key, seconds, first=self._rng.uniform(0.0, seconds))
 
     def _interval(self, spec: VaultStaticSecret) -> float:
         if self._source is not None and self._source.covers(spec):

@@ -63,12 +63,15 @@ class Refreshes:
         due = self._due.get(key)
         return None if due is None else due - asyncio.get_running_loop().time()
 
-    def ensure(self, key: Key, seconds: float) -> None:
-        """Refresh ``key`` every ``seconds`` from now on (a no-op if it already is)."""
+    def ensure(self, key: Key, seconds: float, *, first: float | None = None) -> None:
+        """Refresh ``key`` every ``seconds`` from now on (a no-op if it already is); the first
+        time in ``first`` seconds when given (many objects changing interval at once spread
+        their first refreshes so), never later than one interval."""
         if self._intervals.get(key) == seconds:
             return
         self._intervals[key] = seconds
-        self._schedule(key, asyncio.get_running_loop().time() + self.interval(seconds))
+        gap = self.interval(seconds) if first is None else min(max(first, 0.0), seconds)
+        self._schedule(key, asyncio.get_running_loop().time() + gap)
 
     def remove(self, key: Key) -> None:
         self._intervals.pop(key, None)

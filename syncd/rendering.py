@@ -5,7 +5,7 @@ the same bytes:
 
 - A value that is a string is written as its UTF-8 bytes; any other JSON value is written as
   compact JSON, byte for byte what Go's ``json.Marshal`` writes (sorted keys, ``<``, ``>`` and
-  ``&`` escaped).
+  ``&`` escaped, numbers as Vault wrote them: :mod:`syncd.gojson`).
 - ``_raw`` holds the JSON of the Vault response's ``data`` object: for kv-v2 that is the whole
   ``{"data": ..., "metadata": ...}``, for kv-v1 the secret itself. ``excludeRaw`` drops it. A
   source key or template named ``_raw`` next to it is an error, as in VSO.

@@ -30,6 +30,7 @@ from typing import Any
 import requests
 
 from plumbing.vault import VaultClient, VaultTransportError
+from syncd import gojson
 from syncd.rendering import KVType
 from syncd.spec_parts import json_type
 from syncd.vault_clients import REDIRECT_REFUSED
@@ -160,7 +161,7 @@ def _json(body: bytes) -> object:
     except UnicodeDecodeError as exc:
         return _NotJSON(f"is not UTF-8 (byte {exc.start} of {len(body)})")
     try:
-        decoded = json.loads(text)
+        decoded = gojson.loads(text)  # numbers as Vault wrote them, as VSO keeps them
     except json.JSONDecodeError as exc:
         return _NotJSON(f"is not JSON ({exc.msg.lower()}: character {exc.pos} of"
                         f" {len(text)}; cut short?)")

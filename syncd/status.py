@@ -30,6 +30,20 @@ SYNCED = "Synced"
 ROLLOUT_RESTART = "RolloutRestart"
 
 
+#: metav1.Condition's ``message`` bound (``MaxLength=32768``, in our CRDs' schemas too): a
+#: longer message would make the API server refuse the whole status patch. Messages are cut to
+#: it, never shorter: VSO cuts none, and the Warning Event carries the whole message anyway.
+MAX_MESSAGE = 32768
+
+
+def fit_message(message: str) -> str:
+    """``message`` cut to :data:`MAX_MESSAGE` characters (what the schema counts), saying so."""
+    if len(message) <= MAX_MESSAGE:
+        return message
+    tail = f"... ({len(message):,} characters; the Event has the whole message)"
+    return message[:MAX_MESSAGE - len(tail)] + tail
+
+
 def now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -50,7 +64,7 @@ def set_condition(
         "type": type,
         "status": status,
         "reason": reason,
-        "message": message[:1024],
+        "message": fit_message(message),
         "observedGeneration": generation,
         "lastTransitionTime": now() if changed or previous is None
         else previous.get("lastTransitionTime") or now(),

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -37,7 +36,7 @@ from syncd.rendering import (
     TemplateTooExpensive,
     TemplateWorkerError,
 )
-from syncd.template_worker import HEADER, encode_frame
+from syncd.template_worker import HEADER, decode_frame, encode_frame
 from syncd.templating import MAX_SECRET_SIZE, Failure
 
 MIB = 1024 * 1024
@@ -96,7 +95,7 @@ class _Worker:
         (length,) = HEADER.unpack(await self.process.stdout.readexactly(HEADER.size))
         if length > _MAX_REPLY:
             raise ValueError("reply too large")
-        return json.loads(await self.process.stdout.readexactly(length))
+        return decode_frame(await self.process.stdout.readexactly(length))
 
     def kill_now(self) -> None:
         """Kill at once (also from a cancelled task); the next :meth:`start` or :meth:`kill`
@@ -204,6 +203,10 @@ class TemplatePool:
                     reply = await worker.ask({
                         "text": template.text, "context": context, "name": template.set_name,
                         "siblings": siblings})
+                output = reply.get("output")
+                # The bytes as the template made them (see the worker's protocol).
+                data = output.encode("utf-8", "surrogateescape") \
+                    if isinstance(output, str) else None
                 clean = True
             except TimeoutError:
                 problem = (f"rendering took longer than {self.deadline:g} s "
@@ -224,7 +227,11 @@ class TemplatePool:
                     await worker.kill()  # its heap may stay large: start afresh
                     raise TemplateTooExpensive(message, key=template.key)
                 raise RenderError(message, key=template.key)
-            out[template.key] = str(reply["output"]).encode()
+            if data is None:
+                await worker.kill()
+                raise TemplateTooExpensive("the template worker answered nothing usable; the "
+                                           "render was stopped", key=template.key)
+            out[template.key] = data
         return out
 
     async def close(self) -> None:

@@ -12,7 +12,10 @@ only, none of syncd's clients: it is about 10 MiB of memory of its own (the Pyth
 pages are shared with syncd).
 
 The protocol, on stdin and stdout: frames of a 4-byte big-endian length and that many bytes of
-UTF-8 JSON. The worker first writes ``{"ready": true}``; then, for each request
+JSON (:func:`encode_frame`). Two things plain JSON would lose are kept: Vault's numbers as Vault
+wrote them (``1.0``, ``1e21``: :mod:`syncd.gojson`), and an output's bytes that are not UTF-8
+(a Go template's ``b64dec`` makes any bytes), carried as surrogateescape does in the string and
+written with ``surrogatepass``. The worker first writes ``{"ready": true}``; then, for each request
 ``{"text": ..., "context": {...}, "name": ..., "siblings": {name: text}}`` (the last two
 for Go templates, optional), it writes ``{"output": "..."}`` or
 ``{"failure": {"kind": ..., "line": ..., "expensive": ..., "template": ...}}``. After the ready
@@ -22,7 +25,6 @@ frame its stderr is /dev/null: nothing a template does can reach syncd's logs.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import signal
@@ -30,6 +32,8 @@ import struct
 import sys
 from typing import Any, BinaryIO
 
+from syncd import gojson
+from syncd.gotemplate.values import go_bytes, go_string
 from syncd.templating import TemplateFailed, render_template
 
 HEADER = struct.Struct(">I")
@@ -44,11 +48,16 @@ def read_frame(stream: BinaryIO) -> Any | None:
     body = stream.read(length)
     if len(body) < length:
         return None
-    return json.loads(body)
+    return decode_frame(body)
+
+
+def decode_frame(body: bytes) -> Any:
+    """A frame's message; ``ValueError`` if it is not one."""
+    return gojson.loads(body.decode("utf-8", "surrogatepass"))
 
 
 def encode_frame(message: Any) -> bytes:
-    body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
+    body = gojson.encode(message).encode("utf-8", "surrogatepass")
     return HEADER.pack(len(body)) + body
 
 
@@ -84,10 +93,12 @@ def _end_with_parent() -> None:
 def _handle(request: Any) -> dict[str, Any]:
     try:
         siblings = request.get("siblings")
-        return {"output": render_template(
+        output = render_template(
             str(request["text"]), request["context"], name=str(request.get("name", "template")),
             siblings={str(k): str(v) for k, v in siblings.items()}
-            if isinstance(siblings, dict) else None)}
+            if isinstance(siblings, dict) else None)
+        # Only the surrogates that stand for a byte, and bytes that are UTF-8 together as text.
+        return {"output": output if output.isascii() else go_string(go_bytes(output))}
     except TemplateFailed as exc:
         failure = exc.failure
     return {"failure": {"kind": failure.kind, "line": failure.line,

@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +35,8 @@ from jinja2.exceptions import SecurityError, TemplateSyntaxError, UndefinedError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from syncd import gotemplate
+from syncd import gojson, gotemplate
+from syncd.gotemplate.values import go_bytes, go_string
 
 #: Kubernetes' limit on a Secret's data: the sum of the value lengths (keys are not counted).
 MAX_SECRET_SIZE = 1024 * 1024
@@ -98,26 +98,23 @@ class _Refused(Exception):
 
 
 def go_json(value: Any) -> str:
-    """``value`` as Go's ``json.Marshal`` writes it: compact, sorted keys, HTML-safe."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True,
-                      allow_nan=False)
-    # These characters can only occur inside JSON strings, so replacing them is safe.
-    return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+    """``value`` as Go's ``json.Marshal`` writes it: compact, sorted keys, HTML-safe, Vault's
+    numbers as Vault wrote them (:mod:`syncd.gojson`)."""
+    return gojson.dumps(value)
 
 
 def _b64encode(value: Any) -> str:
     text = value if isinstance(value, str) else go_json(value)
-    return base64.b64encode(text.encode()).decode("ascii")
+    return base64.b64encode(go_bytes(text)).decode("ascii")
 
 
 def _b64decode(value: Any) -> str:
+    # Any bytes, as in a Go template: those that are not UTF-8 ride in the string as
+    # surrogateescape carries them, and reach the Secret as they were.
     if not isinstance(value, str):
         raise _Refused("b64decode needs a string")
     try:
-        return base64.b64decode(value, validate=True).decode()
-    except UnicodeDecodeError:
-        problem = "b64decode: the decoded bytes are not UTF-8 text"
+        return go_string(base64.b64decode(value, validate=True))
     except (binascii.Error, ValueError):
         problem = "b64decode: the input is not valid base64"
     raise _Refused(problem)
@@ -281,7 +278,7 @@ def render_template(text: str, context: Mapping[str, Any], *, name: str = "templ
         assert isinstance(compiled, Compiled)
         parts, size = [], 0
         for chunk in compiled.template.generate(context):
-            size += len(chunk.encode())
+            size += len(go_bytes(chunk))
             if size > MAX_SECRET_SIZE:
                 raise _Refused("the output is larger than the 1 MiB Secret limit")
             parts.append(chunk)

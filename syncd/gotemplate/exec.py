@@ -14,7 +14,7 @@ from typing import Any
 from syncd.gotemplate import nodes as n
 from syncd.gotemplate.errors import ExecError, FuncError
 from syncd.gotemplate.funcs import BUILTINS, Func, check_args
-from syncd.gotemplate.values import Struct, sprint_value, truth, type_name
+from syncd.gotemplate.values import Struct, go_bytes, sprint_value, truth, type_name
 
 MAX_OUTPUT = 1024 * 1024
 MAX_DEPTH = 100
@@ -51,7 +51,7 @@ class _State:
                          template=self.source)
 
     def write(self, text: str) -> None:
-        self.size += len(text.encode())
+        self.size += len(go_bytes(text))
         if self.size > MAX_OUTPUT:
             raise OutputTooLarge
         self.out.append(text)

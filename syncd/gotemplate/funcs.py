@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from syncd import gojson
 from syncd.gotemplate import gotime, semver
 from syncd.gotemplate.errors import FuncError
 from syncd.gotemplate.values import (
@@ -37,8 +38,10 @@ from syncd.gotemplate.values import (
     JSONNumber,
     StringList,
     Struct,
-    format_float,
+    go_bytes,
     go_quote,
+    go_runes,
+    go_string,
     sprint,
     sprint_value,
     sprintf,
@@ -178,7 +181,7 @@ def empty(value: Any) -> bool:
 def go_json(value: Any, *, escape_html: bool = True, indent: str | None = None) -> str:
     def convert(v: Any) -> Any:
         if isinstance(v, JSONNumber):
-            return _RawNumber(str.__str__(v))
+            return gojson.Number(str.__str__(v))
         if isinstance(v, Struct):
             out = {}
             for field_name, x in v.fields.items():
@@ -194,55 +197,13 @@ def go_json(value: Any, *, escape_html: bool = True, indent: str | None = None) 
             raise FuncError("json: unsupported value (NaN or infinity)")
         return v
 
-    text = _GoEncoder(ensure_ascii=False, sort_keys=False, indent=indent,
-                      separators=(",", ": ") if indent is not None else (",", ":"),
-                      ).encode(convert(value))
-    if escape_html:
-        text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
-
-
-class _RawNumber(float):
-    text: str
-
-    def __new__(cls, text: str) -> _RawNumber:
-        try:
-            number = super().__new__(cls, text)
-        except ValueError:
-            number = super().__new__(cls, 0)
-        number.text = text
-        return number
-
-    def __repr__(self) -> str:
-        return self.text
-
-
-class _GoEncoder(json.JSONEncoder):
-    def iterencode(self, o: Any, _one_shot: bool = False) -> Any:
-        # The pure-Python encoder calls float.__repr__ on floats: go through ours instead.
-        self.__dict__["_go"] = True
-        return json.encoder._make_iterencode(  # type: ignore[attr-defined]
-            {} if self.check_circular else None, self.default,
-            json.encoder.py_encode_basestring, self.indent, _go_float,
-            self.key_separator, self.item_separator, self.sort_keys, self.skipkeys,
-            _one_shot)(o, 0)
-
-
-def _go_float(value: float) -> str:
-    if isinstance(value, _RawNumber):
-        return value.text
-    if value.is_integer() and abs(value) < 1e21:
-        return str(int(value))
-    exp = abs(value)
-    if exp < 1e-6 or exp >= 1e21:
-        text = format_float(value, "e", -1)
-        return re.sub(r"e([-+])0(\d)$", r"e\1\2", text)
-    return format_float(value, "f", -1)
+    return gojson.dumps(convert(value), escape_html=escape_html, indent=indent,
+                        sort_keys=False)
 
 
 def from_json(text: str) -> Any:
-    try:
-        return json.loads(text)
+    try:  # Go's decoder reads each byte that is not UTF-8 as U+FFFD
+        return json.loads(go_runes(text))
     except ValueError:
         raise FuncError("the input is not valid JSON") from None
 
@@ -252,7 +213,7 @@ def _len(value: Any) -> int:
     if value is None:
         raise FuncError("len of nil pointer")
     if isinstance(value, str):
-        return len(str.__str__(value).encode())
+        return len(go_bytes(value))
     if isinstance(value, Mapping | list | tuple) and not isinstance(value, Struct):
         return len(value)
     raise FuncError(f"len of type {type_name(value)}")
@@ -271,7 +232,7 @@ def _index(item: Any, *indexes: Any) -> Any:
         elif isinstance(item, list | tuple | str):
             if not isinstance(index, int) or isinstance(index, bool):
                 raise FuncError(f"cannot index slice/array with type {type_name(index)}")
-            sequence = str.__str__(item).encode() if isinstance(item, str) else item
+            sequence = go_bytes(item) if isinstance(item, str) else item
             if not 0 <= index < len(sequence):
                 raise FuncError("index out of range")
             item = sequence[index]
@@ -413,8 +374,9 @@ def _kebabcase(text: str) -> str:
 
 
 def _title(text: str) -> str:
+    # This and the next three range over runes in Go: each byte that is not UTF-8 is U+FFFD.
     out, previous = [], " "
-    for c in text:
+    for c in go_runes(text):
         out.append(c.upper() if not (previous.isalnum() or previous == "_") else c)
         previous = c
     return "".join(out)
@@ -422,7 +384,7 @@ def _title(text: str) -> str:
 
 def _untitle(text: str) -> str:
     out, previous = [], " "
-    for c in text:
+    for c in go_runes(text):
         out.append(c.lower() if previous.isspace() else c)
         previous = c
     return "".join(out)
@@ -430,7 +392,7 @@ def _untitle(text: str) -> str:
 
 def _swapcase(text: str) -> str:
     out, whitespace = [], True
-    for c in text:
+    for c in go_runes(text):
         if c.isupper() or c.istitle():
             out.append(c.lower())
         elif c.islower():
@@ -455,19 +417,21 @@ def _wrap_with(width: int, sep: str, text: str) -> str:
 
 
 def _trunc(count: int, text: str) -> str:
-    if count < 0 and len(text) + count > 0:
-        return text[len(text) + count:]
-    if count >= 0 and len(text) > count:
-        return text[:count]
+    data = go_bytes(text)  # Sprig slices the string: bytes, not runes
+    if count < 0 and len(data) + count > 0:
+        return go_string(data[len(data) + count:])
+    if count >= 0 and len(data) > count:
+        return go_string(data[:count])
     return text
 
 
 def _substr(start: int, end: int, text: str) -> str:
+    data = go_bytes(text)  # Sprig slices the string: bytes, not runes
     if start < 0:
-        return text[:end]
-    if end < 0 or end > len(text):
-        return text[start:]
-    return text[start:end]
+        return go_string(data[:end])
+    if end < 0 or end > len(data):
+        return go_string(data[start:])
+    return go_string(data[start:end])
 
 
 def _repeat(count: int, text: str) -> str:
@@ -515,14 +479,14 @@ def _cat(*values: Any) -> str:
 
 def _b64dec(text: str) -> str:
     try:
-        return base64.b64decode(text, validate=True).decode("utf-8", "replace")
+        return go_string(base64.b64decode(text, validate=True))
     except (binascii.Error, ValueError):
         return "illegal base64 data"
 
 
 def _b32dec(text: str) -> str:
     try:
-        return base64.b32decode(text).decode("utf-8", "replace")
+        return go_string(base64.b32decode(text))
     except (binascii.Error, ValueError):
         return "illegal base32 data"
 
@@ -903,8 +867,7 @@ def _build_custom_cert(b64cert: str, b64key: str) -> Struct:
         raise FuncError("unable to decode key")
     if not key_der.startswith(b"\x30"):
         raise FuncError("error parsing private key")
-    return Struct("sprig.certificate", {"Cert": cert.decode("utf-8", "replace"),
-                                        "Key": key.decode("utf-8", "replace")})
+    return Struct("sprig.certificate", {"Cert": go_string(cert), "Key": go_string(key)})
 
 
 def _fail(message: str) -> str:
@@ -912,7 +875,7 @@ def _fail(message: str) -> str:
 
 
 def _hash(algorithm: str) -> Callable[[str], str]:
-    return lambda text: hashlib.new(algorithm, text.encode()).hexdigest()
+    return lambda text: hashlib.new(algorithm, go_bytes(text)).hexdigest()
 
 
 def _bcrypt(password: str) -> str:
@@ -923,7 +886,7 @@ def _bcrypt(password: str) -> str:
     """
     import bcrypt  # noqa: PLC0415 - only the templates that hash pay for it
 
-    secret = password.encode()
+    secret = go_bytes(password)
     if len(secret) > 72:
         return "failed to encrypt string with bcrypt: bcrypt: password length exceeds 72 bytes"
     return bcrypt.hashpw(secret, bcrypt.gensalt(rounds=10, prefix=b"2a")).decode()
@@ -943,7 +906,7 @@ def _rand_int(low: int, high: int) -> int:
 
 
 def _shuffle(text: str) -> str:
-    chars = list(text)
+    chars = list(go_runes(text))
     random.shuffle(chars)
     return "".join(chars)
 
@@ -1046,16 +1009,16 @@ SPRIG: dict[str, Func] = {
     "add1": Func(lambda v: Int64(to_int(v) + 1), "a"),
     "add1f": Func(lambda v: float(Decimal(repr(to_float(v))) + 1), "a"),
     "addf": Func(_decimal_op(lambda a, b: a + b), "", "a"),
-    "adler32sum": Func(lambda s: str(zlib.adler32(s.encode())), "s"),
+    "adler32sum": Func(lambda s: str(zlib.adler32(go_bytes(s))), "s"),
     "ago": Func(_ago, "a"),
     "all": Func(lambda *v: all(not empty(x) for x in v), "", "a"),
     "any": Func(lambda *v: any(not empty(x) for x in v), "", "a"),
     "append": Func(_append, "aa"),
     "atoi": Func(lambda s: to_int(s) if re.fullmatch(r"[-+]?\d+", s) else 0, "s"),
     "b32dec": Func(_b32dec, "s"),
-    "b32enc": Func(lambda s: base64.b32encode(s.encode()).decode(), "s"),
+    "b32enc": Func(lambda s: base64.b32encode(go_bytes(s)).decode(), "s"),
     "b64dec": Func(_b64dec, "s"),
-    "b64enc": Func(lambda s: base64.b64encode(s.encode()).decode(), "s"),
+    "b64enc": Func(lambda s: base64.b64encode(go_bytes(s)).decode(), "s"),
     "base": Func(_base, "s"),
     "biggest": Func(lambda a, *v: Int64(max([to_int(a), *map(to_int, v)])), "a", "a"),
     "buildCustomCert": Func(_build_custom_cert, "ss"),
@@ -1103,7 +1066,7 @@ SPRIG: dict[str, Func] = {
     "kindOf": Func(_kind_of, "a"),
     "last": Func(_last, "a"),
     "list": Func(lambda *v: list(v), "", "a"),
-    "lower": Func(str.lower, "s"),
+    "lower": Func(lambda s: go_runes(s).lower(), "s"),
     "max": Func(lambda a, *v: Int64(max([to_int(a), *map(to_int, v)])), "a", "a"),
     "maxf": Func(lambda a, *v: max([to_float(a), *map(to_float, v)]), "a", "a"),
     "merge": Func(_merge(False), "m", "m"),
@@ -1188,7 +1151,7 @@ SPRIG: dict[str, Func] = {
     "until": Func(lambda n: _until_step(0, n, 1 if n >= 0 else -1), "i"),
     "untilStep": Func(_until_step, "iii"),
     "untitle": Func(_untitle, "s"),
-    "upper": Func(str.upper, "s"),
+    "upper": Func(lambda s: go_runes(s).upper(), "s"),
     "urlJoin": Func(_url_join, "m"),
     "urlParse": Func(_url_parse, "s"),
     "values": Func(lambda d: [d[k] for k in sorted(d)], "m"),

@@ -5,6 +5,13 @@ Data reaches a template as VSO's does: decoded from Vault's JSON, so objects are
 (None), and numbers are ``json.Number``, which Go keeps as their text: :class:`JSONNumber`, a
 ``str`` that prints as written and compares equal to the string of its text, as it does in Go.
 What a template computes is an ``int`` (int64), ``float`` (float64), ``bool`` or ``str``.
+
+A Go string is bytes, not text: ``b64dec`` of ``//79`` is the three bytes ff fe fd, and VSO
+writes them to the Secret as they are. A Go string is held here as a ``str`` whose bytes that
+are not UTF-8 are carried as ``surrogateescape`` does (byte 0xff is U+DCFF): :func:`go_bytes`
+gives the bytes back, and the functions that look at bytes (``len``, ``b64enc``, the hashes,
+``substr``...) go through it. What ranges over runes sees U+FFFD for each such byte, as Go
+does (:func:`go_runes`).
 """
 
 from __future__ import annotations
@@ -48,23 +55,43 @@ class Struct:
         self.json_names = dict(json_names or {})
 
 
+def go_bytes(text: str) -> bytes:
+    """The bytes of Go string ``text``. A surrogate that stands for no byte (only Jinja can
+    make one) is U+FFFD, the rune Go writes for an invalid one."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return _NOT_A_BYTE.sub("\ufffd", text).encode("utf-8", "surrogateescape")
+
+
+def go_string(data: bytes) -> str:
+    """``string(data)`` in Go: any bytes."""
+    return data.decode("utf-8", "surrogateescape")
+
+
+_NOT_A_BYTE = re.compile("[\ud800-\udc7f\udd00-\udfff]")
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+
+
+def go_runes(text: str) -> str:
+    """``text`` as Go's ``for range`` and ``strings.Map`` see it: each byte that is not part
+    of valid UTF-8 is U+FFFD (one per byte, as ``utf8.DecodeRuneInString`` reads it)."""
+    if text.isascii():
+        return text
+    return _ESCAPED_BYTE.sub("\ufffd", go_string(go_bytes(text)))
+
+
 def from_json(value: Any) -> Any:
     """``value`` (as Python's json module decodes it) as Go decodes JSON with UseNumber."""
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
-    if isinstance(value, int | float):
-        return JSONNumber(format_json_number(value))
+    if isinstance(value, int | float):  # a float from Vault is a gojson.Number: its text
+        return JSONNumber(str(value) if isinstance(value, int) else repr(value))
     if isinstance(value, Mapping):
         return {str(k): from_json(v) for k, v in value.items()}
     if isinstance(value, Sequence):
         return [from_json(v) for v in value]
     return value
-
-
-def format_json_number(value: int | float) -> str:
-    if isinstance(value, int) or (value.is_integer() and abs(value) < 1e21):
-        return str(int(value)) if isinstance(value, int) else repr(value)
-    return repr(value)
 
 
 def type_name(value: Any) -> str:
@@ -330,10 +357,9 @@ def _format_one(verb: str, arg: Any, flags: str, precision: int | None) -> str:
         elif verb == "b":
             text = format(abs(arg), "b")
         elif verb == "c":
-            try:
-                return chr(arg)
-            except (ValueError, OverflowError):
-                return "\ufffd"
+            # Go writes U+FFFD for what is no rune: a surrogate, or beyond U+10FFFF.
+            return chr(arg) if 0 <= arg < 0x110000 and not 0xD800 <= arg < 0xE000 \
+                else "\ufffd"
         elif verb in "eEfFgG":
             return _bad(verb, arg)
         else:
@@ -356,7 +382,7 @@ def _format_one(verb: str, arg: Any, flags: str, precision: int | None) -> str:
             text = "+" + text
         return text
     if isinstance(arg, str) and verb in "xX":
-        text = arg.encode().hex()
+        text = go_bytes(arg).hex()
         return text.upper() if verb == "X" else text
     return _bad(verb, arg)
 
@@ -369,8 +395,10 @@ ESCAPES = {"\n": "n", "\t": "t", "\r": "r", "\a": "a", "\b": "b", "\f": "f", "\v
 def go_quote(text: str) -> str:
     """``strconv.Quote``."""
     out = ['"']
-    for c in text:
-        if c in ESCAPES:
+    for c in go_string(go_bytes(text)):  # bytes that are valid UTF-8 together are runes
+        if "\udc80" <= c <= "\udcff":  # a byte that is not UTF-8
+            out.append(f"\\x{ord(c) - 0xdc00:02x}")
+        elif c in ESCAPES:
             out.append("\\" + ESCAPES[c])
         elif not c.isprintable():
             code = ord(c)

@@ -86,7 +86,18 @@ async def test_vault_answers_of_the_corpus(world: World) -> None:
 
 @pytest.mark.xfail(strict=True, reason="the cases with a known_defect (see their files)")
 async def test_known_defects_of_the_corpus(world: World) -> None:
-    await _run(world, _cases(world, defects=True))
+    cases = _cases(world, defects=True)
+    if not cases:
+        pytest.skip("no case of the corpus has a known defect")
+    await _run(world, cases)
+
+
+def _text_data(world: World, name: str) -> dict[str, str]:
+    """The Secret's data as text (a key holding bytes that are not UTF-8 shows them escaped:
+    ``synced_base64`` checks those)."""
+    secret = world.secret(name) or {}
+    return {k: base64.b64decode(v).decode(errors="backslashreplace")
+            for k, v in (secret.get("data") or {}).items()}
 
 
 async def _run(world: World, cases: list[Case]) -> None:
@@ -125,8 +136,8 @@ async def _run(world: World, cases: list[Case]) -> None:
         if expected is not None:
             await world.eventually(
                 lambda c=case, e=expected: all(
-                    (world.secret_data(c.name) or {}).get(k) == v for k, v in e.items()),
-                message=f"{case.name}: {expected} (now {world.secret_data(case.name)})")
+                    _text_data(world, c.name).get(k) == v for k, v in e.items()),
+                message=f"{case.name}: {expected} (now {_text_data(world, case.name)})")
         expected = case.expect.get("synced_base64")
         if expected is not None:
             await world.eventually(

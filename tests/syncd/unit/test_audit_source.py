@@ -38,7 +38,7 @@ async def test_addresses_are_resolved_once_per_reference_and_again_after_a_chang
         return SimpleNamespace(), SimpleNamespace(address=address["now"])
 
     queue: WorkQueue[Key] = WorkQueue(worker=_noop)
-    changes = Changes(queue=queue, reschedule=lambda key, seconds: None, safety_seconds=600)
+    changes = Changes(queue=queue, reschedule=lambda key, seconds, **_: None, safety_seconds=600)
     source = AuditSource(changes=changes, resolve=resolve, listen="127.0.0.1:0", token="t")
     changes.attach(source)
     for i in range(100):  # the operator registers each object, asking its interval

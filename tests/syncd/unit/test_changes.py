@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
+from collections import Counter
 from typing import Any
 
 from plumbing.queueing import WorkQueue
 from syncd.audit_relay import keep
 from syncd.changes import Changes, Notice, notice
 from syncd.events_source import parse_event
+from syncd.refreshing import Refreshes
 from syncd.specs import VaultStaticSecret
 from testbed.waiting import until
 
@@ -44,7 +47,11 @@ async def _noop(key: Key) -> None:
 def make() -> tuple[Changes, WorkQueue[Key], dict[Key, float], FakeSource]:
     queue: WorkQueue[Key] = WorkQueue(worker=_noop)
     intervals: dict[Key, float] = {}
-    changes = Changes(queue=queue, reschedule=intervals.__setitem__, safety_seconds=600)
+
+    def reschedule(key: Key, seconds: float, *, first: float | None = None) -> None:
+        intervals[key] = seconds
+
+    changes = Changes(queue=queue, reschedule=reschedule, safety_seconds=600)
     source = FakeSource()
     changes.attach(source)
     return changes, queue, intervals, source
@@ -181,7 +188,8 @@ async def test_a_notice_overtakes_due_refreshes_and_reaches_a_failing_object() -
             raise RuntimeError("the latest version is deleted")
 
     queue: WorkQueue[Key] = WorkQueue(worker=worker, concurrency=1, backoff_base=60)
-    changes = Changes(queue=queue, reschedule=lambda key, seconds: None, safety_seconds=600)
+    changes = Changes(queue=queue, reschedule=lambda key, seconds, **_: None,
+                      safety_seconds=600)
     changes.attach(FakeSource())
     changes.refresh_seconds(("team-a", "one"), vss("one"), 60)
     changes.refresh_seconds(("team-a", "deleted"), vss("deleted", path="gone"), 60)
@@ -206,3 +214,45 @@ async def test_a_notice_overtakes_due_refreshes_and_reaches_a_failing_object() -
     finally:
         await queue.close(grace=1)
         await runner
+
+
+def _burst(refreshes: Refreshes, keys: list[Key]) -> tuple[float, int]:
+    """The latest first refresh of ``keys`` (seconds from now), and the most in any second."""
+    due = [refreshes.due_in(key) for key in keys]
+    assert all(d is not None for d in due)
+    seconds = [float(d) for d in due if d is not None]
+    return max(seconds), max(Counter(int(d) for d in seconds).values())
+
+
+async def test_a_connect_or_a_drop_spreads_first_refreshes_over_the_new_interval() -> None:
+    """Issue 12: at a drop every object's read came within the last 10 % of refreshAfter (1,000
+    objects: ~170 reads in one second), at a connect all together a safety interval later."""
+    queue: WorkQueue[Key] = WorkQueue(worker=_noop)
+    refreshes = Refreshes(queue=queue, rng=random.Random(1))
+    changes = Changes(queue=queue, reschedule=refreshes.ensure, safety_seconds=600,
+                      rng=random.Random(2))
+    source = FakeSource()
+    changes.attach(source)
+    keys = [("team-a", f"s{i}") for i in range(1000)]
+    for key in keys:
+        refreshes.ensure(key, changes.refresh_seconds(key, vss(key[1]), 60))
+    keys.append(("team-a", "slow"))
+    refreshes.ensure(keys[-1], changes.refresh_seconds(keys[-1], vss("slow", refresh="1h"), 60))
+
+    source.connected.add("team-a")
+    changes.health_changed()
+    await changes.apply_health()
+    latest, most = _burst(refreshes, keys[:-1])
+    assert latest <= 600  # never later than the new interval
+    assert most <= 12  # 1,000 over 600 s: ~1.7 a second (all within 60 s before: ~17)
+    slow = refreshes.due_in(keys[-1])
+    assert slow is not None and 3600 * 0.9 - 30 <= slow <= 3600  # its interval did not change
+
+    source.connected.clear()
+    changes.health_changed()
+    await changes.apply_health()
+    latest, most = _burst(refreshes, keys[:-1])
+    assert latest <= 60  # refreshAfter: the staleness bound without the source
+    assert most <= 30  # 1,000 over 60 s: ~17 a second (before: ~190 within the last 6 s)
+    firsts = sorted(d for k in keys[:-1] if (d := refreshes.due_in(k)) is not None)
+    assert firsts[100] < 10 and firsts[500] < 35  # spread over the interval, not at its end

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from syncd import gojson
 from syncd.rendering import RenderError, TemplateTooExpensive, compile_template
 from syncd.template_pool import MIB, TemplatePool
 from syncd.templating import JINJA2_MARKER
@@ -230,3 +231,20 @@ def _alive(pid: int) -> bool:
             return stat.read().split()[2] != "Z"  # a zombie has ended (init reaps it)
     except OSError:
         return False
+
+
+async def test_the_worker_carries_any_bytes_and_numbers_as_vault_wrote_them(
+        pool: TemplatePool) -> None:
+    """A Go string is bytes (b64dec of ff fe fd), and a number keeps its text across the
+    worker's frames (JSON would make 1e21 1e+21 and -0 0)."""
+    context = {**CONTEXT, "secrets": gojson.loads(
+        '{"blob":"//79","n":1e21,"z":-0,"f":1.50,"b":12345678901234567890}')}
+    texts = {"go": "{{ .Secrets.blob | b64dec }}|{{ .Secrets.n }} {{ .Secrets.z }} "
+                   "{{ .Secrets.f }} {{ .Secrets.b | toJson }}",
+             "jinja": JINJA + "{{ secrets.blob | b64decode }}|{{ secrets.n }} {{ secrets.z }} "
+                              "{{ secrets.f }} {{ secrets.b | tojson }}"}
+    out = await pool.render(
+        templates=[compile_template(key=key, text=text) for key, text in texts.items()],
+        context=context, tenant="app")
+    expected = b"\xff\xfe\xfd|1e21 -0 1.50 12345678901234567890"
+    assert out == {"go": expected, "jinja": expected}
