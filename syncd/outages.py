@@ -199,10 +199,13 @@ class Outages:
         """The outage of ``connection``, if it is down."""
         return self._down.get(identity(connection))
 
-    @property
-    def parked(self) -> dict[Identity, int]:
-        """How many objects wait on each connection that is down (for the metrics)."""
-        return {where: len(outage.parked) for where, outage in self._down.items()}
+    def parked(self) -> dict[Key, int]:
+        """How many objects wait on each VaultConnection (namespace, name) that is down (for
+        the metrics)."""
+        counts: dict[Key, int] = {}
+        for where, outage in self._down.items():
+            counts[where[:2]] = counts.get(where[:2], 0) + len(outage.parked)
+        return counts
 
     @property
     def probing(self) -> list[Identity]:

@@ -14,7 +14,6 @@ from syncd.outages import (
     Outages,
     Verdict,
     health_blocking,
-    identity,
     path_failure,
 )
 from syncd.sources import SourceForbidden, SourceMissing, VaultSealed, VaultUnavailable
@@ -253,9 +252,9 @@ async def test_one_tenants_failing_reads_never_park_another_tenants_objects() ->
         assert outage is not None and outages.down(tenant) is outage
         assert outages.down(shared) is None
         assert outages.report(shared, kind=KIND, key=("team-a", "y"), error=RESET) is None
-        assert outages.parked == {identity(tenant): 0}  # counted once parked
+        assert outages.parked() == {("team-b", "broken"): 0}  # counted once parked
         outages.park(outage, kind=KIND, key=("team-b", "s0"))
-        assert outages.parked == {identity(tenant): 1}
+        assert outages.parked() == {("team-b", "broken"): 1}
 
 
 async def test_sys_health_verdicts_against_the_vault_emulation() -> None:
