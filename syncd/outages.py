@@ -58,7 +58,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 
 import hvac
@@ -178,6 +178,8 @@ class Outages:
         self._down: dict[Identity, Outage] = {}
         #: The probe loop of each down connection, and the confirming probes in flight.
         self._watching: dict[Identity, asyncio.Task[None]] = {}
+        #: Every probe loop still running, stopped ones included (awaited on close).
+        self._loops: set[asyncio.Task[None]] = set()
         self._checking: dict[Identity, asyncio.Task[Outage | None]] = {}
         #: When sys/health of a connection last answered (loop time).
         self._answered: dict[Identity, float] = {}
@@ -221,6 +223,8 @@ class Outages:
         its status should say so)."""
         entry = (kind, key)
         where = identity(outage.connection)
+        if outage.canary == entry:  # parked again (its read failed, or its login): next one
+            outage.tried.set()
         if self._where.get(entry) == where:
             return False
         self.release(kind=kind, key=key)
@@ -258,9 +262,7 @@ class Outages:
             if outage is not None and outage.path:
                 self._end(where, outage, running=entry)
             return None
-        if outage is not None:
-            if outage.canary == entry:
-                outage.tried.set()  # the next probe tries another object
+        if outage is not None:  # parking it again ends a canary's try (see park)
             return outage
         now = _now()
         failing = self._failing.setdefault(where, {})
@@ -275,8 +277,8 @@ class Outages:
         outage = Outage(connection=connection, reason="VaultUnavailable", problem=problem,
                         started=now, path=True)
         self._down[where] = outage
-        self._watching[where] = asyncio.create_task(self._watch_path(where, outage),
-                                                    name=f"path outage {where[:2]}")
+        self._watching[where] = self._loop(self._watch_path(where, outage),
+                                           name=f"path outage {where[:2]}")
         self._log.warning("vault reads fail; objects wait for one object's read",
                           connection="/".join(where[:2]), address=connection.address,
                           objects=PATH_FAILURES, problem=problem)
@@ -312,8 +314,8 @@ class Outages:
                 outage = Outage(connection=connection, reason=verdict[0], problem=verdict[1],
                                 started=_now())
                 self._down[where] = outage
-                self._watching[where] = asyncio.create_task(
-                    self._watch(where, outage), name=f"outage {where[:2]}")
+                self._watching[where] = self._loop(self._watch(where, outage),
+                                                   name=f"outage {where[:2]}")
                 self._log.warning("vault unavailable; objects wait for one probe",
                                   connection="/".join(where[:2]), address=connection.address,
                                   reason=verdict[0], problem=verdict[1])
@@ -391,6 +393,12 @@ class Outages:
                               error=str(exc) or type(exc).__name__)
             return None
 
+    def _loop(self, probing: Coroutine[None, None, None], *, name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(probing, name=name)
+        self._loops.add(task)
+        task.add_done_callback(self._loops.discard)
+        return task
+
     def _stop(self, where: Identity, outage: Outage) -> None:
         if self._down.get(where) is outage:
             del self._down[where]
@@ -401,7 +409,7 @@ class Outages:
     async def close(self) -> None:
         """Stop every probe (shutdown); parked objects stay parked."""
         self._closed = True
-        tasks = [*self._watching.values(), *self._checking.values()]
+        tasks = [*self._loops, *self._checking.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

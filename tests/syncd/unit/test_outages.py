@@ -206,6 +206,7 @@ async def test_reads_failing_on_the_way_park_the_connection_behind_one_canary() 
             assert resumed == [c[1] for c in tried]  # only the canaries went back to work
             assert outages.report(connection(), kind=KIND, key=canary[1],
                                   error=RESET) is outage
+            assert not outages.park(outage, kind=KIND, key=canary[1])  # as the reconcile does
         assert len(set(tried)) == 3
 
         # The next canary's read is answered (a 404 is an answer too): everyone resumes.
