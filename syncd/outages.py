@@ -364,7 +364,7 @@ class Outages:
         if self._down.get(where) is outage:
             del self._down[where]
         task = self._watching.pop(where, None)
-        if task is not None and task is not _current_task():
+        if task is not None and task is not asyncio.current_task():  # _watch ends itself
             task.cancel()
         parked = list(outage.parked)
         for entry in parked:
@@ -420,18 +420,13 @@ def _now() -> float:
     return asyncio.get_running_loop().time()
 
 
-def _current_task() -> asyncio.Task[object] | None:
-    return asyncio.current_task()
-
-
 def _failure_words(error: BaseException) -> str:
     """How a read failed, in a few words (never the message: it names the path)."""
     if isinstance(error, VaultSealed):
         return "Vault is sealed"
-    if isinstance(error, VaultUnavailable) and error.transport:
-        return error.transport
-    status = getattr(error, "status", None)
-    return f"answered {status}" if status else type(error).__name__
+    if isinstance(error, VaultUnavailable):
+        return error.transport or f"answered {error.status}"
+    return type(error).__name__
 
 
 class HealthProbe:

@@ -222,6 +222,30 @@ async def test_reads_failing_on_the_way_park_the_connection_behind_one_canary() 
         await until(lambda: outages.probing == [])
 
 
+async def test_a_canary_deleted_or_stuck_before_its_read_hands_over_at_once() -> None:
+    """A canary whose try ends without a read (deleted; parked again by a failing login)
+    is followed by the next object at the probes' cadence, not after CANARY_WAIT."""
+    async with gate(FakeVault()) as (outages, _):
+        keys = [("app", f"s{i}") for i in range(3)]
+        outage = None
+        for key in keys:
+            outage = outages.report(connection(), kind=KIND, key=key, error=RESET)
+        assert outage is not None
+        for key in keys:
+            outages.park(outage, kind=KIND, key=key)
+        await until(lambda: outage.canary is not None)
+        first = outage.canary
+        assert first is not None
+        outages.release(kind=first[0], key=first[1])  # deleted
+        await until(lambda: outage.canary not in (None, first), deadline=1)
+        second = outage.canary
+        assert second is not None
+        assert not outages.park(outage, kind=KIND, key=second[1])  # its login failed
+        await until(lambda: outage.canary not in (None, second), deadline=1)
+        assert outage.canary != first  # gone: never tried again
+        assert outages.down(connection()) is outage
+
+
 async def test_one_object_failing_alone_or_answered_failures_park_nobody() -> None:
     vault = FakeVault()
     async with gate(vault) as (outages, _):
