@@ -314,7 +314,7 @@ class Controller:
                     self._clients.forget(namespace=spec.namespace, auth=auth,
                                          connection=connection, client=client)
                 await self._park_if_outage(obj, reason=exc.reason, connection=connection,
-                                           log=log)
+                                           log=log, error=exc)
                 if self._fails_again(obj, reason=exc.reason):
                     # Retrying reads that fail the same way (a path answering 500 and 503 in
                     # turn) would rewrite the status's message on every retry: a status write
@@ -329,6 +329,8 @@ class Controller:
                 raise Outcome(exc.reason) from None
             if source.version is not None:
                 span.set_attribute("vault.kv.version", source.version)
+        if self._outages is not None:  # Vault answers through this connection
+            self._outages.report(connection, kind=self.kind, key=key_of(obj), error=None)
         return source
 
     # --- outages (syncd.outages): a Vault that is away parks its objects ---------------------
@@ -343,15 +345,23 @@ class Controller:
             # Parked on another connection (its spec or VaultAuth changed): waits no more.
             self._outages.release(kind=self.kind, key=key_of(obj))
             return
+        if outage.canary == (self.kind, key_of(obj)):
+            return  # its read probes the connection for every parked object
         await self._park(obj, outage, log=log)
 
     async def _park_if_outage(self, obj: JSON, *, reason: str, connection: VaultConnection,
-                              log: BoundLogger) -> None:
+                              log: BoundLogger, error: BaseException | None = None) -> None:
         """After a failed Vault request: park ``obj`` if Vault itself is away (one probe per
-        connection decides); return if the failure was the request's own."""
-        if self._outages is None or reason not in OUTAGE_REASONS:
+        connection decides) or, for a KV read's ``error``, if the reads of its connection
+        fail on the way while sys/health answers; return if the failure was its own."""
+        if self._outages is None:
             return
-        outage = await self._outages.confirm(connection)
+        outage = None
+        if reason in OUTAGE_REASONS:
+            outage = await self._outages.confirm(connection)
+        if error is not None:  # after the probe: only reads failing while it answers count
+            outage = self._outages.report(connection, kind=self.kind, key=key_of(obj),
+                                          error=error) or outage
         if outage is not None:
             await self._park(obj, outage, log=log)
 

@@ -16,12 +16,18 @@ name                           kind       attributes
                                           or the failure reason
 ``syncd.queue.depth``          gauge      ``state``: waiting, running
 ``syncd.leader``               gauge      1 on the replica that holds the Lease, else 0
+``syncd.vault.parked_objects`` gauge      objects waiting for their VaultConnection to answer
+                                          again (:mod:`syncd.outages`), by
+                                          ``vault_connection_namespace`` and
+                                          ``vault_connection_name``; only connections that are
+                                          down (one series per broken VaultConnection: as many
+                                          as there are tenants at most, never per object)
 =============================  =========  =======================================================
 
 At ``/metrics`` on the health port (:mod:`plumbing.health`) they have Prometheus names:
 ``syncd_syncs_total``, ``syncd_reconcile_duration_seconds``, ``syncd_rollout_restarts_total``,
 ``syncd_vault_reads_total``, ``syncd_vault_leases_total``, ``syncd_queue_depth``,
-``syncd_leader``; the alerts and the
+``syncd_leader``, ``syncd_vault_parked_objects``; the alerts and the
 dashboard of manifests/components/prometheus use them (tests/deploy keeps them in step).
 
 **Where the numbers come from.** A reconcile, a Vault read and a rollout restart are each a
@@ -42,7 +48,7 @@ from __future__ import annotations
 import contextvars
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from opentelemetry import trace
@@ -64,7 +70,8 @@ class Metrics:
     """The instruments of one syncd instance (create it in ``run``, not at import)."""
 
     def __init__(
-        self, *, queue_depth: Callable[[], tuple[int, int]], leader: Callable[[], bool]
+        self, *, queue_depth: Callable[[], tuple[int, int]], leader: Callable[[], bool],
+        parked: Callable[[], Mapping[tuple[str, str], int]] = dict,
     ) -> None:
         m = meter("syncd")
         self.syncs = m.create_counter(
@@ -96,6 +103,12 @@ class Metrics:
             "syncd.leader", callbacks=[self._observe_leader],
             description="1 when this replica holds the leader Lease",
         )
+        self._parked = parked
+        m.create_observable_gauge(
+            "syncd.vault.parked_objects", callbacks=[self._observe_parked], unit="{object}",
+            description="objects waiting for their VaultConnection to answer again, by "
+            "VaultConnection (only those that are down)",
+        )
 
     def _observe_queue(self, options: CallbackOptions) -> Iterable[Observation]:
         waiting, running = self._queue_depth()
@@ -104,6 +117,11 @@ class Metrics:
 
     def _observe_leader(self, options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(1 if self._leader() else 0)]
+
+    def _observe_parked(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(count, {"vault_connection_namespace": namespace,
+                                    "vault_connection_name": name})
+                for (namespace, name), count in sorted(self._parked().items())]
 
     def activate(self) -> contextvars.Token[Metrics | None]:
         """Count this instance's spans from now on, in this task and the tasks it starts."""

@@ -240,6 +240,7 @@ async def run(
         metrics = Metrics(
             queue_depth=lambda: _depth(queue, *(k.queue for k in kinds)),
             leader=lambda: elector is None or elector.state == "leader",
+            parked=outages.parked,
         )
         # Before any task is created: they inherit this context, and count into ``metrics``.
         metrics_token = metrics.activate()

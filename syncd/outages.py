@@ -25,6 +25,21 @@ each object:
   stays sealed for a day sees about two requests a second from syncd, whatever the number of
   objects.
 
+``sys/health`` answering does not prove the data path works: a proxy or load balancer in front
+of Vault may reset, refuse or answer 502/503/504 to the reads while the health check (often
+routed or cached differently) answers 200. Each object then failed "on its own" and retried
+alone — a request per object per retry, twice each as aiohttp resends an idempotent request
+once when a reused connection drops. So the reads themselves are evidence too (a *path
+outage*): when :data:`PATH_FAILURES` distinct objects of one connection fail without an
+answer (see :func:`path_failure`) within :data:`PATH_WINDOW` seconds, and no read of that
+connection was answered in between, the connection is down even though ``sys/health``
+answers. Its objects park as for a sealed Vault, and instead of ``sys/health`` the probe is
+one parked object's own read (the *canary*, taken in turn so that one object's own trouble
+cannot hold the others back: a half-open circuit breaker), at the probes' cadence. The first
+canary Vault answers — with data or with any status of its own (a 404, a 403, a 500) — ends
+the outage. One object failing alone (a bad path, a 500 or 403 for one secret) is never
+evidence about its neighbours: Vault answered it.
+
 A connection is known by its VaultConnection object (namespace, name, uid, generation: how the
 client cache in :mod:`syncd.vault_clients` tells configurations apart), not by its address.
 Two tenants' VaultConnections to one address differ in CA, TLS server name, headers and
@@ -41,8 +56,9 @@ anything, and is taken as up: the objects then back off on their own, as without
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 
 import hvac
@@ -51,6 +67,7 @@ import structlog
 
 from plumbing.queueing import jittered_backoff
 from plumbing.vault import VaultPool
+from syncd.sources import VaultSealed, VaultUnavailable
 from syncd.specs import VaultConnection
 from syncd.vault_clients import AuthError, VaultClients
 
@@ -77,6 +94,31 @@ PROBE_TIMEOUT = 2.0
 HEALTHY_FOR = 1.0
 #: Standbys and performance standbys forward requests: they count as up.
 HEALTH_QUERY = {"standbyok": "true", "perfstandbyok": "true"}
+#: A path outage: this many distinct objects failing without an answer, within this many
+#: seconds, with no answered read of the connection in between.
+PATH_FAILURES = 3
+PATH_WINDOW = 5.0
+#: The longest the probe loop waits for a canary's read (a queue busy with other work, a
+#: read that hangs until the client's timeout) before it sends another object.
+CANARY_WAIT = 15.0
+#: What a request that got no answer failed with (plumbing.vault's names) that says nothing
+#: about the path asked: the way to Vault is broken. A ReadTimeout is not one: a slow mount or
+#: plugin times out its own paths while the others answer.
+NO_ANSWER = frozenset({"ConnectionError", "ConnectTimeout", "SSLError", "ProxyError"})
+#: Gateways' words for "Vault behind me is not answering" (a 503 from Vault itself, not
+#: sealed, is a standby that cannot reach the active node: the same for every path). A plain
+#: 500 is Vault's answer about the request (a plugin's or the storage's error for that path,
+#: a bad template in a policy): per path. 429 is a rate-limit quota, which may be per mount.
+GATEWAY = frozenset({502, 503, 504})
+
+
+def path_failure(error: BaseException) -> bool:
+    """Whether a read's failure says the way to Vault is broken, not that path."""
+    if isinstance(error, VaultSealed):
+        return True
+    if isinstance(error, VaultUnavailable):
+        return error.transport in NO_ANSWER or error.status in GATEWAY
+    return False
 
 
 def identity(connection: VaultConnection) -> Identity:
@@ -93,14 +135,28 @@ class Outage:
     started: float
     parked: dict[Entry, None] = field(default_factory=dict)  # in parking order
     probes: int = 0
+    #: A path outage (sys/health answers, the reads do not): the probe is a canary's read.
+    path: bool = False
+    #: The parked object whose read probes now, and what ends its try (its report).
+    canary: Entry | None = None
+    tried: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def message(self) -> str:
         connection = self.connection
+        probe = "one object's read" if self.path else "one sys/health probe"
         return (f"VaultConnection {connection.namespace}/{connection.name}"
                 f" ({connection.address}): {self.problem}; waiting for Vault to answer again"
-                " (one sys/health probe for every object of this connection, no request of"
+                f" ({probe} for every object of this connection, no request of"
                 " its own meanwhile); the Secret keeps its data")
+
+    def next_canary(self) -> Entry | None:
+        """The parked object that tried longest ago (it goes to the back of the line)."""
+        entry = next(iter(self.parked), None)
+        if entry is not None:
+            del self.parked[entry]
+            self.parked[entry] = None
+        return entry
 
 
 class Outages:
@@ -122,10 +178,15 @@ class Outages:
         self._down: dict[Identity, Outage] = {}
         #: The probe loop of each down connection, and the confirming probes in flight.
         self._watching: dict[Identity, asyncio.Task[None]] = {}
+        #: Every probe loop still running, stopped ones included (awaited on close).
+        self._loops: set[asyncio.Task[None]] = set()
         self._checking: dict[Identity, asyncio.Task[Outage | None]] = {}
         #: When sys/health of a connection last answered (loop time).
         self._answered: dict[Identity, float] = {}
         self._where: dict[Entry, Identity] = {}
+        #: Per connection, the objects whose reads failed without an answer since the last
+        #: answered one, and when (loop time): the evidence of a path outage.
+        self._failing: dict[Identity, dict[Entry, float]] = {}
         self._resumers: dict[str, Callable[[Key], None]] = {}
         self._closed = False
         self._log = structlog.get_logger("syncd.outages")
@@ -139,6 +200,14 @@ class Outages:
     def down(self, connection: VaultConnection) -> Outage | None:
         """The outage of ``connection``, if it is down."""
         return self._down.get(identity(connection))
+
+    def parked(self) -> dict[Key, int]:
+        """How many objects wait on each VaultConnection (namespace, name) that is down (for
+        the metrics)."""
+        counts: dict[Key, int] = {}
+        for where, outage in self._down.items():
+            counts[where[:2]] = counts.get(where[:2], 0) + len(outage.parked)
+        return counts
 
     @property
     def probing(self) -> list[Identity]:
@@ -154,6 +223,8 @@ class Outages:
         its status should say so)."""
         entry = (kind, key)
         where = identity(outage.connection)
+        if outage.canary == entry:  # parked again (its read failed, or its login): next one
+            outage.tried.set()
         if self._where.get(entry) == where:
             return False
         self.release(kind=kind, key=key)
@@ -174,8 +245,44 @@ class Outages:
         if outage is None:
             return
         outage.parked.pop(entry, None)
+        if outage.canary == entry:
+            outage.tried.set()
         if not outage.parked:  # nobody waits for this connection: stop probing it
             self._stop(where, outage)
+
+    def report(self, connection: VaultConnection, *, kind: str, key: Key,
+               error: BaseException | None) -> Outage | None:
+        """A KV read of the object through ``connection`` was answered (``error`` None, or
+        Vault's own refusal) or failed on the way (:func:`path_failure`): the outage the
+        object should park on, if the connection is down now (see the module docstring)."""
+        where, entry = identity(connection), (kind, key)
+        outage = self._down.get(where)
+        if error is None or not path_failure(error):  # Vault answered through this path
+            self._failing.pop(where, None)
+            if outage is not None and outage.path:
+                self._end(where, outage, running=entry)
+            return None
+        if outage is not None:  # parking it again ends a canary's try (see park)
+            return outage
+        now = _now()
+        failing = self._failing.setdefault(where, {})
+        failing[entry] = now
+        for old in [e for e, when in failing.items() if now - when > PATH_WINDOW]:
+            del failing[old]
+        if len(failing) < PATH_FAILURES or self._closed:
+            return None
+        del self._failing[where]
+        problem = (f"reads fail without an answer ({_failure_words(error)}) while"
+                   " sys/health answers")
+        outage = Outage(connection=connection, reason="VaultUnavailable", problem=problem,
+                        started=now, path=True)
+        self._down[where] = outage
+        self._watching[where] = self._loop(self._watch_path(where, outage),
+                                           name=f"path outage {where[:2]}")
+        self._log.warning("vault reads fail; objects wait for one object's read",
+                          connection="/".join(where[:2]), address=connection.address,
+                          objects=PATH_FAILURES, problem=problem)
+        return outage
 
     async def confirm(self, connection: VaultConnection) -> Outage | None:
         """After an outage kind of error: the outage if ``connection`` is down (probed now,
@@ -207,8 +314,8 @@ class Outages:
                 outage = Outage(connection=connection, reason=verdict[0], problem=verdict[1],
                                 started=_now())
                 self._down[where] = outage
-                self._watching[where] = asyncio.create_task(
-                    self._watch(where, outage), name=f"outage {where[:2]}")
+                self._watching[where] = self._loop(self._watch(where, outage),
+                                                   name=f"outage {where[:2]}")
                 self._log.warning("vault unavailable; objects wait for one probe",
                                   connection="/".join(where[:2]), address=connection.address,
                                   reason=verdict[0], problem=verdict[1])
@@ -229,16 +336,43 @@ class Outages:
             if verdict is not None:
                 # What the status says is not rewritten (one write per object and outage).
                 outage.reason, outage.problem = verdict
+        self._end(where, outage)
+
+    async def _watch_path(self, where: Identity, outage: Outage) -> None:
+        """Send one parked object at a time to read, until one is answered (then
+        :meth:`report` ends the outage and this task)."""
+        attempt = 0
+        while True:
+            attempt += 1
+            await asyncio.sleep(jittered_backoff(attempt, base=self._base, cap=self._cap,
+                                                 rng=self._rng))
+            canary = outage.next_canary()
+            if canary is None:
+                continue  # the first objects are still being parked
+            outage.canary = canary
+            outage.tried.clear()
+            outage.probes += 1
+            self._resume([canary])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(outage.tried.wait(), CANARY_WAIT)
+            outage.canary = None
+
+    def _end(self, where: Identity, outage: Outage, *, running: Entry | None = None) -> None:
+        """Vault answers again: every parked object goes back to work (but ``running``,
+        which is at work: the canary reporting its answer)."""
         self._mark_answered(where)
-        del self._down[where]
-        del self._watching[where]
+        if self._down.get(where) is outage:
+            del self._down[where]
+        task = self._watching.pop(where, None)
+        if task is not None and task is not asyncio.current_task():  # _watch ends itself
+            task.cancel()
         parked = list(outage.parked)
         for entry in parked:
             self._where.pop(entry, None)
         self._log.info("vault answers again; resuming", connection="/".join(where[:2]),
                        down_for=round(_now() - outage.started, 3), probes=outage.probes,
                        resumed=len(parked))
-        self._resume(parked)
+        self._resume([entry for entry in parked if entry != running])
 
     def _mark_answered(self, where: Identity) -> None:
         for older in [w for w in self._answered if w[:2] == where[:2] and w != where]:
@@ -259,6 +393,12 @@ class Outages:
                               error=str(exc) or type(exc).__name__)
             return None
 
+    def _loop(self, probing: Coroutine[None, None, None], *, name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(probing, name=name)
+        self._loops.add(task)
+        task.add_done_callback(self._loops.discard)
+        return task
+
     def _stop(self, where: Identity, outage: Outage) -> None:
         if self._down.get(where) is outage:
             del self._down[where]
@@ -269,7 +409,7 @@ class Outages:
     async def close(self) -> None:
         """Stop every probe (shutdown); parked objects stay parked."""
         self._closed = True
-        tasks = [*self._watching.values(), *self._checking.values()]
+        tasks = [*self._loops, *self._checking.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -278,6 +418,15 @@ class Outages:
 
 def _now() -> float:
     return asyncio.get_running_loop().time()
+
+
+def _failure_words(error: BaseException) -> str:
+    """How a read failed, in a few words (never the message: it names the path)."""
+    if isinstance(error, VaultSealed):
+        return "Vault is sealed"
+    if isinstance(error, VaultUnavailable):
+        return error.transport or f"answered {error.status}"
+    return type(error).__name__
 
 
 class HealthProbe:

@@ -77,7 +77,16 @@ class VaultSealed(SourceError):
 
 
 class VaultUnavailable(SourceError):
+    """No answer (``transport`` names why, as :class:`~plumbing.vault.VaultTransportError`
+    does), or a 5xx/429/redirect (``status``): :mod:`syncd.outages` tells them apart."""
+
     reason = "VaultUnavailable"
+
+    def __init__(self, message: str, *, status: int | None = None,
+                 transport: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.transport = transport
 
 
 @dataclass(frozen=True)
@@ -134,7 +143,8 @@ async def read(
         answer = await client.request_async("GET", _location(kv_type, mount, path),
                                             namespace=namespace, query=query)
     except VaultTransportError as exc:
-        raise VaultUnavailable(f"{where}: Vault unreachable: {exc}") from None
+        raise VaultUnavailable(f"{where}: Vault unreachable: {exc}",
+                               transport=str(exc)) from None
     status = answer.status
     body = _json(answer.body)
     if status == 200:
@@ -189,11 +199,12 @@ def refusal(*, status: int, errors: str, where: str) -> SourceError:
     if status == 503:
         if "sealed" in errors.lower():
             return VaultSealed(f"{where}: Vault is sealed")
-        return VaultUnavailable(f"{where}: Vault answered 503: {errors}")
+        return VaultUnavailable(f"{where}: Vault answered 503: {errors}", status=status)
     if status >= 500 or status == 429:
-        return VaultUnavailable(f"{where}: Vault answered {status}: {errors}")
+        return VaultUnavailable(f"{where}: Vault answered {status}: {errors}", status=status)
     if 300 <= status < 400:
-        return VaultUnavailable(f"{where}: {REDIRECT_REFUSED.format(status=status)}")
+        return VaultUnavailable(f"{where}: {REDIRECT_REFUSED.format(status=status)}",
+                                status=status)
     return SourceError(f"{where}: Vault answered {status}: {errors}")
 
 

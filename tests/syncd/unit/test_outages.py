@@ -8,7 +8,15 @@ import random
 from collections.abc import AsyncIterator
 
 from plumbing.vault import VaultPool, make_client
-from syncd.outages import HEALTH_QUERY, Outages, Verdict, health_blocking
+from syncd.outages import (
+    HEALTH_QUERY,
+    PATH_FAILURES,
+    Outages,
+    Verdict,
+    health_blocking,
+    path_failure,
+)
+from syncd.sources import SourceForbidden, SourceMissing, VaultSealed, VaultUnavailable
 from syncd.specs import VaultConnection
 from testbed.vault import running_vault
 from testbed.waiting import until
@@ -148,6 +156,130 @@ async def test_close_stops_every_probe() -> None:
     assert len(outages.probing) == 1
     await outages.close()
     assert outages.probing == []
+
+
+RESET = VaultUnavailable("kv-v2 secret/app: Vault unreachable: ConnectionError",
+                         transport="ConnectionError")
+
+
+def test_what_says_the_way_to_vault_is_broken_and_what_is_one_path() -> None:
+    for broken in (RESET, VaultUnavailable("x", transport="ConnectTimeout"),
+                   VaultUnavailable("x", transport="SSLError"),
+                   VaultUnavailable("x", status=502), VaultUnavailable("x", status=503),
+                   VaultUnavailable("x", status=504), VaultSealed("x")):
+        assert path_failure(broken), broken
+    for own in (VaultUnavailable("x", status=500), VaultUnavailable("x", status=429),
+                VaultUnavailable("x", status=307),  # a redirect refused: that answer's
+                VaultUnavailable("x", transport="ReadTimeout"),  # a slow mount
+                VaultUnavailable("x", transport="ResponseTooLarge"),
+                SourceForbidden("x"), SourceMissing("x"), RuntimeError("x")):
+        assert not path_failure(own), own
+
+
+async def test_reads_failing_on_the_way_park_the_connection_behind_one_canary() -> None:
+    """sys/health answers, the reads do not: after PATH_FAILURES distinct objects failed
+    with no answer between, the connection is down; one parked object at a time goes back
+    to read for all (taken in turn), and the first answer resumes every other one."""
+    vault = FakeVault()
+    async with gate(vault) as (outages, resumed):
+        keys = [("app", f"s{i}") for i in range(10)]
+        for key in keys[:PATH_FAILURES - 1]:
+            assert outages.report(connection(), kind=KIND, key=key, error=RESET) is None
+        outage = outages.report(connection(), kind=KIND, key=keys[PATH_FAILURES - 1],
+                                error=RESET)
+        assert outage is not None and outage.path and outage.reason == "VaultUnavailable"
+        assert "ConnectionError" in outage.message and "one object's read" in outage.message
+        assert outages.down(connection()) is outage
+        for key in keys:
+            outages.park(outage, kind=KIND, key=key)
+        # Later failures of the connection's objects park them too; no sys/health probe.
+        assert outages.report(connection(), kind=KIND, key=keys[0], error=RESET) is outage
+        assert vault.probes == []
+
+        # Canaries, one at a time, each failing: every one a different object.
+        tried = []
+        for _ in range(3):
+            await until(lambda: outage.canary is not None and outage.canary not in tried)
+            canary = outage.canary
+            assert canary is not None
+            tried.append(canary)
+            assert resumed == [c[1] for c in tried]  # only the canaries went back to work
+            assert outages.report(connection(), kind=KIND, key=canary[1],
+                                  error=RESET) is outage
+            assert not outages.park(outage, kind=KIND, key=canary[1])  # as the reconcile does
+        assert len(set(tried)) == 3
+
+        # The next canary's read is answered (a 404 is an answer too): everyone resumes.
+        await until(lambda: outage.canary is not None and outage.canary not in tried)
+        canary = outage.canary
+        assert canary is not None
+        assert outages.report(connection(), kind=KIND, key=canary[1],
+                              error=SourceMissing("x")) is None
+        assert outages.down(connection()) is None
+        resumed_after = resumed[len(tried) + 1:]
+        assert sorted(resumed_after) == sorted(k for k in keys if k != canary[1])
+        assert not any(outages.holds(KIND, key) for key in keys)
+        await until(lambda: outages.probing == [])
+
+
+async def test_a_canary_deleted_or_stuck_before_its_read_hands_over_at_once() -> None:
+    """A canary whose try ends without a read (deleted; parked again by a failing login)
+    is followed by the next object at the probes' cadence, not after CANARY_WAIT."""
+    async with gate(FakeVault()) as (outages, _):
+        keys = [("app", f"s{i}") for i in range(3)]
+        outage = None
+        for key in keys:
+            outage = outages.report(connection(), kind=KIND, key=key, error=RESET)
+        assert outage is not None
+        for key in keys:
+            outages.park(outage, kind=KIND, key=key)
+        await until(lambda: outage.canary is not None)
+        first = outage.canary
+        assert first is not None
+        outages.release(kind=first[0], key=first[1])  # deleted
+        await until(lambda: outage.canary not in (None, first), deadline=1)
+        second = outage.canary
+        assert second is not None
+        assert not outages.park(outage, kind=KIND, key=second[1])  # its login failed
+        await until(lambda: outage.canary not in (None, second), deadline=1)
+        assert outage.canary != first  # gone: never tried again
+        assert outages.down(connection()) is outage
+
+
+async def test_one_object_failing_alone_or_answered_failures_park_nobody() -> None:
+    vault = FakeVault()
+    async with gate(vault) as (outages, _):
+        for _ in range(10):  # one bad path, failing again and again
+            assert outages.report(connection(), kind=KIND, key=("app", "bad"),
+                                  error=RESET) is None
+        for i in range(10):  # Vault's own answers about each path: a 500, a 403
+            for error in (VaultUnavailable("x", status=500), SourceForbidden("x")):
+                assert outages.report(connection(), kind=KIND, key=("app", f"s{i}"),
+                                      error=error) is None
+        # Failures of distinct objects, each followed by an answered read: no outage.
+        for i in range(10):
+            assert outages.report(connection(), kind=KIND, key=("app", f"r{i}"),
+                                  error=RESET) is None
+            assert outages.report(connection(), kind=KIND, key=("app", "ok"),
+                                  error=None) is None
+        assert outages.down(connection()) is None and outages.probing == []
+
+
+async def test_one_tenants_failing_reads_never_park_another_tenants_objects() -> None:
+    """The evidence is counted per VaultConnection object: tenant B's reads failing through
+    its own (broken) VaultConnection to the shared address are not tenant A's."""
+    vault = FakeVault()
+    shared, tenant = connection(), connection("broken", namespace="team-b")
+    async with gate(vault) as (outages, _):
+        outages.report(shared, kind=KIND, key=("team-a", "x"), error=RESET)
+        for i in range(PATH_FAILURES):
+            outage = outages.report(tenant, kind=KIND, key=("team-b", f"s{i}"), error=RESET)
+        assert outage is not None and outages.down(tenant) is outage
+        assert outages.down(shared) is None
+        assert outages.report(shared, kind=KIND, key=("team-a", "y"), error=RESET) is None
+        assert outages.parked() == {("team-b", "broken"): 0}  # counted once parked
+        outages.park(outage, kind=KIND, key=("team-b", "s0"))
+        assert outages.parked() == {("team-b", "broken"): 1}
 
 
 async def test_sys_health_verdicts_against_the_vault_emulation() -> None:
