@@ -162,7 +162,9 @@ async def test_lease_that_cannot_be_renewed_is_replaced_before_it_expires(
     rotated = await world.eventually(lambda: world.events("SecretRotated", about="db"),
                                      message="a SecretRotated Event")
     assert "new credentials" in rotated[0]["message"]
-    assert world.events("LeaseNotRenewable", about="db")
+    # Events are posted beside the writes, not before them: wait for it as for the other.
+    await world.eventually(lambda: world.events("LeaseNotRenewable", about="db"),
+                           message="a LeaseNotRenewable Event")
     if ending == "renewal refused":
         assert _spans(world, "vault.lease.renew", result="LeaseNotRenewable") >= 1
     # The new lease lives on as any other: renewed, with no further restart.
