@@ -56,7 +56,7 @@ from syncd.hmac_key import load_or_create
 from syncd.instant import InstantSettings, make_source
 from syncd.leadership import LeaderElector, LeadershipLost, LeaseSettings
 from syncd.metrics import Metrics, counted
-from syncd.outages import HealthProbe, Outages
+from syncd.outages import Outages
 from syncd.pki import PKISecrets
 from syncd.pki_specs import VAULT_PKI_SECRET
 from syncd.refreshing import Refreshes
@@ -71,6 +71,7 @@ from syncd.template_pool import MIB, TemplatePool
 from syncd.transformations import SECRET_TRANSFORMATION
 from syncd.vault_addresses import AddressPattern, AllowedAddresses
 from syncd.vault_clients import VaultClients, api_server_audiences
+from syncd.vault_health import HealthProbe
 
 COMPONENT = "vault-syncd"
 

@@ -8,16 +8,10 @@ import random
 from collections.abc import AsyncIterator
 
 from plumbing.vault import VaultPool, make_client
-from syncd.outages import (
-    HEALTH_QUERY,
-    PATH_FAILURES,
-    Outages,
-    Verdict,
-    health_blocking,
-    path_failure,
-)
+from syncd.outages import PATH_FAILURES, Outages, Verdict, path_failure
 from syncd.sources import SourceForbidden, SourceMissing, VaultSealed, VaultUnavailable
 from syncd.specs import VaultConnection
+from syncd.vault_health import HEALTH_QUERY, health_blocking
 from testbed.vault import running_vault
 from testbed.waiting import until
 
