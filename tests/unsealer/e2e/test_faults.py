@@ -9,6 +9,7 @@ or token in the processes' output or in Events.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from bench.unsealer_faults import (
     killed_mid_unseal,
     power_loss,
     rig,
+    under_load,
 )
 
 
@@ -59,3 +61,19 @@ async def test_custodians_down_then_back(bed: Rig) -> None:
     assert row.unseals_done == 3
     # It kept trying meanwhile (a seal-status per pod per backoff), just calmly.
     assert 0 < row.max_request_rate["vault"] <= 10
+
+
+async def test_power_loss_while_secrets_rotate(bed: Rig) -> None:
+    """50 secrets rotating under syncd through a power cut that kills the unsealer and syncd:
+    writes refused while Vault is sealed are no rotations; every rotation written is
+    delivered, no Secret blanked, deleted or sent back, one restart per change, bounded
+    rates, no value in syncd's output (the fault suite's checker)."""
+    row = await under_load(bed, functools.partial(power_loss, bed, cycles=1, deadline=30,
+                                                  syncd=True),
+                           secrets=50, rate=20.0, refresh=1.0, settle=30.0)
+    assert row.violations == [], row
+    assert row.unseals_done == 3
+    load = row.load
+    assert load["rotations_written"] > 0
+    assert load["rotations_delivered"] == load["rotations_written"]
+    assert load["writes_refused"] > 0  # the cut sealed Vault while the writes went on
