@@ -55,15 +55,9 @@ from typing import Any
 import aiohttp
 import hvac
 
-from bench.faults.checker import (
-    Checker,
-    Ledger,
-    RateSampler,
-    restart_violations,
-    vault_syncd_requests,
-)
+from bench.faults.checker import Checker, Ledger, RateSampler, vault_syncd_requests
 from bench.faults.leaks import count, sweep, with_encodings
-from bench.faults.suite import Rotator, bounds
+from bench.faults.suite import Rotator, Window, bounds, open_window, verdict
 from bench.harness import ROOT, percentile, report
 from bench.unseal import HOSTS, custody_configs, free_port
 from testbed.kube import Kube, running_kube
@@ -475,15 +469,11 @@ class Load:
     settle: float = 120.0
     _mark: int = 0
     _refused: int = 0
-    _seen: int = 0
-    _generations: dict[str, int] = field(default_factory=dict)
-    _changes: Counter[str] = field(default_factory=Counter)
+    _window: Window = field(default_factory=lambda: Window(0, {}, Counter()))
 
     async def begin(self) -> None:
         self._mark, self._refused = len(self.ledger.written), self.rotator.refused
-        self._seen = len(self.checker.violations)
-        self._generations = await self.checker.generations(self.workloads)
-        self._changes = Counter(self.checker.changes)
+        self._window = await open_window(self.checker, self.workloads)
         self.sampler.arm()
 
     async def judge(self) -> tuple[dict[str, Any], list[str]]:
@@ -505,25 +495,10 @@ class Load:
         for secret in self.workloads.values():
             await self.rotator.write(secret)
         writes = ledger.written[self._mark:]
-        readable = await checker.readable()
-        recovered = await checker.wait(
-            lambda: not checker.undelivered(writes) and not checker.behind(readable),
-            deadline=self.settle)
-        recovery = round(time.monotonic() - ended, 2) if recovered else None
-        # A restart comes a debounce after its change: wait long enough to see a second one.
-        await asyncio.sleep(2.5 * DEBOUNCE + 1)
-        violations += [text for _, text in checker.violations[self._seen:]]
-        undelivered = checker.undelivered(writes)
-        if undelivered:
-            violations.append(f"{len(undelivered)} rotations not delivered {self.settle:g} s"
-                              f" after the scenario (e.g. {', '.join(undelivered[:3])})")
-        behind = checker.behind(readable)
-        if behind:
-            violations.append(f"{len(behind)} Secrets older than what Vault served after the"
-                              f" scenario (e.g. {', '.join(behind[:3])})")
-        violations += restart_violations(
-            before=self._generations, after=await checker.generations(self.workloads),
-            changes=checker.changes - self._changes, secret_of=self.workloads)
+        recovery, undelivered, found = await verdict(
+            checker, self._window, writes=writes, workloads=self.workloads,
+            settle=self.settle, debounce=DEBOUNCE, since=ended, after="the scenario")
+        violations += found
         bound = bounds(secrets=self.secrets, refresh=self.refresh, rate=self.rate,
                        window=self.sampler.window)
         violations += [f"syncd hot loop: {rates[server]:g} requests/s to {server} (bound"
@@ -534,7 +509,7 @@ class Load:
         if leaked:
             violations.append(f"{leaked} rotated values in syncd's output or Events")
         return {"secrets": self.secrets, "rotations_written": len(writes),
-                "rotations_delivered": len(writes) - len(undelivered),
+                "rotations_delivered": len(writes) - undelivered,
                 "writes_refused": self.rotator.refused - self._refused,
                 "recovery_s": recovery, "syncd_max_request_rate": rates}, violations
 
