@@ -467,6 +467,8 @@ class Load:
     sampler: RateSampler
     workloads: dict[str, str]  #: Deployment -> the Secret whose changes restart it
     settle: float = 120.0
+    #: Exit codes of syncd's exits on its own (restarted by :func:`_supervise_syncd`).
+    syncd_exits: list[int] = field(default_factory=list)
     _mark: int = 0
     _refused: int = 0
     _window: Window = field(default_factory=lambda: Window(0, {}, Counter()))
@@ -511,7 +513,8 @@ class Load:
         return {"secrets": self.secrets, "rotations_written": len(writes),
                 "rotations_delivered": len(writes) - undelivered,
                 "writes_refused": self.rotator.refused - self._refused,
-                "recovery_s": recovery, "syncd_max_request_rate": rates}, violations
+                "recovery_s": recovery, "syncd_max_request_rate": rates,
+                "syncd_restarted_after_exiting": len(self.syncd_exits)}, violations
 
 
 @contextlib.asynccontextmanager
@@ -558,18 +561,34 @@ async def loaded(rig: Rig, *, secrets: int, rate: float = 10.0, refresh: float =
             return rig.kube.requests.users[SYNCD_USER], vault_syncd_requests(
                 {key: n for key, n in snapshot.items() if not key.startswith(UNSEALER_PATHS)})
 
+        load = Load(rig=rig, secrets=secrets, rate=rate, refresh=refresh, ledger=ledger,
+                    rotator=rotator, checker=checker, sampler=RateSampler(counts=counts),
+                    workloads=workloads, settle=settle)
+        supervisor = asyncio.create_task(_supervise_syncd(load), name="syncd supervisor")
         try:
             await rig.start("syncd")
             if not await checker.wait(lambda: len(checker.held) == secrets, deadline=300):
                 raise RuntimeError(f"{len(checker.held)} of {secrets} Secrets synced after"
                                    f" 300 s; see {rig.directory}/unsealer-syncd.log")
             rotator.start(names=[n for n in names if n not in workloads.values()])
-            yield Load(rig=rig, secrets=secrets, rate=rate, refresh=refresh, ledger=ledger,
-                       rotator=rotator, checker=checker, sampler=RateSampler(counts=counts),
-                       workloads=workloads, settle=settle)
+            yield load
         finally:
+            supervisor.cancel()
+            await asyncio.gather(supervisor, return_exceptions=True)
             await rotator.stop()
             await checker.stop()
+
+
+async def _supervise_syncd(load: Load) -> None:
+    """Start syncd again when it exits on its own (as the kubelet restarts a container): it
+    does when it cannot renew its Lease for the renew deadline (the API server failing
+    10 s). A syncd the scenario stopped (a power cut) is the scenario's to start."""
+    while True:
+        await asyncio.sleep(0.5)
+        process = load.rig.processes.get("syncd")
+        if process is not None and process.returncode is not None:
+            load.syncd_exits.append(process.returncode)
+            await load.rig.start("syncd")
 
 
 async def under_load(rig: Rig, scenario: Callable[[], Awaitable[Row]], *, secrets: int,
@@ -583,6 +602,9 @@ async def under_load(rig: Rig, scenario: Callable[[], Awaitable[Row]], *, secret
         row = await scenario()
         row.load, violations = await load.judge()
     row.violations += violations
+    if load.syncd_exits:
+        row.notes += (f"; syncd exited on its own {len(load.syncd_exits)} time(s) (the Lease"
+                      " not renewed) and was restarted")
     return row
 
 

@@ -77,3 +77,15 @@ async def test_power_loss_while_secrets_rotate(bed: Rig) -> None:
     assert load["rotations_written"] > 0
     assert load["rotations_delivered"] == load["rotations_written"]
     assert load["writes_refused"] > 0  # the cut sealed Vault while the writes went on
+
+
+async def test_api_server_failing_while_secrets_rotate(bed: Rig) -> None:
+    """The API server answers 503 to everything for longer than syncd's renew deadline (10 s)
+    while Vault is sealed: syncd gives up its Lease and exits, and comes back (as the kubelet
+    restarts it); once the custodians are back and Vault unsealed, every rotation arrives."""
+    row = await under_load(bed, functools.partial(
+        custodian_down, bed, OUTAGES["api-server-failing"], seconds=12, deadline=30),
+        secrets=50, rate=20.0, refresh=1.0, settle=30.0)
+    assert row.violations == [], row
+    assert row.load["rotations_delivered"] == row.load["rotations_written"] > 0
+    assert row.load["syncd_restarted_after_exiting"] >= 1  # it lost its Lease: exited
