@@ -4,7 +4,8 @@ The scenarios and their checker are :mod:`bench.unsealer_faults` (the long runs 
 ``python -m bench unsealer-faults``); here each runs once with short timings (poll and
 backoff cap 1 s) and every invariant must hold: every pod unsealed, no share sent before
 the threshold can be met, no connection to an impostor pod, a bounded request rate, no share
-or token in the processes' output or in Events.
+or token in the processes' output or in Events. Two run while 50 secrets rotate under syncd
+(``under_load``: the fault suite's checker judges the rotations, as ``--secrets`` does).
 """
 
 from __future__ import annotations
