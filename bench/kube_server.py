@@ -12,7 +12,10 @@ on another port does what a benchmark driver needs in-process and uncounted:
 - ``GET /requests/users``: requests per user (syncd's ServiceAccount apart from the driver's
   admin requests), reset with the others.
 - ``POST /faults`` ``{"kind": "error", "code": 409, "verbs": ["update"], ...}`` (the arguments
-  of ``kube.faults.add``), ``DELETE /faults``: fault injection (``bench faults``).
+  of ``kube.faults.add``, ``"user"`` included), ``DELETE /faults``: fault injection (``bench
+  faults``); ``GET /faults/held``: the requests a latency fault holds now (``Faults.held``:
+  verb, resource, name, user, the client's port, until when), so a driver can act while a
+  write is in flight.
 - ``POST /watches/cut``, ``POST /watches/expire``: every open watch cut, or ended with a 410
   ERROR event after the history is forgotten (``Kube.cut_watches``, ``Kube.expire_watches``).
 - ``POST /restart`` ``{"down": 2}``: the API server restarts on its port with its state kept,
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import signal
 from pathlib import Path
@@ -117,6 +121,9 @@ def _app(kube: Kube, directory: Path) -> web.Application:
         fault = kube.faults.add(body.pop("kind"), **body)
         return web.json_response({"kind": fault.kind})
 
+    async def held(request: web.Request) -> web.Response:
+        return web.json_response([dataclasses.asdict(h) for h in kube.faults.held()])
+
     async def restart(request: web.Request) -> web.Response:
         body = await request.json()
         await kube.restart_server(down=float(body.get("down", 0.0)))
@@ -130,6 +137,7 @@ def _app(kube: Kube, directory: Path) -> web.Application:
     app = web.Application()
     app.router.add_get("/requests/users", users)
     app.router.add_post("/watches/{what:cut|expire}", watches)
+    app.router.add_get("/faults/held", held)
     app.router.add_route("POST", "/faults", faults)
     app.router.add_route("DELETE", "/faults", faults)
     app.router.add_post("/restart", restart)

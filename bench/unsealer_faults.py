@@ -15,6 +15,16 @@ checker reads from Vault and the API server only (and from what the processes pr
   second; a hot loop shows as hundreds per second);
 - no log line or Event carries a share (hex or base64) or the root token.
 
+With ``--secrets N`` (1,000; 0 for none) each scenario runs while N VaultStaticSecrets rotate
+(``--rate`` writes per second to Vault) under syncd, judged by the fault suite's checker
+(:mod:`bench.faults.checker`, see :class:`Load`): a write Vault refuses while sealed is not a
+rotation, and writes must resume after the unseal; every rotation written is delivered, no
+Secret is blanked, deleted or sent back, nothing is left behind what Vault serves, each
+Deployment restarts once per change of its Secret, and syncd's request rate stays bounded (the
+fault suite's bound). The request rates judged for the unsealer are its own (its
+ServiceAccount's requests to the API server, ``sys/seal-status``/``sys/unseal``/``sys/init`` to
+Vault), so the load does not hide a hot loop, nor makes one.
+
 A scenario returns one :class:`Row` per fault; :func:`run` runs them all (``python -m bench
 unsealer-faults``, or ``python -m bench.unsealer_faults`` standalone) and the fast cases in
 ``tests/unsealer/e2e/test_faults.py`` run each once with short timings. The testbed shares this
@@ -32,9 +42,11 @@ import functools
 import os
 import shutil
 import signal
+import ssl
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +55,9 @@ from typing import Any
 import aiohttp
 import hvac
 
+from bench.faults.checker import Checker, Ledger, RateSampler, vault_syncd_requests
+from bench.faults.leaks import count, sweep, with_encodings
+from bench.faults.suite import Rotator, Window, bounds, open_window, verdict
 from bench.harness import ROOT, percentile, report
 from bench.unseal import HOSTS, custody_configs, free_port
 from testbed.kube import Kube, running_kube
@@ -64,6 +79,11 @@ SYNCD_NS = "vault-syncd"
 APPS_NS = "apps"
 GROUP_VERSION = "secrets.vault-syncd.dev/v1beta1"
 REFRESH = "2s"
+UNSEALER_USER = f"system:serviceaccount:{VAULT_NS}:vault-unsealer"
+UNSEALER_PATHS = ("GET /v1/sys/seal-status", "PUT /v1/sys/unseal", "PUT /v1/sys/init")
+SYNCD_USER = f"system:serviceaccount:{SYNCD_NS}:vault-syncd"
+DEBOUNCE = 2.0  #: syncd's --rollout-debounce (its default)
+WORKLOADS = 2  #: Deployments restarted by the first rotating secrets
 
 
 @dataclass
@@ -80,6 +100,8 @@ class Row:
     notes: str = ""
     #: What the scenario saw on the way, for the tests (not shown in the table).
     facts: dict[str, Any] = field(default_factory=dict)
+    #: The rotating secrets' figures (:meth:`Load.judge`), empty without a load.
+    load: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         shown = dataclasses.asdict(self)
@@ -151,7 +173,8 @@ class Rig:
         health = f"127.0.0.1:{free_port()}"
         if name == "syncd":
             command = ["-m", "syncd", "run", "--kubeconfig", str(self.syncd_kubeconfig),
-                       "--log-level", "info", "--health-address", ""]
+                       "--log-level", "info", "--health-address", "",
+                       "--rollout-debounce", f"{DEBOUNCE:g}s"]
         else:
             command = [
                 "-m", "unsealer", "run", "--kubeconfig", str(self.kubeconfig),
@@ -186,7 +209,10 @@ class Rig:
 
     async def prepare_syncd(self) -> None:
         """syncd's CRDs, RBAC, a VaultConnection to vault-0 (TLS, the emulation's CA), token
-        auth with the root token, and VaultStaticSecret ``apps/power``; its value ``v0``."""
+        auth with the root token, and VaultStaticSecret ``apps/power``; its value ``v0``.
+        Once only (a :class:`Load` prepares it before the scenario does)."""
+        if self.syncd_kubeconfig is not None:
+            return
         admin = self.kube.admin
         for path in sorted((ROOT / "manifests" / "crds").glob("*.yaml")):
             admin.apply_yaml(path.read_text())
@@ -264,6 +290,11 @@ class Rig:
     def vault_requests(self) -> int:
         return sum(self.vault.admin.request_counts().values())
 
+    def unsealer_vault_requests(self) -> int:
+        """The unsealer's requests to Vault (every pod): the ``sys/`` endpoints it speaks."""
+        return sum(n for key, n in self.vault.admin.request_counts().items()
+                   if key.startswith(UNSEALER_PATHS))
+
     def unseal_requests(self) -> int:
         return self.vault.admin.request_count(method="PUT", path="/v1/sys/unseal")
 
@@ -296,7 +327,8 @@ class Rig:
 
 
 class RateMeter:
-    """Requests per second to Vault and to the API server: the highest average over any
+    """The unsealer's requests per second to Vault and to the API server (what syncd and the
+    driver ask is theirs): the highest average over any
     ``window`` seconds (sampled each second). A burst when pods seal (a look at each, an Event
     each) is fine; a retry loop shows as a rate that stays high."""
 
@@ -308,7 +340,8 @@ class RateMeter:
         self._task: asyncio.Task[None] | None = None
 
     def _counts(self) -> tuple[int, int, float]:
-        return self._rig.vault_requests(), self._rig.kube.requests.total, time.monotonic()
+        return (self._rig.unsealer_vault_requests(),
+                self._rig.kube.requests.users[UNSEALER_USER], time.monotonic())
 
     def _update(self, first: tuple[int, int, float], last: tuple[int, int, float]) -> None:
         seconds = last[2] - first[2]
@@ -399,8 +432,10 @@ async def rig(directory: Path, *, peer: bool = False, poll: str = "10s",
 
 
 async def _start_all(rig: Rig) -> None:
-    names = [*rig.configs, *(["syncd"] if rig.syncd_kubeconfig else [])]
-    await asyncio.gather(*(rig.start(name) for name in names))  # as after a power cut
+    """Start every process that is not running (all of them after a power cut)."""
+    names = [name for name in [*rig.configs, *(["syncd"] if rig.syncd_kubeconfig else [])]
+             if name not in rig.processes or rig.processes[name].returncode is not None]
+    await asyncio.gather(*(rig.start(name) for name in names))
 
 
 async def _guard_secret(rig: Rig, seen: list[str]) -> None:
@@ -410,6 +445,167 @@ async def _guard_secret(rig: Rig, seen: list[str]) -> None:
         if not value and not seen:
             seen.append(f"Secret {APPS_NS}/power {'deleted' if value is None else 'blanked'}")
         await asyncio.sleep(0.02)
+
+
+# --- the load: secrets rotating under syncd while a scenario runs -----------------------------
+
+
+@dataclass
+class Load:
+    """N VaultStaticSecrets ``apps/r<i>`` (Vault ``secret/load/<i>``, read from vault-0)
+    rotating at a steady rate under syncd, and the fault suite's checker following them;
+    ``apps/d0`` and ``apps/d1`` are restarted by the changes of ``r0`` and ``r1``. Around a
+    scenario: :meth:`begin`, then :meth:`judge` once every pod is unsealed again."""
+
+    rig: Rig
+    secrets: int
+    rate: float
+    refresh: float
+    ledger: Ledger
+    rotator: Rotator
+    checker: Checker
+    sampler: RateSampler
+    workloads: dict[str, str]  #: Deployment -> the Secret whose changes restart it
+    settle: float = 120.0
+    #: Exit codes of syncd's exits on its own (restarted by :func:`_supervise_syncd`).
+    syncd_exits: list[int] = field(default_factory=list)
+    _mark: int = 0
+    _refused: int = 0
+    _window: Window = field(default_factory=lambda: Window(0, {}, Counter()))
+
+    async def begin(self) -> None:
+        self._mark, self._refused = len(self.ledger.written), self.rotator.refused
+        self._window = await open_window(self.checker, self.workloads)
+        self.sampler.arm()
+
+    async def judge(self) -> tuple[dict[str, Any], list[str]]:
+        """The load's figures and the invariants it broke, over the scenario: writes resumed
+        after the unseal (a write refused while Vault was sealed is no rotation); one change
+        of each workload's Secret; then every rotation delivered and nothing behind Vault
+        within ``settle``, no Secret blanked, deleted or sent back on the way, one restart
+        per change, syncd's request rate within the fault suite's bound, no value in syncd's
+        output or the Events."""
+        checker, ledger = self.checker, self.ledger
+        rates = await self.sampler.disarm()
+        ended = time.monotonic()
+        violations = []
+        try:
+            await until(lambda: any(at > ended for *_, at in ledger.written[self._mark:]),
+                        deadline=30, every=0.05)
+        except TimeoutError:
+            violations.append("no rotation written for 30 s after the unseal")
+        for secret in self.workloads.values():
+            await self.rotator.write(secret)
+        writes = ledger.written[self._mark:]
+        recovery, undelivered, found = await verdict(
+            checker, self._window, writes=writes, workloads=self.workloads,
+            settle=self.settle, debounce=DEBOUNCE, since=ended, after="the scenario")
+        violations += found
+        bound = bounds(secrets=self.secrets, refresh=self.refresh, rate=self.rate,
+                       window=self.sampler.window)
+        violations += [f"syncd hot loop: {rates[server]:g} requests/s to {server} (bound"
+                       f" {limit:g})" for server, limit in bound.items() if rates[server] > limit]
+        texts = {"syncd output": (self.rig.directory / "unsealer-syncd.log").read_text(
+            errors="replace"), "Events": repr(self.rig.kube.admin.list("v1", "Event", APPS_NS))}
+        leaked = count(sweep(texts, with_encodings(list(ledger.values))))
+        if leaked:
+            violations.append(f"{leaked} rotated values in syncd's output or Events")
+        return {"secrets": self.secrets, "rotations_written": len(writes),
+                "rotations_delivered": len(writes) - undelivered,
+                "writes_refused": self.rotator.refused - self._refused,
+                "recovery_s": recovery, "syncd_max_request_rate": rates,
+                "syncd_restarted_after_exiting": len(self.syncd_exits)}, violations
+
+
+@contextlib.asynccontextmanager
+async def loaded(rig: Rig, *, secrets: int, rate: float = 10.0, refresh: float = 10.0,
+                 settle: float = 120.0) -> AsyncIterator[Load]:
+    """syncd running with ``secrets`` VaultStaticSecrets synced, and rotating from now on."""
+    await rig.prepare_syncd()
+    names = {f"r{i}": f"load/{i}" for i in range(secrets)}
+    address = rig.vault.addresses[0]
+    tls = ssl.create_default_context(cafile=str(rig.vault.ca_file))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls, limit=0)) as session:
+        ledger = Ledger()
+        rotator = Rotator(session=session, vault_address=address, token=rig.root_token,
+                          ledger=ledger, paths=names, rate=rate)
+        await rotator.write_all(list(names))
+        workloads = {}
+        admin = rig.kube.admin
+        for index, name in enumerate(names):
+            spec: dict[str, Any] = {
+                "mount": "secret", "path": names[name], "type": "kv-v2",
+                "refreshAfter": f"{refresh:g}s", "destination": {"name": name, "create": True}}
+            if index < WORKLOADS:
+                workload = f"d{index}"
+                admin.apply({
+                    "apiVersion": "apps/v1", "kind": "Deployment",
+                    "metadata": {"name": workload, "namespace": APPS_NS},
+                    "spec": {"replicas": 1, "selector": {"matchLabels": {"app": workload}},
+                             "template": {"metadata": {"labels": {"app": workload}}, "spec": {
+                                 "containers": [{"name": "app", "image": "app:1", "envFrom": [
+                                     {"secretRef": {"name": name}}]}]}}}})
+                spec["rolloutRestartTargets"] = [{"kind": "Deployment", "name": workload}]
+                workloads[workload] = name
+            admin.apply({"apiVersion": GROUP_VERSION, "kind": "VaultStaticSecret",
+                         "metadata": {"name": name, "namespace": APPS_NS}, "spec": spec})
+            if index % 50 == 0:
+                await asyncio.sleep(0)  # let the API server answer meanwhile
+        checker = Checker(session=session, kube_url=rig.kube.url, namespace=APPS_NS,
+                          vault_address=address, vault_token=rig.root_token, paths=names,
+                          ledger=ledger)
+        await checker.start()
+
+        async def counts() -> tuple[int, int]:
+            snapshot = rig.vault.admin.request_counts()
+            return rig.kube.requests.users[SYNCD_USER], vault_syncd_requests(
+                {key: n for key, n in snapshot.items() if not key.startswith(UNSEALER_PATHS)})
+
+        load = Load(rig=rig, secrets=secrets, rate=rate, refresh=refresh, ledger=ledger,
+                    rotator=rotator, checker=checker, sampler=RateSampler(counts=counts),
+                    workloads=workloads, settle=settle)
+        supervisor = asyncio.create_task(_supervise_syncd(load), name="syncd supervisor")
+        try:
+            await rig.start("syncd")
+            if not await checker.wait(lambda: len(checker.held) == secrets, deadline=300):
+                raise RuntimeError(f"{len(checker.held)} of {secrets} Secrets synced after"
+                                   f" 300 s; see {rig.directory}/unsealer-syncd.log")
+            rotator.start(names=[n for n in names if n not in workloads.values()])
+            yield load
+        finally:
+            supervisor.cancel()
+            await asyncio.gather(supervisor, return_exceptions=True)
+            await rotator.stop()
+            await checker.stop()
+
+
+async def _supervise_syncd(load: Load) -> None:
+    """Start syncd again when it exits on its own (as the kubelet restarts a container): it
+    does when it cannot renew its Lease for the renew deadline (the API server failing
+    10 s). A syncd the scenario stopped (a power cut) is the scenario's to start."""
+    while True:
+        await asyncio.sleep(0.5)
+        process = load.rig.processes.get("syncd")
+        if process is not None and process.returncode is not None:
+            load.syncd_exits.append(process.returncode)
+            await load.rig.start("syncd")
+
+
+async def under_load(rig: Rig, scenario: Callable[[], Awaitable[Row]], *, secrets: int,
+                     rate: float = 10.0, refresh: float = 10.0, settle: float = 120.0) -> Row:
+    """``scenario`` run while ``secrets`` rotate (none: alone); the load's verdict joins its
+    row."""
+    if not secrets:
+        return await scenario()
+    async with loaded(rig, secrets=secrets, rate=rate, refresh=refresh, settle=settle) as load:
+        await load.begin()
+        row = await scenario()
+        row.load, violations = await load.judge()
+    row.violations += violations
+    if load.syncd_exits:
+        row.notes += (f"; syncd exited on its own {len(load.syncd_exits)} time(s) (the Lease"
+                      " not renewed) and was restarted")
+    return row
 
 
 # --- the scenarios -----------------------------------------------------------------------------
@@ -629,30 +825,45 @@ async def _scratch() -> AsyncIterator[Path]:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Every scenario, each on a fresh testbed, with the unsealer's default timings."""
+    """Every scenario, each on a fresh testbed, with the unsealer's default timings, each while
+    ``args.secrets`` rotate."""
     rows: list[Row] = []
     cycles, outage_s = args.cycles, args.outage
+    load = {"secrets": args.secrets, "rate": args.rate, "refresh": args.refresh,
+            "settle": args.settle}
     async with _scratch() as directory, rig(directory / "power") as bed:
-        rows.append(await power_loss(bed, cycles=cycles, syncd=True))
+        rows.append(await under_load(bed, functools.partial(
+            power_loss, bed, cycles=cycles, syncd=True), **load))
     async with _scratch() as directory, rig(directory / "kill") as bed:
-        rows.append(await killed_mid_unseal(bed, cycles=cycles))
+        rows.append(await under_load(bed, functools.partial(
+            killed_mid_unseal, bed, cycles=cycles), **load))
     for outage in OUTAGES.values():
         async with _scratch() as directory, rig(directory, peer=outage.peer) as bed:
-            rows.append(await custodian_down(bed, outage, seconds=outage_s))
+            rows.append(await under_load(bed, functools.partial(
+                custodian_down, bed, outage, seconds=outage_s), **load))
     return {"rows": [row.as_dict() for row in rows]}
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = ["| scenario | faults | unseals done / expected | violations | recovery s"
-             " (p50 / p99 / max) | max requests/s (Vault, API server) |",
-             "|---|---|---|---|---|---|"]
+             " (p50 / p99 / max) | max requests/s (Vault, API server) | rotations written /"
+             " delivered (refused while sealed) | syncd max requests/s (Vault, API server) |",
+             "|---|---|---|---|---|---|---|---|"]
     for row in rows:
         recovery = row["recovery_s"]
         shown = " / ".join(str(recovery.get(k, "-")) for k in ("p50", "p99", "max"))
+        load = row.get("load") or {}
+        rotations, syncd = "-", "-"
+        if load:
+            rotations = (f"{load['rotations_written']} / {load['rotations_delivered']}"
+                         f" ({load['writes_refused']})")
+            rates = load["syncd_max_request_rate"]
+            syncd = f"{rates['vault']}, {rates['kube']}"
         lines.append(
             f"| {row['scenario']} | {row['faults_injected']} | {row['unseals_done']} /"
             f" {row['unseals_expected']} | {'; '.join(row['violations']) or 'none'} |"
-            f" {shown} | {row['max_request_rate']['vault']}, {row['max_request_rate']['kube']} |")
+            f" {shown} | {row['max_request_rate']['vault']}, {row['max_request_rate']['kube']} |"
+            f" {rotations} | {syncd} |")
     return "\n".join(lines)
 
 
@@ -663,9 +874,18 @@ def main(argv: list[str] | None = None) -> None:
                         help="power cuts, and kills mid-unseal (default 5 each)")
     parser.add_argument("--outage", type=float, default=30.0,
                         help="seconds each custodian stays down (default 30)")
+    parser.add_argument("--secrets", type=int, default=1000,
+                        help="VaultStaticSecrets rotating under syncd meanwhile (1,000; 0: none)")
+    parser.add_argument("--rate", type=float, default=10.0,
+                        help="rotations (Vault writes) per second (10)")
+    parser.add_argument("--refresh", type=float, default=10.0, help="refreshAfter, s (10)")
+    parser.add_argument("--settle", type=float, default=120.0,
+                        help="longest wait for every rotation to be delivered, s (120)")
     args = parser.parse_args(argv)
     results = asyncio.run(run(args))
-    report("unsealer-faults", parameters={"cycles": args.cycles, "outage_s": args.outage},
+    report("unsealer-faults", parameters={"cycles": args.cycles, "outage_s": args.outage,
+                                          "secrets": args.secrets, "rate_per_s": args.rate,
+                                          "refreshAfter_s": args.refresh},
            results=results, rows=[(r["scenario"], r["violations"] or "none", "none")
                                   for r in results["rows"]])
     print("\n" + table(results["rows"]))

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from testbed.kube import Kube
+from testbed.kube.faults import Held
 from testbed.vault import RunningVault
 
 
@@ -34,6 +35,9 @@ class Control(Protocol):
         """A Kubernetes fault (``testbed.kube.faults.Faults.add``'s arguments)."""
 
     async def kube_clear(self) -> None: ...
+
+    async def kube_held(self) -> list[Held]:
+        """The requests a Kubernetes latency fault holds now (``Faults.held``)."""
 
     async def kube_cut_watches(self) -> None: ...
 
@@ -78,6 +82,9 @@ class HttpControl:
     async def kube_clear(self) -> None:
         await self._call("DELETE", f"{self._kube}/faults")
 
+    async def kube_held(self) -> list[Held]:
+        return [Held(**held) for held in await self._call("GET", f"{self._kube}/faults/held")]
+
     async def kube_cut_watches(self) -> None:
         await self._call("POST", f"{self._kube}/watches/cut")
 
@@ -113,6 +120,9 @@ class InProcessControl:
 
     async def kube_clear(self) -> None:
         self._kube.faults.clear()
+
+    async def kube_held(self) -> list[Held]:
+        return self._kube.faults.held()
 
     async def kube_cut_watches(self) -> None:
         self._kube.cut_watches()

@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bench.faults.checker import Checker, Ledger, RateSampler, rss_slope, vault_syncd_requests
-from bench.faults.control import HttpControl
+from bench.faults.control import Control, HttpControl
 from bench.faults.leaks import count, sweep, with_encodings
 from bench.faults.report import Row, write
 from bench.faults.scenarios import BY_NAME, SCENARIOS, Scenario
@@ -34,6 +36,8 @@ from bench.kube_server import GROUP_VERSION, NAMESPACE, SYNCD_NAMESPACE, static_
 SYNCD_USER = f"system:serviceaccount:{SYNCD_NAMESPACE}:vault-syncd"
 DEPLOYMENTS = 5  #: Deployments restarted by the first secrets (rolloutRestartTargets)
 DEBOUNCE = 2.0  #: syncd's --rollout-debounce
+HOLD = 5.0  #: syncd-sigkill: how long the API server holds syncd's Secret writes (the kill
+#: comes while one of the leader's is held)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -83,8 +87,9 @@ class Replicas:
                     return leader
                 await asyncio.sleep(0.1)
 
-    async def kill_leader(self) -> Syncd:
-        leader = await self.wait_leader()
+    async def kill_leader(self, leader: Syncd | None = None) -> Syncd:
+        """SIGKILL the leader (``leader``, or whichever leads now); returns once it is gone."""
+        leader = leader or await self.wait_leader()
         self.killed.add(leader.pid)
         leader.process.send_signal(signal.SIGKILL)
         await leader.process.wait()
@@ -136,23 +141,74 @@ async def _workloads(bench: Bench, *, count: int, refresh: float) -> dict[str, s
     return workloads
 
 
-async def _process_fault(replicas: Replicas, control: HttpControl,
-                         scenario: Scenario) -> str:
+def client_ports(pids: Iterable[int]) -> set[int]:
+    """The local TCP ports of the sockets ``pids`` hold (``/proc``): whose connection a
+    request the API server holds came from."""
+    inodes = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    link = os.readlink(fd)
+                    if link.startswith("socket:["):
+                        inodes.add(int(link[8:-1]))
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if int(fields[9]) in inodes:
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+@dataclass
+class Kills:
+    """The SIGKILLs of ``syncd-sigkill``: how many landed while the leader's write was held."""
+
+    hold: float = HOLD
+    deadline: float = 30.0  #: longest wait for the leader to write a Secret
+    done: int = 0
+    mid_write: int = 0
+
+    async def kill_mid_write(self, replicas: Replicas, control: Control) -> str:
+        """Hold syncd's Secret writes at the API server, wait until one of the leader's is
+        held, SIGKILL the leader, and confirm the hold had not ended when it was gone."""
+        leader = await replicas.wait_leader()
+        await control.kube_fault("latency", seconds=self.hold, resource="secrets",
+                                 verbs=["create", "update", "patch"], user=SYNCD_USER)
+        try:
+            async with asyncio.timeout(self.deadline):
+                while True:
+                    held = await control.kube_held()
+                    ports = client_ports(leader.pids()) if held else set()
+                    mine = [h for h in held if h.peer_port in ports]
+                    if mine:
+                        break
+                    await asyncio.sleep(0.02)
+            await replicas.kill_leader(leader)
+            gone = time.time()
+        finally:
+            await control.kube_clear()
+        self.done += 1
+        # The write was received before the kill; it was still held when the process was gone.
+        landed = gone < mine[-1].until
+        self.mid_write += landed
+        write = f"{mine[-1].verb} secrets/{mine[-1].name}"
+        return f"killed {'during' if landed else 'AFTER'} {write} (held {self.hold:g} s)"
+
+
+async def process_fault(replicas: Replicas, control: Control, scenario: Scenario,
+                        kills: Kills) -> str:
     """The scenarios that kill syncd; returns a note."""
     if scenario.name == "syncd-sigkill":
-        # Slow syncd's Secret writes so that one is in flight when the leader dies.
-        await control.kube_fault("latency", seconds=1.0, verbs=["update", "patch"],
-                                 resource="secrets")
-        await asyncio.sleep(1.5)
-        killed = await replicas.kill_leader()
-        await control.kube_clear()
-        await replicas.start()
-        leader = await replicas.wait_leader(other_than=killed)
-        return f"{leader.pid} leads {time.monotonic() - killed.started:.0f} s after the" \
-               " killed one started"
+        note = await kills.kill_mid_write(replicas, control)
+        await replicas.start()  # the supervisor's replacement
+        await replicas.wait_leader()
+        return note
     killed = await replicas.kill_leader()
     began = time.monotonic()
-    leader = await replicas.wait_leader(other_than=killed)
+    await replicas.wait_leader(other_than=killed)
     took = time.monotonic() - began
     await replicas.start()  # the Deployment's replacement, a standby
     return f"standby led {took:.1f} s after the kill"
@@ -171,8 +227,34 @@ async def _texts(bench: Bench, replicas: Iterable[Syncd]) -> dict[str, str]:
     return texts
 
 
-async def run_all(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
-    chosen = [BY_NAME[name] for name in args.scenarios.split(",") if name]
+@dataclass
+class Run:
+    """One run's bench, replicas and suite: the scenarios are run against it in turn."""
+
+    bench: Bench
+    replicas: Replicas
+    suite: Suite
+    kills: Kills
+    names: dict[str, str]  #: Secret -> Vault path
+    init: dict[str, Any]  #: Vault's bootstrap (keys, root token)
+    cold_sync_s: float
+
+    async def leaks(self) -> dict[str, list[str]]:
+        """Every value written, both Vault tokens, the unseal keys and syncd's token, searched
+        in every replica's log, the Events and the statuses."""
+        bench, init = self.bench, self.init
+        secrets = with_encodings([
+            *self.suite.ledger.values, bench.vault_token, init["root_token"], *init["keys"],
+            *init["keys_base64"], bench.syncd_token, bench.syncd_token.rsplit(".", 1)[-1]])
+        return sweep(await _texts(bench, [*self.replicas.running, *(
+            s for s in bench._syncds if s not in self.replicas.running)]), secrets)
+
+
+@contextlib.asynccontextmanager
+async def running(args: argparse.Namespace, *, replica_args: tuple[str, ...] = (),
+                  ) -> AsyncIterator[Run]:
+    """The bench with ``args.secrets`` rotating and ``args.replicas`` syncd replicas, synced;
+    ``replica_args``: more of syncd's flags (shorter leases for the fast cases)."""
     names = {f"s{i}": f"app/{i}" for i in range(args.secrets)}
     ledger = Ledger()
     async with running_bench() as bench:
@@ -190,71 +272,78 @@ async def run_all(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
                           paths=names, ledger=ledger)
         await checker.start()
         replicas = Replicas(bench=bench, args=(
-            "--rollout-debounce", f"{DEBOUNCE:g}s", "--leader-elect=true"),
+            "--rollout-debounce", f"{DEBOUNCE:g}s", "--leader-elect=true", *replica_args),
             env={"OTEL_TRACES_EXPORTER": "console"})
-        await replicas.start(args.replicas)
-        replicas.supervise()
-        began = time.monotonic()
-        if not await checker.wait(lambda: all(
-                checker.held.get(n) is not None for n in names), deadline=300):
-            raise SystemExit(f"cold sync incomplete after 300 s: see {bench.directory}")
-        cold = time.monotonic() - began
-
-        async def counts() -> tuple[int, int]:
-            async with bench.session.get(f"{bench.control}/requests/users") as response:
-                kube = (await response.json()).get(SYNCD_USER, 0)
-            return kube, vault_syncd_requests(await bench.vault_requests())
-
-        sampler = RateSampler(counts=counts)
-
-        async def process_fault(scenario: Scenario) -> str:
-            return await _process_fault(replicas, control, scenario)
-
-        suite = Suite(
-            control=control, checker=checker, ledger=ledger, rotator=rotator, sampler=sampler,
-            workloads=workloads, fault_seconds=args.fault_seconds, settle=args.settle,
-            debounce=DEBOUNCE, process_fault=process_fault, incidents=replicas.unexpected_exits,
-            recovery_bound=2 * args.refresh,
-            bounds=bounds(secrets=args.secrets, refresh=args.refresh, rate=args.rate,
-                          window=sampler.window),
-            mark=len(ledger.written))
-        rotator.start(names=[n for n in names if n not in workloads.values()])
-        soak = time.monotonic()
-        rows = []
+        kills = Kills()
         try:
-            for scenario in chosen:
-                try:
-                    row = await run_scenario(suite, scenario)
-                except Exception as exc:  # the suite goes on; the row says what went wrong
-                    await scenario.clear(control)
-                    rows.append(Row(scenario=scenario.name, faults_injected=scenario.injected,
-                                    rotations_written=0, rotations_delivered=0,
-                                    violations=[f"the scenario failed: {exc!r}"]))
-                    continue
-                rows.append(row)
-                print(f"{row.scenario}: {row.rotations_delivered}/{row.rotations_written}"
-                      f" delivered, {len(row.violations)} violations, recovery"
-                      f" {row.recovery_s} s, rates {row.max_request_rate}", flush=True)
+            await replicas.start(args.replicas)
+            replicas.supervise()
+            began = time.monotonic()
+            if not await checker.wait(lambda: all(
+                    checker.held.get(n) is not None for n in names), deadline=300):
+                raise SystemExit(f"cold sync incomplete after 300 s: see {bench.directory}")
+            cold = time.monotonic() - began
+
+            async def counts() -> tuple[int, int]:
+                async with bench.session.get(f"{bench.control}/requests/users") as response:
+                    kube = (await response.json()).get(SYNCD_USER, 0)
+                return kube, vault_syncd_requests(await bench.vault_requests())
+
+            sampler = RateSampler(counts=counts)
+
+            async def kill(scenario: Scenario) -> str:
+                return await process_fault(replicas, control, scenario, kills)
+
+            suite = Suite(
+                control=control, checker=checker, ledger=ledger, rotator=rotator,
+                sampler=sampler, workloads=workloads, fault_seconds=args.fault_seconds,
+                settle=args.settle, debounce=DEBOUNCE, process_fault=kill,
+                incidents=replicas.unexpected_exits, recovery_bound=2 * args.refresh,
+                bounds=bounds(secrets=args.secrets, refresh=args.refresh, rate=args.rate,
+                              window=sampler.window),
+                mark=len(ledger.written))
+            rotator.start(names=[n for n in names if n not in workloads.values()])
+            yield Run(bench=bench, replicas=replicas, suite=suite, kills=kills, names=names,
+                      init=init, cold_sync_s=round(cold, 1))
         finally:
             await rotator.stop()
             await replicas.stop()
             await checker.stop()
+
+
+async def run_all(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
+    chosen = [BY_NAME[name] for name in args.scenarios.split(",") if name]
+    async with running(args) as run:
+        suite, replicas = run.suite, run.replicas
+        soak = time.monotonic()
+        rows = []
+        for scenario in chosen:
+            try:
+                row = await run_scenario(suite, scenario)
+            except Exception as exc:  # the suite goes on; the row says what went wrong
+                await scenario.clear(suite.control)
+                rows.append(Row(scenario=scenario.name, faults_injected=scenario.injected,
+                                rotations_written=0, rotations_delivered=0,
+                                violations=[f"the scenario failed: {exc!r}"]))
+                continue
+            rows.append(row)
+            print(f"{row.scenario}: {row.rotations_delivered}/{row.rotations_written}"
+                  f" delivered, {len(row.violations)} violations, recovery"
+                  f" {row.recovery_s} s, rates {row.max_request_rate}", flush=True)
+        await suite.rotator.stop()
         minutes = (time.monotonic() - soak) / 60
         # The first minute of a replica is its warm-up (caches filled, pools grown): the
         # slope is taken after it.
         slopes = {pid: rss_slope([(t, mib) for t, mib in samples if t - samples[0][0] >= 60])
                   for pid, samples in replicas.rss.items()}
         longest = max(replicas.rss, key=lambda pid: len(replicas.rss[pid]), default=None)
-        secrets = with_encodings([
-            *ledger.values, bench.vault_token, init["root_token"], *init["keys"],
-            *init["keys_base64"], bench.syncd_token, bench.syncd_token.rsplit(".", 1)[-1]])
-        found = sweep(await _texts(bench, [*replicas.running, *(
-            s for s in bench._syncds if s not in replicas.running)]), secrets)
+        found = await run.leaks()
         results: dict[str, Any] = {
-            "cold_sync_s": round(cold, 1),
+            "cold_sync_s": run.cold_sync_s,
             "soak_minutes": round(minutes, 1),
-            "rotations_written": len(ledger.written),
-            "writes_refused_by_vault": rotator.refused,
+            "rotations_written": len(suite.ledger.written),
+            "writes_refused_by_vault": suite.rotator.refused,
+            "syncd_kills_mid_write": f"{run.kills.mid_write} of {run.kills.done}",
             "rss_slope_after_1_min_mib_per_min": slopes.get(longest) if longest else None,
             "rss_mib_end": round(replicas.rss[longest][-1][1], 1) if longest else None,
             "rss_minutes_measured": round(replicas.rss[longest][-1][0] / 60, 1)
@@ -266,7 +355,7 @@ async def run_all(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
             "violations": sum(len(row.violations) for row in rows),
         }
         if os.environ.get("BENCH_KEEP"):
-            results["bench_directory"] = str(bench.directory)
+            results["bench_directory"] = str(run.bench.directory)
     return rows, results
 
 

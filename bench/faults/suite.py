@@ -103,13 +103,54 @@ class Suite:
     mark: int = 0  #: ledger.written index where the current window starts
 
 
+@dataclass
+class Window:
+    """Where a scenario's verdict starts: the checker's violations, the Deployments'
+    generations and the Secrets' changes seen so far (:func:`open_window`)."""
+
+    seen: int
+    generations: dict[str, int]
+    changes: Counter[str]
+
+
+async def open_window(checker: Checker, workloads: dict[str, str]) -> Window:
+    return Window(seen=len(checker.violations),
+                  generations=await checker.generations(workloads),
+                  changes=Counter(checker.changes))
+
+
+async def verdict(checker: Checker, window: Window, *, writes: list[tuple[str, int, float]],
+                 workloads: dict[str, str], settle: float, debounce: float, since: float,
+                 after: str = "the fault") -> tuple[float | None, int, list[str]]:
+    """Wait (at most ``settle`` s) until every write is delivered and no Secret is behind what
+    Vault serves now, then judge the window: (seconds from ``since`` until then or None,
+    writes not delivered, violations)."""
+    readable = await checker.readable()
+    recovered = await checker.wait(
+        lambda: not checker.undelivered(writes) and not checker.behind(readable),
+        deadline=settle)
+    recovery = round(time.monotonic() - since, 2) if recovered else None
+    await asyncio.sleep(2.5 * debounce + 1)  # a restart comes after the debounce; two?
+    violations = [text for _, text in checker.violations[window.seen:]]
+    undelivered = checker.undelivered(writes)
+    if undelivered:
+        violations.append(f"{len(undelivered)} rotations not delivered {settle:g} s after"
+                          f" {after} (e.g. {', '.join(undelivered[:3])})")
+    behind = checker.behind(readable)
+    if behind:
+        violations.append(f"{len(behind)} Secrets older than what Vault served when {after}"
+                          f" ended (e.g. {', '.join(behind[:3])})")
+    violations += restart_violations(
+        before=window.generations, after=await checker.generations(workloads),
+        changes=checker.changes - window.changes, secret_of=workloads)
+    return recovery, len(undelivered), violations
+
+
 async def run_scenario(suite: Suite, scenario: Scenario) -> Row:
     """Inject, hold, clear, settle, check: one row."""
     checker, ledger = suite.checker, suite.ledger
-    seen_violations = len(checker.violations)
     seen_incidents = len(suite.incidents)
-    generations = await checker.generations(suite.workloads)
-    changes = Counter(checker.changes)
+    window = await open_window(checker, suite.workloads)
     suite.sampler.arm()
     began = time.monotonic()
     note = ""
@@ -128,25 +169,10 @@ async def run_scenario(suite: Suite, scenario: Scenario) -> Row:
     cleared = time.monotonic()
     writes = ledger.written[suite.mark:]
     suite.mark = len(ledger.written)
-    readable = await checker.readable()
-    recovered = await checker.wait(
-        lambda: not checker.undelivered(writes) and not checker.behind(readable),
-        deadline=suite.settle)
-    recovery = round(time.monotonic() - cleared, 2) if recovered else None
-    await asyncio.sleep(2.5 * suite.debounce + 1)  # a restart comes after the debounce; two?
-    violations = [text for _, text in checker.violations[seen_violations:]]
-    undelivered = checker.undelivered(writes)
-    if undelivered:
-        violations.append(f"{len(undelivered)} rotations not delivered {suite.settle:g} s after"
-                          f" the fault (e.g. {', '.join(undelivered[:3])})")
-    behind = checker.behind(readable)
-    if behind:
-        violations.append(f"{len(behind)} Secrets older than what Vault served when the fault"
-                          f" ended (e.g. {', '.join(behind[:3])})")
-    violations += restart_violations(
-        before=generations, after=await checker.generations(suite.workloads),
-        changes=checker.changes - changes, secret_of=suite.workloads)
-    if recovered and suite.recovery_bound is not None and recovery is not None \
+    recovery, undelivered, violations = await verdict(
+        checker, window, writes=writes, workloads=suite.workloads, settle=suite.settle,
+        debounce=suite.debounce, since=cleared)
+    if recovery is not None and suite.recovery_bound is not None \
             and recovery > suite.recovery_bound:
         violations.append(f"slow recovery: everything delivered {recovery:g} s after the"
                           f" fault cleared (bound {suite.recovery_bound:g} s)")
@@ -157,7 +183,7 @@ async def run_scenario(suite: Suite, scenario: Scenario) -> Row:
     notes = "; ".join(filter(None, [note, *suite.incidents[seen_incidents:]]))
     return Row(scenario=scenario.name, faults_injected=scenario.injected,
                rotations_written=len(writes),
-               rotations_delivered=len(writes) - len(undelivered), violations=violations,
+               rotations_delivered=len(writes) - undelivered, violations=violations,
                recovery_s=recovery, max_request_rate=rates, notes=notes)
 
 

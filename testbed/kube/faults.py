@@ -5,6 +5,8 @@ with a probability, and are one of: added latency, an error Status (5xx), 429 wi
 a watch connection dropped after some events, a watch that is answered with 410 Expired at
 once, a watch ended cleanly (a proper end of the chunked stream, as a proxy with a short idle
 timeout does) after some events, or raw events written into a watch (malformed ones, say).
+A latency fault announces the requests it holds (``Faults.held()``: who asked, from which client
+port, until when), so a test can act while a write is provably in flight, e.g. kill its client.
 Counters record every API request by (verb, resource) so a test can assert, for example, that
 a reconcile which changes nothing made zero Kubernetes requests.
 """
@@ -22,6 +24,19 @@ FaultKind = Literal[
 ]
 
 
+@dataclass(frozen=True)
+class Held:
+    """A request a latency fault holds now: received, not yet answered."""
+
+    verb: str
+    resource: str
+    namespace: str
+    name: str
+    user: str
+    peer_port: int  #: the client's TCP port (whose connection it is), 0 if unknown
+    until: float  #: ``time.time()`` when the hold ends (a wall clock other processes share)
+
+
 @dataclass
 class Fault:
     kind: FaultKind
@@ -37,8 +52,13 @@ class Fault:
     after_events: int = 0  # drop_watch, close_watch: after this many events were written
     events: tuple[Any, ...] = ()  # watch_events: written as JSON lines after the initial ones
     hits: int = 0
+    user: str | None = None  # fnmatch on the authenticated user's name
+    holding: list[Held] = field(default_factory=list)  # latency: the requests held now
 
-    def matches(self, verb: str, resource: str, namespace: str, name: str) -> bool:
+    def matches(self, verb: str, resource: str, namespace: str, name: str,
+                user: str = "") -> bool:
+        if self.user is not None and not fnmatch.fnmatchcase(user, self.user):
+            return False
         if self.verbs is not None and verb not in self.verbs:
             return False
         if self.resource is not None and not fnmatch.fnmatchcase(resource, self.resource):
@@ -83,6 +103,7 @@ class Faults:
         retry_after: int = 1,
         after_events: int = 0,
         events: tuple[Any, ...] = (),
+        user: str | None = None,
     ) -> Fault:
         if isinstance(verbs, str):
             verbs = [verbs]
@@ -99,6 +120,7 @@ class Faults:
             retry_after,
             after_events,
             tuple(events),
+            user=user,
         )
         self._faults.append(fault)
         return fault
@@ -149,11 +171,17 @@ class Faults:
     def __bool__(self) -> bool:
         return bool(self._faults)
 
-    def take(self, verb: str, resource: str, namespace: str, name: str) -> list[Fault]:
+    def held(self) -> list[Held]:
+        """The requests the active latency faults hold now, oldest first."""
+        return sorted((held for fault in self._faults for held in fault.holding),
+                      key=lambda held: held.until)
+
+    def take(self, verb: str, resource: str, namespace: str, name: str,
+             user: str = "") -> list[Fault]:
         """The faults that fire for this request (their counters are consumed)."""
         fired = []
         for fault in list(self._faults):
-            if fault.exhausted or not fault.matches(verb, resource, namespace, name):
+            if fault.exhausted or not fault.matches(verb, resource, namespace, name, user):
                 continue
             if fault.probability < 1.0 and self._random.random() >= fault.probability:
                 continue

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,7 @@ from testbed.kube import discovery, errors, protobuf, tables
 from testbed.kube.auth import access_review, token_request, token_review
 from testbed.kube.cluster import Cluster
 from testbed.kube.errors import ApiError, expired
-from testbed.kube.faults import Fault, RequestRecord
+from testbed.kube.faults import Fault, Held, RequestRecord
 from testbed.kube.kinds import VIRTUAL, ResourceType
 from testbed.kube.meta import Obj, dump_bytes, parse_bool
 from testbed.kube.rbac import Attributes
@@ -339,12 +340,17 @@ class Server:
         namespace = route.namespace or ""
         user = self._authenticate(request)
         resource = rt.gr + (f"/{route.subresource}" if route.subresource else "")
-        cluster.requests.record(RequestRecord(verb, resource, namespace, route.name, user.name))
-        fired = cluster.faults.take(verb, resource, namespace, route.name) if cluster.faults else []
+        record = RequestRecord(verb, resource, namespace, route.name, user.name)
+        cluster.requests.record(record)
+        fired = (
+            cluster.faults.take(verb, resource, namespace, route.name, user.name)
+            if cluster.faults
+            else []
+        )
         watch_faults: list[Fault] = []
         for fault in fired:
             if fault.kind == "latency":
-                await asyncio.sleep(fault.seconds)
+                await _hold(request, fault, record)
             elif fault.kind == "error":
                 raise _fault_error(fault.code, rt, route.name)
             elif fault.kind == "throttle":
@@ -578,6 +584,26 @@ def _selected_name(field_selector: str) -> str:
         if sep and key.strip() == "metadata.name" and not key.endswith("!"):
             return value.lstrip("=")
     return ""
+
+
+async def _hold(request: web.Request, fault: Fault, record: RequestRecord) -> None:
+    """A latency fault: the request waits, announced in ``fault.holding`` meanwhile. When its
+    client goes away the handler is cancelled here, and the request never carried out."""
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    held = Held(
+        record.verb,
+        record.resource,
+        record.namespace,
+        record.name,
+        record.user,
+        peer_port=int(peer[1]) if isinstance(peer, tuple) else 0,
+        until=time.time() + fault.seconds,
+    )
+    fault.holding.append(held)
+    try:
+        await asyncio.sleep(fault.seconds)
+    finally:
+        fault.holding.remove(held)
 
 
 def _fault_error(code: int, rt: ResourceType, name: str) -> ApiError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -186,3 +187,32 @@ async def test_cut_watches_drops_the_connections(kube: Kube) -> None:
                     async for _ in stream.content:
                         pass
         await kube.wait_for(lambda: kube.cluster.open_watches == 0, message="watch closed")
+
+
+async def test_a_held_request_is_announced_with_its_client(raw, kube: Kube) -> None:
+    """``user=`` picks whose requests a fault delays; ``held()`` names each request held now
+    and the client port it came on (a driver kills that client mid-write), until it ends."""
+    writer_token = kube.admin.mint_token("default", "writer")
+    kube.faults.latency(1.5, verbs=["create"], resource="configmaps",
+                        user="system:serviceaccount:default:writer")
+    # Another user's write is not held.
+    assert (await raw("POST", CMS, body={"metadata": {"name": "admin"}})).status == 201
+    assert kube.faults.held() == []
+    reader, writer = await asyncio.open_connection("127.0.0.1", kube.port)
+    body = json.dumps({"metadata": {"name": "held"}}).encode()
+    writer.write(f"POST {CMS} HTTP/1.1\r\nHost: testbed\r\nAuthorization: Bearer {writer_token}"
+                 f"\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                 .encode() + body)
+    await writer.drain()
+    began = time.time()
+    await kube.wait_for(lambda: kube.faults.held() != [], timeout=5, message="held")
+    [held] = kube.faults.held()
+    assert (held.verb, held.resource, held.namespace, held.user) == (
+        "create", "configmaps", "default", "system:serviceaccount:default:writer")
+    assert held.peer_port == writer.get_extra_info("sockname")[1]
+    assert began < held.until <= began + 1.6
+    status = await asyncio.wait_for(reader.readline(), 5)
+    assert time.time() >= held.until - 0.05
+    assert kube.faults.held() == []
+    assert status.split()[1] == b"403"  # the ServiceAccount may not create ConfigMaps
+    writer.close()

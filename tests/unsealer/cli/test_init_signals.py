@@ -1,6 +1,8 @@
-"""``unsealer init`` under SIGTERM and SIGHUP (a dropped SSH session) at every step, with slow
-custodians and a slow Vault: every share ends at a custodian or in the rescue file, read back
-and combined to the key that unseals Vault; the root token is never lost either."""
+"""``unsealer init`` under SIGTERM, SIGHUP (a dropped SSH session) and SIGINT (Ctrl-C) at every
+step, with slow custodians and a slow Vault: every share ends at a custodian or in the rescue
+file, read back and combined to the key that unseals Vault; the root token is never lost
+either. (A SIGINT is what a terminal's Ctrl-C sends: Python's default would raise
+KeyboardInterrupt wherever the process is, so it is deferred like the others.)"""
 
 from __future__ import annotations
 
@@ -47,7 +49,8 @@ STEPS = {"sys/init": _slow_sys_init, "shares": _slow_share_custodian,
          "root token": _slow_token_custodian}
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT],
+                         ids=["TERM", "HUP", "INT"])
 @pytest.mark.parametrize("step", list(STEPS))
 async def test_a_signal_at_any_step_of_init_loses_no_share(
     world: Any, step: str, signum: signal.Signals,

@@ -4,11 +4,13 @@ The scenarios and their checker are :mod:`bench.unsealer_faults` (the long runs 
 ``python -m bench unsealer-faults``); here each runs once with short timings (poll and
 backoff cap 1 s) and every invariant must hold: every pod unsealed, no share sent before
 the threshold can be met, no connection to an impostor pod, a bounded request rate, no share
-or token in the processes' output or in Events.
+or token in the processes' output or in Events. Two run while 50 secrets rotate under syncd
+(``under_load``: the fault suite's checker judges the rotations, as ``--secrets`` does).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from bench.unsealer_faults import (
     killed_mid_unseal,
     power_loss,
     rig,
+    under_load,
 )
 
 
@@ -59,3 +62,31 @@ async def test_custodians_down_then_back(bed: Rig) -> None:
     assert row.unseals_done == 3
     # It kept trying meanwhile (a seal-status per pod per backoff), just calmly.
     assert 0 < row.max_request_rate["vault"] <= 10
+
+
+async def test_power_loss_while_secrets_rotate(bed: Rig) -> None:
+    """50 secrets rotating under syncd through a power cut that kills the unsealer and syncd:
+    writes refused while Vault is sealed are no rotations; every rotation written is
+    delivered, no Secret blanked, deleted or sent back, one restart per change, bounded
+    rates, no value in syncd's output (the fault suite's checker)."""
+    row = await under_load(bed, functools.partial(power_loss, bed, cycles=1, deadline=30,
+                                                  syncd=True),
+                           secrets=50, rate=20.0, refresh=1.0, settle=30.0)
+    assert row.violations == [], row
+    assert row.unseals_done == 3
+    load = row.load
+    assert load["rotations_written"] > 0
+    assert load["rotations_delivered"] == load["rotations_written"]
+    assert load["writes_refused"] > 0  # the cut sealed Vault while the writes went on
+
+
+async def test_api_server_failing_while_secrets_rotate(bed: Rig) -> None:
+    """The API server answers 503 to everything for longer than syncd's renew deadline (10 s)
+    while Vault is sealed: syncd gives up its Lease and exits, and comes back (as the kubelet
+    restarts it); once the custodians are back and Vault unsealed, every rotation arrives."""
+    row = await under_load(bed, functools.partial(
+        custodian_down, bed, OUTAGES["api-server-failing"], seconds=12, deadline=30),
+        secrets=50, rate=20.0, refresh=1.0, settle=30.0)
+    assert row.violations == [], row
+    assert row.load["rotations_delivered"] == row.load["rotations_written"] > 0
+    assert row.load["syncd_restarted_after_exiting"] >= 1  # it lost its Lease: exited
