@@ -815,12 +815,17 @@ async def custodian_down(rig: Rig, outage: Outage, *, seconds: float = 20.0,
 
 
 @contextlib.asynccontextmanager
-async def _scratch() -> AsyncIterator[Path]:
+async def _scratch(rows: list[Row]) -> AsyncIterator[Path]:
+    """A directory for one scenario's processes and logs: removed afterwards, unless
+    ``BENCH_KEEP`` is set or the scenario's row has a violation (its logs explain it)."""
     directory = Path(tempfile.mkdtemp(prefix="bench-unsealer-faults-"))
+    before = len(rows)
     try:
         yield directory
     finally:
-        if not os.environ.get("BENCH_KEEP"):
+        if os.environ.get("BENCH_KEEP") or any(row.violations for row in rows[before:]):
+            print(f"kept {directory}: the processes' logs", file=sys.stderr)
+        else:
             shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -831,14 +836,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     cycles, outage_s = args.cycles, args.outage
     load = {"secrets": args.secrets, "rate": args.rate, "refresh": args.refresh,
             "settle": args.settle}
-    async with _scratch() as directory, rig(directory / "power") as bed:
+    async with _scratch(rows) as directory, rig(directory / "power") as bed:
         rows.append(await under_load(bed, functools.partial(
             power_loss, bed, cycles=cycles, syncd=True), **load))
-    async with _scratch() as directory, rig(directory / "kill") as bed:
+    async with _scratch(rows) as directory, rig(directory / "kill") as bed:
         rows.append(await under_load(bed, functools.partial(
             killed_mid_unseal, bed, cycles=cycles), **load))
     for outage in OUTAGES.values():
-        async with _scratch() as directory, rig(directory, peer=outage.peer) as bed:
+        async with _scratch(rows) as directory, rig(directory, peer=outage.peer) as bed:
             rows.append(await under_load(bed, functools.partial(
                 custodian_down, bed, outage, seconds=outage_s), **load))
     return {"rows": [row.as_dict() for row in rows]}

@@ -120,7 +120,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(name="kube-restart", injected="API server down 3 s, back with its state",
              inject=_kube_restart, clear=_nothing),
     # The runner's own (see bench/faults/runner.py): syncd as processes.
-    Scenario(name="syncd-sigkill", injected="leader SIGKILLed during a slowed write, restarted",
+    Scenario(name="syncd-sigkill",
+             injected="leader SIGKILLed during a held Secret write (mid-write), restarted",
              inject=_nothing, clear=_nothing, needs_processes=True),
     Scenario(name="leader-killed", injected="leader SIGKILLed, the standby takes over",
              inject=_nothing, clear=_nothing, needs_processes=True),
