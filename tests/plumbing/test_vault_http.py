@@ -121,6 +121,46 @@ async def test_failures_are_named_by_kind_and_carry_nothing_of_the_request(
         assert TOKEN not in repr(failure.args)
 
 
+async def test_an_answer_without_a_length_is_counted_as_it_comes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A chunked answer (no Content-Length: Go's net/http streams a large one so) is read
+    whole when under the limit and refused once it passes it; one with a length is read at
+    once (the parser stops at the length)."""
+    async def chunked(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for part in (b"a" * 60, b"b" * 60, b"c" * 60):
+            await response.write(part)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", chunked)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    http = VaultHTTP(address=f"http://127.0.0.1:{runner.addresses[0][1]}")
+    try:
+        answer = await http.request("GET", "v1/secret/data/x", token=TOKEN)
+        assert answer.body == b"a" * 60 + b"b" * 60 + b"c" * 60
+        monkeypatch.setattr(plumbing.vault, "MAX_ANSWER_BYTES", 100)
+        with pytest.raises(VaultTransportError, match="ResponseTooLarge"):
+            await http.request("GET", "v1/secret/data/x", token=TOKEN)
+    finally:
+        await http.close()
+        await runner.cleanup()
+    async with _server(lambda r: web.Response(body=b"x" * 100)) as (address, _):
+        http = VaultHTTP(address=address)
+        try:
+            answer = await http.request("GET", "v1/secret/data/x", token=TOKEN)
+            assert (answer.status, answer.body) == (200, b"x" * 100)  # at the limit: read
+        finally:
+            await http.close()
+
+
 async def test_the_ca_given_is_the_trust_anchor(tmp_path: Path) -> None:
     async with running_vault(tls=True, tls_dir=tmp_path) as vault:
         assert vault.ca_file is not None
