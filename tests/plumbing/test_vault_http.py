@@ -6,7 +6,8 @@ failures named by kind with nothing of the request (the token) in them."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -20,13 +21,15 @@ TOKEN = "hvs.test-token-never-shown"
 
 
 @contextlib.asynccontextmanager
-async def _server(handle: Callable[[web.Request], web.StreamResponse]
-                  ) -> AsyncIterator[tuple[str, list[web.Request]]]:
+async def _server(
+    handle: Callable[[web.Request], web.StreamResponse | Awaitable[web.StreamResponse]],
+) -> AsyncIterator[tuple[str, list[web.Request]]]:
     seen: list[web.Request] = []
 
     async def record(request: web.Request) -> web.StreamResponse:
         seen.append(request)
-        return handle(request)
+        response = handle(request)
+        return await response if inspect.isawaitable(response) else response
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", record)
@@ -136,22 +139,16 @@ async def test_an_answer_without_a_length_is_counted_as_it_comes(
         await response.write_eof()
         return response
 
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", chunked)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    http = VaultHTTP(address=f"http://127.0.0.1:{runner.addresses[0][1]}")
-    try:
-        answer = await http.request("GET", "v1/secret/data/x", token=TOKEN)
-        assert answer.body == b"a" * 60 + b"b" * 60 + b"c" * 60
-        monkeypatch.setattr(plumbing.vault, "MAX_ANSWER_BYTES", 100)
-        with pytest.raises(VaultTransportError, match="ResponseTooLarge"):
-            await http.request("GET", "v1/secret/data/x", token=TOKEN)
-    finally:
-        await http.close()
-        await runner.cleanup()
+    async with _server(chunked) as (address, _):
+        http = VaultHTTP(address=address)
+        try:
+            answer = await http.request("GET", "v1/secret/data/x", token=TOKEN)
+            assert answer.body == b"a" * 60 + b"b" * 60 + b"c" * 60
+            monkeypatch.setattr(plumbing.vault, "MAX_ANSWER_BYTES", 100)
+            with pytest.raises(VaultTransportError, match="ResponseTooLarge"):
+                await http.request("GET", "v1/secret/data/x", token=TOKEN)
+        finally:
+            await http.close()
     async with _server(lambda r: web.Response(body=b"x" * 100)) as (address, _):
         http = VaultHTTP(address=address)
         try:
