@@ -37,6 +37,7 @@ from syncd.fingerprint import fingerprint
 from syncd.outages import OUTAGE_REASONS, Outage, Outages
 from syncd.rendering import KVType, RenderError, SecretData, Templates, render
 from syncd.rollout import Result, Rollouts, Workload
+from syncd.spec_cache import Lookup, SpecCache
 from syncd.specs import (
     AutoTarget,
     Destination,
@@ -181,6 +182,12 @@ class Controller:
         #: time): a read failing again the same way within REWRITE_FAILURE_AFTER s writes no
         #: status (see _read).
         self._failure_written: dict[Key, tuple[str, float]] = {}
+        #: Parsed specs, kept while what they were parsed from is unchanged
+        #: (:mod:`syncd.spec_cache`): the owners by key, VaultAuths and VaultConnections by
+        #: reference.
+        self._specs: SpecCache[Key] = SpecCache()
+        self._auth_specs: SpecCache[Key] = SpecCache()
+        self._connection_specs: SpecCache[Key] = SpecCache()
         self._log = structlog.get_logger("syncd")
 
     # --- the reconcile ------------------------------------------------------------------
@@ -255,7 +262,10 @@ class Controller:
         """The spec of ``obj``, its transformationRefs folded in; its destination remembered."""
         generation = int(obj["metadata"].get("generation") or 0)
         try:
-            spec = parse(self._with_transformations(obj))
+            spec = self._specs.parsed(
+                key_of(obj), obj, parse=lambda o, lookup: parse(
+                    self._with_transformations(o, lookup=lookup)),
+                lookup=_lookup(self._caches.transformations))
         except TransformationError as exc:
             await self._fail(obj, reason=exc.reason, message=str(exc), ready_only=True)
             log.warning("transformationRefs not resolved", reason=exc.reason, error=str(exc))
@@ -518,6 +528,8 @@ class Controller:
 
     def resolve(self, spec: Synced) -> tuple[VaultAuth, VaultConnection]:
         """The VaultAuth and VaultConnection ``spec`` reads with; raises :class:`NotReady`."""
+        self._auth_specs.prune_gone(self._caches.auths.get)
+        self._connection_specs.prune_gone(self._caches.connections.get)
         reference = spec.vault_auth_ref or ObjectRef(
             namespace=self._operator_namespace, name="default"
         )
@@ -529,7 +541,10 @@ class Controller:
                 reason="VaultAuthNotFound",
             )
         try:
-            auth = parse_vault_auth(self._with_global(auth_obj))
+            auth = self._auth_specs.parsed(
+                (reference.namespace, reference.name), auth_obj,
+                parse=lambda o, lookup: parse_vault_auth(self._with_global(o, lookup=lookup)),
+                lookup=_lookup(self._caches.auth_globals))
         except GlobalError as exc:
             raise NotReady(f"spec.vaultAuthRef: {exc}", reason=exc.reason) from None
         except SpecError as exc:
@@ -553,25 +568,24 @@ class Controller:
                 reason="VaultConnectionNotFound",
             )
         try:
-            connection = parse_vault_connection(connection_obj)
+            connection = self._connection_specs.parsed(
+                (connection_ref.namespace, connection_ref.name), connection_obj,
+                parse=lambda o, _: parse_vault_connection(o), lookup=_lookup(None))
         except SpecError as exc:
             raise NotReady(f"VaultConnection: {exc}", reason="VaultConnectionInvalid") from None
         return auth, connection
 
-    def _with_global(self, auth_obj: JSON) -> JSON:
-        """The VaultAuth with its VaultAuthGlobal merged in (:mod:`syncd.auth_globals`)."""
-        cache = self._caches.auth_globals
-        return merge_auth_global(
-            auth_obj, lookup=lambda ns, name: cache.get(ns, name) if cache else None,
-            operator_namespace=self._operator_namespace)
+    def _with_global(self, auth_obj: JSON, *, lookup: Lookup) -> JSON:
+        """The VaultAuth with its VaultAuthGlobal (found by ``lookup``) merged in
+        (:mod:`syncd.auth_globals`)."""
+        return merge_auth_global(auth_obj, lookup=lookup,
+                                 operator_namespace=self._operator_namespace)
 
-    def _with_transformations(self, obj: JSON) -> JSON:
-        """The VaultStaticSecret with its transformationRefs folded in
+    def _with_transformations(self, obj: JSON, *, lookup: Lookup) -> JSON:
+        """The VaultStaticSecret with its transformationRefs (found by ``lookup``) folded in
         (:mod:`syncd.transformations`), so that they render as inline templates do."""
-        cache = self._caches.transformations
-        return resolve_transformation_refs(
-            obj, lookup=lambda ns, name: cache.get(ns, name) if cache else None,
-            operator_namespace=self._operator_namespace)
+        return resolve_transformation_refs(obj, lookup=lookup,
+                                           operator_namespace=self._operator_namespace)
 
     async def _targets(self, spec: Synced) -> list[Workload]:
         named = [(t.kind, t.name) for t in spec.rollout_restart_targets
@@ -682,6 +696,7 @@ class Controller:
     def forget(self, key: Key) -> None:
         """The VaultStaticSecret is gone: drop what was remembered about it."""
         self._forget_destination(key)
+        self._specs.drop(key)
         self._written.pop(key, None)
         self._rollout_results.pop(key, None)
         self._failure_written.pop(key, None)
@@ -726,6 +741,15 @@ def _rollout_failure_reason(failed: list[Result]) -> str:
     if all(r.outcome == "Paused" for r in failed):
         return "DeploymentPaused"
     return "RolloutRestartFailed"
+
+
+def _lookup(cache: Informer | None) -> Lookup:
+    """How a parse finds the objects it refers to in ``cache`` (None: finds none)."""
+    return cache.get if cache is not None else _nothing
+
+
+def _nothing(namespace: str, name: str) -> None:
+    return None
 
 
 def _unwatched(cache: Informer, namespace: str) -> str:

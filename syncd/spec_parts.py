@@ -49,7 +49,11 @@ class SpecError(Exception):
 
 
 def frozen(mapping: Mapping[str, str] | None = None) -> Mapping[str, str]:
-    return MappingProxyType(dict(mapping or {}))
+    # Most are empty: one shared empty mapping (parsed specs are kept, syncd.spec_cache).
+    return MappingProxyType(dict(mapping)) if mapping else _EMPTY
+
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -6,7 +6,8 @@ failures named by kind with nothing of the request (the token) in them."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -20,13 +21,15 @@ TOKEN = "hvs.test-token-never-shown"
 
 
 @contextlib.asynccontextmanager
-async def _server(handle: Callable[[web.Request], web.StreamResponse]
-                  ) -> AsyncIterator[tuple[str, list[web.Request]]]:
+async def _server(
+    handle: Callable[[web.Request], web.StreamResponse | Awaitable[web.StreamResponse]],
+) -> AsyncIterator[tuple[str, list[web.Request]]]:
     seen: list[web.Request] = []
 
     async def record(request: web.Request) -> web.StreamResponse:
         seen.append(request)
-        return handle(request)
+        response = handle(request)
+        return await response if inspect.isawaitable(response) else response
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", record)
@@ -119,6 +122,40 @@ async def test_failures_are_named_by_kind_and_carry_nothing_of_the_request(
     for failure in failures:
         assert failure.__cause__ is None and failure.__suppress_context__
         assert TOKEN not in repr(failure.args)
+
+
+async def test_an_answer_without_a_length_is_counted_as_it_comes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A chunked answer (no Content-Length: Go's net/http streams a large one so) is read
+    whole when under the limit and refused once it passes it; one with a length is read at
+    once (the parser stops at the length)."""
+    async def chunked(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for part in (b"a" * 60, b"b" * 60, b"c" * 60):
+            await response.write(part)
+        await response.write_eof()
+        return response
+
+    async with _server(chunked) as (address, _):
+        http = VaultHTTP(address=address)
+        try:
+            answer = await http.request("GET", "v1/secret/data/x", token=TOKEN)
+            assert answer.body == b"a" * 60 + b"b" * 60 + b"c" * 60
+            monkeypatch.setattr(plumbing.vault, "MAX_ANSWER_BYTES", 100)
+            with pytest.raises(VaultTransportError, match="ResponseTooLarge"):
+                await http.request("GET", "v1/secret/data/x", token=TOKEN)
+        finally:
+            await http.close()
+    async with _server(lambda r: web.Response(body=b"x" * 100)) as (address, _):
+        http = VaultHTTP(address=address)
+        try:
+            answer = await http.request("GET", "v1/secret/data/x", token=TOKEN)
+            assert (answer.status, answer.body) == (200, b"x" * 100)  # at the limit: read
+        finally:
+            await http.close()
 
 
 async def test_the_ca_given_is_the_trust_anchor(tmp_path: Path) -> None:
