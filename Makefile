@@ -46,7 +46,7 @@ $(CHECKOV):
 
 lint: $(STAMP) $(CHECKOV)
 	$(BIN)/ruff check plumbing syncd unsealer testbed tests bench demo
-	$(BIN)/mypy plumbing syncd unsealer
+	$(BIN)/mypy plumbing syncd unsealer testbed bench
 	$(BIN)/hadolint Dockerfile
 	rm -rf $(RENDERED) && mkdir -p $(RENDERED)
 	set -e; for dir in manifests/overlays/* manifests/examples/*; do \

@@ -58,8 +58,8 @@ import hvac
 from bench.faults.checker import Checker, Ledger, RateSampler, vault_syncd_requests
 from bench.faults.leaks import count, sweep, with_encodings
 from bench.faults.suite import Rotator, Window, bounds, open_window, verdict
-from bench.harness import ROOT, percentile, report
-from bench.unseal import HOSTS, custody_configs, free_port
+from bench.harness import ROOT, free_port, percentile, report
+from bench.unseal import HOSTS, custody_configs
 from testbed.kube import Kube, running_kube
 from testbed.statefulset import LABELS, VaultPods, vault_pods
 from testbed.vault import RunningVault, running_vault

@@ -219,7 +219,7 @@ async def serve_watch(
             now = loop.time()
             if now >= deadline:
                 break
-            if drop_at is not None and now >= drop_at:
+            if drop is not None and drop_at is not None and now >= drop_at:
                 return await _cut(request, response, drop)
             wait = deadline - now
             if req.allow_bookmarks:
