@@ -16,8 +16,15 @@ each object:
   on their own do not each cost a probe.
 - While a connection is down, its objects are *parked*: a reconcile stops before any Vault
   request (:meth:`Outages.down` is asked before the client), the status says so once per
-  object and outage (:meth:`Outages.park` answers whether this is the first time), and no
-  refresh runs for them (``held``).
+  object and outage (:meth:`Outages.park` answers whether to), and no refresh runs for them
+  (``held``). Not at once: an outage shorter than :data:`QUIET_FOR` writes no status at all.
+  A Vault pod restarted and unsealed again within seconds (an upgrade, a reschedule, the
+  unsealer at work) would otherwise cost every object a status write and an Event when it
+  parks and another status write when it resumes — for 1,000 objects some 3,000 requests to
+  the API server within a few seconds, about nothing a user could act on (each Secret keeps
+  its data throughout). The connection's log line and the parked-objects metric say it at
+  once; once the outage has lasted :data:`QUIET_FOR`, every parked object is sent through its
+  queue once more and its status and Event say what it waits for.
 - One probe per connection runs meanwhile, after a jittered backoff from
   :data:`PROBE_BASE` to :data:`PROBE_CAP` seconds; the first 200 ends the outage and puts
   every parked object back in its work queue at once, where they run at the queue's
@@ -84,6 +91,8 @@ PROBE_BASE = 0.2
 PROBE_CAP = 0.6
 #: How long a "Vault answers" verdict stands for further failures of the same connection.
 HEALTHY_FOR = 1.0
+#: How long an outage lasts before the statuses of its parked objects say so.
+QUIET_FOR = 5.0
 #: A path outage: this many distinct objects failing without an answer, within this many
 #: seconds, with no answered read of the connection in between.
 PATH_FAILURES = 3
@@ -130,6 +139,10 @@ class Outage:
     #: The parked object whose read probes now, and what ends its try (its report).
     canary: Entry | None = None
     tried: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Past the quiet time (see QUIET_FOR): the parked objects' statuses are to say so, and
+    #: those that did.
+    announced: bool = False
+    told: set[Entry] = field(default_factory=set)
 
     @property
     def message(self) -> str:
@@ -158,9 +171,11 @@ class Outages:
 
     def __init__(
         self, *, probe: Probe, base: float = PROBE_BASE, cap: float = PROBE_CAP,
-        healthy_for: float = HEALTHY_FOR, rng: random.Random | None = None,
+        healthy_for: float = HEALTHY_FOR, quiet_for: float = QUIET_FOR,
+        rng: random.Random | None = None,
     ) -> None:
         self._probe = probe
+        self._quiet_for = quiet_for
         self._base = base
         self._cap = cap
         self._healthy_for = healthy_for
@@ -209,20 +224,23 @@ class Outages:
         return (kind, key) in self._where
 
     def park(self, outage: Outage, *, kind: str, key: Key) -> bool:
-        """Park the object until ``outage`` ends; True the first time in this outage (then
-        its status should say so)."""
+        """Park the object until ``outage`` ends; True when its status should now say so
+        (once per object and outage, and only past the quiet time: see QUIET_FOR)."""
         entry = (kind, key)
         where = identity(outage.connection)
         if outage.canary == entry:  # parked again (its read failed, or its login): next one
             outage.tried.set()
-        if self._where.get(entry) == where:
+        if self._where.get(entry) != where:
+            self.release(kind=kind, key=key)
+            if self._down.get(where) is not outage:  # ended meanwhile: nothing to wait for
+                self._resume([entry])
+                return False
+            outage.parked[entry] = None
+            self._where[entry] = where
+        self._announce_if_due(outage, running=entry)
+        if not outage.announced or entry in outage.told:
             return False
-        self.release(kind=kind, key=key)
-        if self._down.get(where) is not outage:  # ended meanwhile: nothing to wait for
-            self._resume([entry])
-            return False
-        outage.parked[entry] = None
-        self._where[entry] = where
+        outage.told.add(entry)
         return True
 
     def release(self, *, kind: str, key: Key) -> None:
@@ -321,6 +339,7 @@ class Outages:
             attempt += 1
             await asyncio.sleep(jittered_backoff(attempt, base=self._base, cap=self._cap,
                                                  rng=self._rng))
+            self._announce_if_due(outage)
             verdict = await self._ask(outage.connection)
             outage.probes += 1
             if verdict is not None:
@@ -336,6 +355,7 @@ class Outages:
             attempt += 1
             await asyncio.sleep(jittered_backoff(attempt, base=self._base, cap=self._cap,
                                                  rng=self._rng))
+            self._announce_if_due(outage)
             canary = outage.next_canary()
             if canary is None:
                 continue  # the first objects are still being parked
@@ -363,6 +383,16 @@ class Outages:
                        down_for=round(_now() - outage.started, 3), probes=outage.probes,
                        resumed=len(parked))
         self._resume([entry for entry in parked if entry != running])
+
+    def _announce_if_due(self, outage: Outage, *, running: Entry | None = None) -> None:
+        """Past the quiet time, once: every parked object (but ``running``, parking now, and
+        a canary at its read) goes through its queue again, to find itself still parked and
+        say so (:meth:`park`); none sends a request."""
+        if outage.announced or _now() - outage.started < self._quiet_for:
+            return
+        outage.announced = True
+        self._resume([entry for entry in outage.parked
+                      if entry not in (running, outage.canary)])
 
     def _mark_answered(self, where: Identity) -> None:
         for older in [w for w in self._answered if w[:2] == where[:2] and w != where]:

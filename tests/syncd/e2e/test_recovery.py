@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.syncd.e2e.test_pki import _pki, _status, _vps
-from tests.syncd.e2e.world import GROUP_VERSION, OPERATOR_NS, World
+from tests.syncd.e2e.world import APP_NS, GROUP_VERSION, OPERATOR_NS, World
 
 OBJECTS = 50
 PROBE = "/v1/sys/health"
@@ -189,3 +189,34 @@ async def test_a_deleted_latest_version_that_comes_back_arrives_within_refresh_a
     print(f"\ndeleted latest version, then a new one (refreshAfter 2s): arrived after"
           f" {arrival:.2f} s")
     assert arrival < 2.0 + 1.5  # refreshAfter, and slack for a loaded machine
+
+
+async def test_a_vault_sealed_for_a_moment_costs_no_status_write(world: World) -> None:
+    """A Vault pod restarted and unsealed within seconds (an upgrade, the unsealer at work)
+    parks every object, but writes no status: announcing the outage and then its end would
+    cost two status writes per object (3,000 requests a second or two apart at 1,000
+    objects, found by `python -m bench unsealer-faults` under load). The objects still make
+    no request of their own meanwhile, and resume at once."""
+    names = await _synced_objects(world, OBJECTS, refresh="1s")
+    admin = world.vault.admin
+    admin.reset_counters()
+    writes = _status_writes(world)
+    admin.seal()
+    # Every object meets the seal within its refreshAfter and parks behind the probe.
+    await world.eventually(lambda: admin.request_count(method="GET", path=PROBE) >= 4,
+                           deadline=10, message="the outage confirmed and probed")
+    reads = admin.request_count(method="GET", path=READS)
+    probes = admin.request_count(method="GET", path=PROBE)
+    await world.eventually(lambda: admin.request_count(method="GET", path=PROBE) >= probes + 3,
+                           deadline=10, message="a few more probes")
+    assert admin.request_count(method="GET", path=READS) == reads  # parked: no reads
+    admin.unseal(world.unseal_keys)
+    # Back to work at once: every object reads again (nothing changed: nothing to write).
+    await world.eventually(
+        lambda: admin.request_count(method="GET", path=READS) >= reads + OBJECTS,
+        deadline=10, message="every object read again")
+    assert _status_writes(world) == writes
+    assert all(_ready(world, n) == ("True", "SecretSynced") for n in names)
+    warnings = [e for e in world.kube.admin.list("v1", "Event", APP_NS)
+                if e.get("type") == "Warning"]
+    assert warnings == []

@@ -45,9 +45,10 @@ class FakeVault:
 
 
 @contextlib.asynccontextmanager
-async def gate(vault: FakeVault) -> AsyncIterator[tuple[Outages, list[Key]]]:
+async def gate(vault: FakeVault, *, quiet_for: float = 0.0,
+               ) -> AsyncIterator[tuple[Outages, list[Key]]]:
     outages = Outages(probe=vault.probe, base=0.01, cap=0.02, healthy_for=60,
-                      rng=random.Random(1))
+                      quiet_for=quiet_for, rng=random.Random(1))
     resumed: list[Key] = []
     outages.resume_with(KIND, resumed.append)
     try:
@@ -94,6 +95,38 @@ async def test_a_down_connection_parks_its_objects_and_one_probe_resumes_them_al
         assert outages.down(connection()) is None
         assert not any(outages.holds(KIND, key) for key in keys)
         assert outages.probing == []
+
+
+async def test_a_short_outage_writes_no_status_and_a_long_one_says_so_once() -> None:
+    """A Vault restarted and unsealed within the quiet time costs the API server nothing:
+    no object is told to write its status (twice: parked, then resumed). Past it, every
+    parked object goes through its queue once more, and is told to say so, once."""
+    vault = FakeVault()
+    vault.verdicts["default"] = SEALED
+    keys = [("app", f"s{i}") for i in range(20)]
+    async with gate(vault, quiet_for=0.3) as (outages, resumed):
+        outage = await outages.confirm(connection())
+        assert outage is not None
+        assert not any(outages.park(outage, kind=KIND, key=key) for key in keys)
+        vault.verdicts["default"] = None  # back within the quiet time
+        await until(lambda: len(resumed) == 20)
+        assert not outage.announced and outage.told == set()
+
+    vault.verdicts["default"] = SEALED
+    async with gate(vault, quiet_for=0.3) as (outages, resumed):
+        outage = await outages.confirm(connection())
+        assert outage is not None
+        assert not any(outages.park(outage, kind=KIND, key=key) for key in keys)
+        await until(lambda: len(resumed) == 20)  # the announcement: each once, still down
+        assert outage.announced and outages.down(connection()) is outage
+        assert sorted(resumed) == sorted(keys)
+        assert all(outages.park(outage, kind=KIND, key=key) for key in keys)  # say so
+        assert not any(outages.park(outage, kind=KIND, key=key) for key in keys)  # once
+        late = ("app", "late")  # parked after the announcement: says so at once
+        assert outages.park(outage, kind=KIND, key=late)
+        vault.verdicts["default"] = None
+        await until(lambda: len(resumed) == 20 + 21)
+        assert outages.down(connection()) is None
 
 
 async def test_connections_are_told_apart_by_their_object_not_their_address() -> None:

@@ -113,7 +113,8 @@ async def world() -> Any:
         probes.append(connection.name)
         return verdicts[-1]
 
-    outages = Outages(probe=probe, base=0.01, cap=0.02, healthy_for=0, rng=random.Random(2))
+    outages = Outages(probe=probe, base=0.01, cap=0.02, healthy_for=0, quiet_for=0,
+                      rng=random.Random(2))
     status, recorder = Status(), Recorder()
     clients = Clients(AuthError("VaultAuth vault-syncd/default: login at auth/approle: Vault is"
                                 " sealed", reason="VaultSealed"))
